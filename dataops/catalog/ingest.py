@@ -1,0 +1,233 @@
+"""Ingest pipeline: expand inputs, inspect files in a process pool, write in batches.
+
+Every batch commits on its own, so an interrupted run leaves a consistent catalog and a
+re-run only does the rest: known locations of the same size are skipped without reading,
+and known bytes under a new path only gain a location.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from dataops.catalog import service
+from dataops.catalog.errors import IngestInputError
+from dataops.catalog.schemas import IngestResult
+from dataops.catalog.validate import InspectOptions, Inspection, inspect_uri
+from dataops.config import get_settings
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+LIST_SUFFIXES = {".txt", ".csv", ".lst"}
+_GLOB_CHARS = set("*?[")
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text and not text.startswith("file://")
+
+
+def _is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _read_list(path: Path) -> list[str]:
+    """A text file (one path/URI per line) or a CSV whose `uri`/`path` column (or first) lists them."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IngestInputError(f"{path}: cannot read the list file ({exc})") from exc
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if path.suffix.lower() != ".csv":
+        return [_absolute(line.strip(), path.parent) for line in lines]
+    rows = list(csv.reader(lines))
+    if not rows:
+        return []
+    header = [h.strip().lower() for h in rows[0]]
+    column = next((header.index(c) for c in ("uri", "path", "file") if c in header), None)
+    body = rows[1:] if column is not None else rows
+    col = column or 0
+    return [_absolute(row[col].strip(), path.parent) for row in body if len(row) > col and row[col].strip()]
+
+
+def _absolute(item: str, base: Path) -> str:
+    if _is_url(item):
+        return item
+    item = item.removeprefix("file://")
+    path = Path(item).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _walk(root: Path) -> Iterator[str]:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if _is_image_name(name):
+                yield str(Path(dirpath, name).resolve())
+
+
+def _expand_url(url: str) -> list[str]:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url)
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if fs.isdir(root):
+        return [f"{protocol}://{p}" for p in sorted(fs.find(root)) if _is_image_name(p)]
+    return [url]
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[str]:
+    """Folders (recursive), globs, list files, image files and fsspec URLs → unique locations."""
+    seen: dict[str, None] = {}
+    for raw in inputs:
+        if _is_url(raw):
+            found = _expand_url(raw)
+        elif _GLOB_CHARS & set(raw):
+            matches = sorted(glob.glob(os.path.expanduser(raw), recursive=True))
+            if not matches:
+                raise IngestInputError(f"{raw}: the pattern matches no files")
+            found = []
+            for match in matches:
+                path = Path(match)
+                if path.is_dir():
+                    found.extend(_walk(path))
+                elif _is_image_name(match):
+                    found.append(str(path.resolve()))
+        else:
+            path = Path(raw.removeprefix("file://")).expanduser()
+            if not path.exists():
+                raise IngestInputError(f"{raw}: no such file or folder")
+            if path.is_dir():
+                found = list(_walk(path))
+            elif path.suffix.lower() in LIST_SUFFIXES:
+                found = _read_list(path)
+            else:
+                found = [str(path.resolve())]
+        for uri in found:
+            seen.setdefault(uri, None)
+    return list(seen)
+
+
+def read_attributes(path: str | None) -> dict[str, dict[str, str]]:
+    """Per-image attributes keyed by location: CSV with a `path`/`uri` (or `file` = basename) column."""
+    if not path:
+        return {}
+    csv_path = Path(path)
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields = [f.strip() for f in reader.fieldnames or []]
+            key = next((f for f in ("uri", "path", "file") if f in fields), None)
+            if key is None:
+                raise IngestInputError(
+                    f"{path}: the attributes CSV needs a 'path', 'uri' or 'file' column "
+                    f"(found: {', '.join(fields) or 'no header'})"
+                )
+            out: dict[str, dict[str, str]] = {}
+            for line, row in enumerate(reader, start=2):
+                ref = (row.get(key) or "").strip()
+                if not ref:
+                    raise IngestInputError(f"{path}: line {line}: empty '{key}' value")
+                attrs = {k.strip(): (v or "").strip() for k, v in row.items() if k and k != key}
+                name = ref if key == "file" else _absolute(ref, csv_path.parent)
+                out[name] = attrs
+            return out
+    except OSError as exc:
+        raise IngestInputError(f"{path}: cannot read the attributes file ({exc})") from exc
+
+
+def _attributes_for(uri: str, table: dict[str, dict[str, str]]) -> dict[str, str] | None:
+    return table.get(uri) or table.get(os.path.basename(uri))
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _pool_size(configured: int) -> int:
+    if multiprocessing.current_process().daemon:
+        return 0  # a Celery prefork child cannot have children; the worker pool is the parallelism
+    return configured or (os.cpu_count() or 1)
+
+
+def ingest(
+    inputs: list[str],
+    *,
+    source: str | None = None,
+    attributes_csv: str | None = None,
+    copy: bool = False,
+    actor: str | None = None,
+    session_scope: Callable[[], Any],
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestResult:
+    settings = get_settings()
+    uris = expand_inputs(inputs)
+    attributes = read_attributes(attributes_csv)
+    options = InspectOptions(
+        max_pixels=settings.ingest.max_pixels,
+        exif_allowlist=frozenset(settings.ingest.exif_allowlist),
+        copy_to=settings.resolved_storage_url if copy else None,
+    )
+    result = IngestResult(files=len(uris))
+    with session_scope() as session:
+        source_id = service.get_or_create_source(session, source, actor=actor) if source else None
+    workers = _pool_size(settings.ingest.workers)
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    done = 0
+    try:
+        for chunk in _chunks(uris, settings.ingest.batch_size):
+            with session_scope() as session:
+                known = service.known_locations(session, chunk)
+            todo = [u for u in chunk if u not in known]
+            result.skipped += len(chunk) - len(todo)
+            run = partial(inspect_uri, options=options)
+            inspections: list[Inspection] = (
+                list(pool.map(run, todo, chunksize=8)) if pool else [run(u) for u in todo]
+            )
+            for item in inspections:
+                if item.sha256 is None:
+                    result.unreadable += 1
+                    result.errors.append(f"{item.uri}: {item.reason}")
+            with session_scope() as session:
+                counts = service.record_inspections(
+                    session,
+                    [i for i in inspections if i.sha256],
+                    source_id=source_id,
+                    attributes={i.uri: a for i in inspections if (a := _attributes_for(i.uri, attributes))},
+                )
+            result.new += counts.new
+            result.skipped += counts.existing
+            result.quarantined += counts.quarantined
+            result.locations_added += counts.locations_added
+            done += len(chunk)
+            if progress:
+                progress(done, len(uris))
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    return result
+
+
+def run_ingest_job(ctx: Any) -> dict[str, Any]:
+    """Job handler: params are {paths, source, attributes_csv, copy}."""
+    params = ctx.params
+    result = ingest(
+        list(params["paths"]),
+        source=params.get("source"),
+        attributes_csv=params.get("attributes_csv"),
+        copy=bool(params.get("copy")),
+        actor=ctx.actor,
+        session_scope=ctx.session,
+        progress=lambda done, total: ctx.progress(done, total, "ingest"),
+    )
+    with ctx.session() as session:
+        service.record_ingest_event(session, result, actor=ctx.actor, job_id=ctx.job_id)
+    return result.model_dump(exclude={"job_id"})

@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from dataops.catalog.errors import ImageNotFound
+from dataops.catalog.models import OK, QUARANTINED, Image, ImageLocation, Source
+from dataops.catalog.schemas import ImageDetail, IngestResult
+from dataops.catalog.validate import Inspection
+from dataops.events import service as events
+
+_CHUNK = 500
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def get_or_create_source(session: Session, name: str, *, actor: str | None = None) -> int:
+    stmt = _insert(session, Source).values(name=name).on_conflict_do_nothing()
+    if session.execute(stmt).rowcount:
+        events.record(session, "source.created", "source", name, actor=actor)
+    return int(session.scalar(select(Source.id).where(Source.name == name)) or 0)
+
+
+def known_locations(session: Session, uris: Sequence[str]) -> set[str]:
+    """Locations already recorded whose file still has the recorded size (content unchanged)."""
+    known: set[str] = set()
+    for start in range(0, len(uris), _CHUNK):
+        part = uris[start : start + _CHUNK]
+        rows = session.execute(
+            select(ImageLocation.uri, Image.bytes)
+            .join(Image, Image.id == ImageLocation.image_id)
+            .where(ImageLocation.uri.in_(part))
+        )
+        for uri, size in rows:
+            if "://" in uri:
+                known.add(uri)
+                continue
+            try:
+                if os.path.getsize(uri) == size:
+                    known.add(uri)
+            except OSError:
+                continue
+    return known
+
+
+@dataclass
+class RecordCounts:
+    new: int = 0
+    existing: int = 0
+    quarantined: int = 0
+    locations_added: int = 0
+
+
+def record_inspections(
+    session: Session,
+    inspections: Sequence[Inspection],
+    *,
+    source_id: int | None,
+    attributes: dict[str, dict[str, str]],
+) -> RecordCounts:
+    """Insert new images and every new location; concurrent ingests of the same bytes are safe."""
+    counts = RecordCounts()
+    if not inspections:
+        return counts
+    rows: dict[str, dict[str, Any]] = {}
+    for item in inspections:
+        assert item.sha256 is not None
+        if item.sha256 in rows:
+            continue
+        rows[item.sha256] = {
+            "sha256": item.sha256,
+            "uri": item.uri,
+            "blob_key": item.blob_key,
+            "width": item.width,
+            "height": item.height,
+            "format": item.format,
+            "mode": item.mode,
+            "bytes": item.bytes,
+            "captured_at": item.captured_at,
+            "camera": item.camera,
+            "source_id": source_id,
+            "attributes": attributes.get(item.uri, {}),
+            "status": OK if item.status == "ok" else QUARANTINED,
+            "quarantine_reason": item.reason,
+            "phash": item.phash,
+            "dhash": item.dhash,
+            "phash_flip": item.phash_flip,
+        }
+    stmt = _insert(session, Image).values(list(rows.values()))
+    stmt = stmt.on_conflict_do_nothing(index_elements=["sha256"]).returning(Image.sha256)
+    inserted = set(session.scalars(stmt))
+    counts.new = len(inserted)
+    counts.existing = len(inspections) - counts.new
+    counts.quarantined = sum(1 for sha in inserted if rows[sha]["status"] == QUARANTINED)
+    ids = {
+        sha: image_id
+        for sha, image_id in session.execute(
+            select(Image.sha256, Image.id).where(Image.sha256.in_(list(rows)))
+        )
+    }
+    locations = [
+        {"image_id": ids[i.sha256], "uri": i.uri, "source_id": source_id}
+        for i in inspections
+        if i.sha256 in ids
+    ]
+    loc_stmt = _insert(session, ImageLocation).values(locations)
+    loc_stmt = loc_stmt.on_conflict_do_nothing(index_elements=["uri"]).returning(ImageLocation.id)
+    counts.locations_added = len(list(session.scalars(loc_stmt)))
+    session.flush()
+    return counts
+
+
+def record_ingest_event(
+    session: Session, result: IngestResult, *, actor: str | None, job_id: str
+) -> None:
+    events.record(
+        session,
+        "catalog.ingested",
+        "job",
+        job_id,
+        actor=actor,
+        details=result.model_dump(include={"files", "new", "skipped", "quarantined", "unreadable"}),
+    )
+
+
+def image_query(
+    *,
+    status: str | None = None,
+    source: str | None = None,
+    attribute: dict[str, str] | None = None,
+) -> Select[tuple[Image]]:
+    stmt = select(Image).order_by(Image.id)
+    if status:
+        stmt = stmt.where(Image.status == status)
+    if source:
+        stmt = stmt.join(Source, Source.id == Image.source_id).where(Source.name == source)
+    for key, value in (attribute or {}).items():
+        stmt = stmt.where(Image.attributes[key].as_string() == value)
+    return stmt
+
+
+def list_images(
+    session: Session,
+    *,
+    status: str | None = None,
+    source: str | None = None,
+    attribute: dict[str, str] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Image]:
+    stmt = image_query(status=status, source=source, attribute=attribute).offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def get_image(session: Session, ref: str | int) -> Image:
+    """By id, full sha256, or a unique sha256 prefix of at least 8 characters."""
+    text = str(ref)
+    image: Image | None
+    if text.isdigit() and len(text) < 20:
+        image = session.get(Image, int(text))
+    elif len(text) == 64:
+        image = session.scalar(select(Image).where(Image.sha256 == text.lower()))
+    elif len(text) >= 8:
+        matches = list(session.scalars(select(Image).where(Image.sha256.startswith(text.lower())).limit(2)))
+        image = matches[0] if len(matches) == 1 else None
+    else:
+        image = None
+    if image is None:
+        raise ImageNotFound(f"no image {text!r} (use an id, a sha256 or a unique prefix of 8+ characters)")
+    return image
+
+
+def image_locations(session: Session, image_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(ImageLocation.uri).where(ImageLocation.image_id == image_id).order_by(ImageLocation.id)
+        )
+    )
+
+
+def source_name(session: Session, source_id: int | None) -> str | None:
+    return None if source_id is None else session.scalar(select(Source.name).where(Source.id == source_id))
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Image.status, func.count()).group_by(Image.status)).tuples()
+    return {status: int(n) for status, n in rows}
+
+
+def quarantine_reasons(session: Session) -> list[tuple[str, str]]:
+    rows = session.execute(
+        select(Image.uri, Image.quarantine_reason).where(Image.status == QUARANTINED).order_by(Image.id)
+    ).tuples()
+    return [(uri, reason or "") for uri, reason in rows]
+
+
+def image_detail(session: Session, image: Image) -> ImageDetail:
+    from dataops.catalog.hashing import from_signed64
+
+    data = {c.key: getattr(image, c.key) for c in Image.__table__.columns}
+    for key in ("phash", "dhash"):
+        value = data.pop(key)
+        data[key] = None if value is None else f"{from_signed64(value):016x}"
+    data.pop("phash_flip", None)
+    data["source"] = source_name(session, image.source_id)
+    data["locations"] = image_locations(session, image.id)
+    return ImageDetail.model_validate(data)

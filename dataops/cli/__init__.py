@@ -1,0 +1,54 @@
+"""The `dataops` command. Sub-command modules import services lazily so `--help` stays fast."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dataops.cli import catalog, demo, jobs, system
+
+app = typer.Typer(
+    name="dataops",
+    help=(
+        "Catalog images, find duplicates, pick what to label, sync vendor queues with Label "
+        "Studio, audit agreement and freeze leakage-safe manifests.\n\n"
+        "Embedded by default (SQLite under --data-dir, jobs in-process); set "
+        "DATAOPS_DATABASE_URL and DATAOPS_BROKER_URL to run on PostgreSQL with Celery workers."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+@app.callback()
+def _root(
+    data_dir: str | None = typer.Option(
+        None, "--data-dir", envvar="DATAOPS_DATA_DIR", help="Where the embedded catalog and blobs live."
+    ),
+) -> None:
+    import os
+
+    from dataops.config import reset_settings
+
+    if data_dir:
+        os.environ["DATAOPS_DATA_DIR"] = data_dir
+    reset_settings()
+
+
+system.register(app)
+catalog.register(app)
+app.add_typer(catalog.images_app, name="images")
+app.add_typer(jobs.app, name="jobs")
+demo.register(app)
+
+
+def main() -> None:
+    """Entry point: known errors become one line on stderr and a non-zero exit."""
+    from dataops.cli.errors import handle
+
+    try:
+        app()
+    except (Exception, KeyboardInterrupt) as exc:
+        sys.exit(handle(exc))

@@ -1,0 +1,67 @@
+"""`dataops jobs ...`: status, progress and errors of long work."""
+
+from __future__ import annotations
+
+import typer
+
+from dataops.cli.output import emit, table
+
+app = typer.Typer(help="Status, progress and errors of jobs.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_jobs(
+    status: str | None = typer.Option(None, "--status"),
+    kind: str | None = typer.Option(None, "--kind"),
+    limit: int = typer.Option(50, "--limit"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Recent jobs, newest first."""
+    from dataops.db import session_scope
+    from dataops.jobs import service
+    from dataops.jobs.schemas import JobOut
+    from dataops.migrate import ensure_ready
+
+    ensure_ready()
+    with session_scope() as session:
+        jobs = [JobOut.model_validate(j).model_dump(mode="json") for j in service.list_jobs(session, status=status, kind=kind, limit=limit)]
+    emit(
+        {"jobs": jobs},
+        as_json,
+        lambda: table(
+            "jobs",
+            ["id", "kind", "status", "progress", "created", "error"],
+            [
+                [j["id"], j["kind"], j["status"], f"{j['progress_done']}/{j['progress_total']}", j["created_at"][:19], (j["error"] or "")[:60]]
+                for j in jobs
+            ],
+        ),
+    )
+
+
+@app.command("show")
+def show_job(job_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """One job with its parameters, result and error."""
+    from dataops.db import session_scope
+    from dataops.jobs import service
+    from dataops.jobs.schemas import JobOut
+    from dataops.migrate import ensure_ready
+
+    ensure_ready()
+    with session_scope() as session:
+        data = JobOut.model_validate(service.get_job(session, job_id)).model_dump(mode="json")
+    emit(data, as_json, lambda: table(None, ["field", "value"], [[k, v] for k, v in data.items()]))
+
+
+@app.command("recover")
+def recover(
+    older_than: int = typer.Option(900, "--older-than", help="Seconds without progress."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Re-enqueue pending/running jobs that lost their worker or broker message."""
+    from dataops.jobs.recovery import recover_stale
+    from dataops.migrate import ensure_ready
+
+    ensure_ready()
+    ids = recover_stale(older_than)
+    emit({"requeued": ids}, as_json, lambda: table("requeued", ["job"], [[i] for i in ids]))

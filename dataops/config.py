@@ -1,0 +1,110 @@
+"""One settings tree for every entry point (CLI, API, workers), read from DATAOPS_* and .env."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# EXIF tags that may be read at all; everything else (GPS, serial numbers, owner/artist,
+# maker notes, thumbnails) is never parsed into the catalog.
+DEFAULT_EXIF_ALLOWLIST = ["Make", "Model", "DateTime", "DateTimeOriginal", "Orientation"]
+
+
+class IngestSettings(BaseModel):
+    max_pixels: int = Field(
+        default=178_956_970,
+        description="Images with more pixels are quarantined as decompression bombs.",
+    )
+    batch_size: int = Field(default=256, description="Rows written per transaction.")
+    workers: int = Field(default=0, description="Decode processes; 0 means one per CPU core.")
+    exif_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_EXIF_ALLOWLIST))
+
+
+class WorkerSettings(BaseModel):
+    soft_time_limit: int = 3600
+    time_limit: int = 3900
+    visibility_timeout: int = 4000
+    stale_after: int = Field(
+        default=900, description="Seconds without a heartbeat before a running job is stale."
+    )
+
+
+class DedupSettings(BaseModel):
+    radius: int = Field(default=10, description="pHash Hamming radius for candidates.")
+    confirm_radius: int = Field(default=12, description="dHash radius that confirms a pair.")
+    max_rep_distance: int = Field(
+        default=12, description="Anti-chaining: members stay this close to the representative."
+    )
+    flip: bool = Field(default=True, description="Also match horizontally mirrored images.")
+    semantic_threshold: float = 0.92
+
+
+class LabelStudioConnection(BaseModel):
+    url: str
+    token: SecretStr
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DATAOPS_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(default=Path(".dataops"))
+    database_url: str | None = None
+    broker_url: str | None = None
+    storage_url: str | None = None
+    secret_key: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    signed_url_ttl: int = Field(default=7 * 24 * 3600, description="Seconds a signed URL lives.")
+    labelstudio_url: str | None = None
+    labelstudio_token: SecretStr | None = None
+    labelstudio_connections: dict[str, LabelStudioConnection] = Field(default_factory=dict)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'catalog.db'}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or (self.resolved_data_dir / "blobs").as_uri()
+
+    @property
+    def embedded(self) -> bool:
+        """No broker: jobs run in-process."""
+        return not self.broker_url
+
+    def signing_key(self) -> bytes:
+        """The URL-signing key; generated once per data dir when not configured."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.resolved_data_dir / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the CLI's --data-dir change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dataops.events.models import AuditEvent
+
+SYSTEM_ACTOR = "system"
+
+
+def record(
+    session: Session,
+    action: str,
+    entity_type: str,
+    entity_id: object,
+    *,
+    actor: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Log a state change in the caller's transaction, so the event and the change commit together."""
+    event = AuditEvent(
+        actor=actor or SYSTEM_ACTOR,
+        action=action,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        details=details or {},
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def list_events(
+    session: Session, *, entity_type: str | None = None, entity_id: str | None = None, limit: int = 100
+) -> list[AuditEvent]:
+    stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if entity_type:
+        stmt = stmt.where(AuditEvent.entity_type == entity_type)
+    if entity_id:
+        stmt = stmt.where(AuditEvent.entity_id == entity_id)
+    return list(session.scalars(stmt))

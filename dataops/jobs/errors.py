@@ -1,0 +1,9 @@
+from dataops.errors import NotFound, ServiceUnavailable
+
+
+class JobNotFound(NotFound):
+    pass
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    pass

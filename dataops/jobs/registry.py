@@ -1,0 +1,31 @@
+"""Which function runs each job kind, and on which worker queue.
+
+Handlers are import strings so that neither the CLI nor the worker imports every domain
+(and torch, faiss, the Label Studio SDK) before it needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dataops.jobs.runner import JobContext
+
+HANDLERS: dict[str, str] = {
+    "ingest": "dataops.catalog.ingest:run_ingest_job",
+}
+
+QUEUES: dict[str, str] = {
+    "ingest": "ingest",
+}
+
+
+def handler_for(kind: str) -> Callable[[JobContext], dict[str, Any]]:
+    module, _, attr = HANDLERS[kind].partition(":")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+def task_name(kind: str) -> str:
+    return f"dataops.{kind}.run"

@@ -1,0 +1,43 @@
+"""The Celery app. Start with `dataops worker -Q ...` or `celery -A workers.app worker -Q ...`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu import Queue
+
+from dataops.config import get_settings
+from dataops.jobs.registry import QUEUES
+
+settings = get_settings()
+
+app = Celery("dataops", broker=settings.broker_url or "redis://127.0.0.1:6379/0")
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    task_acks_on_failure_or_timeout=True,
+    worker_prefetch_multiplier=1,
+    task_soft_time_limit=settings.worker.soft_time_limit,
+    task_time_limit=settings.worker.time_limit,
+    task_ignore_result=True,
+    task_queues=[Queue(name) for name in sorted(set(QUEUES.values()) | {"maintenance"})],
+    task_default_queue="maintenance",
+    task_routes={f"dataops.{kind}.run": {"queue": queue} for kind, queue in QUEUES.items()},
+    broker_transport_options={"visibility_timeout": settings.worker.visibility_timeout},
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    beat_schedule={
+        "recover-stale-jobs": {"task": "dataops.jobs.recover", "schedule": 300.0},
+    },
+)
+app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: Any) -> None:
+    """Forked children must not reuse the parent's database sockets."""
+    from dataops.db import dispose_engines
+
+    dispose_engines()

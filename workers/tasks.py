@@ -1,0 +1,28 @@
+"""Thin tasks: an explicit name, a job id as the only argument, one service call."""
+
+from __future__ import annotations
+
+from celery import Task
+
+from dataops.jobs.registry import QUEUES, task_name
+from workers.app import app
+
+
+def _job_task(kind: str) -> Task:
+    @app.task(name=task_name(kind), queue=QUEUES[kind])  # type: ignore[untyped-decorator]
+    def run(job_id: str) -> None:
+        from dataops.jobs.runner import execute
+
+        execute(job_id)
+
+    return run  # type: ignore[no-any-return]
+
+
+JOB_TASKS = {kind: _job_task(kind) for kind in QUEUES}
+
+
+@app.task(name="dataops.jobs.recover")  # type: ignore[untyped-decorator]
+def recover_jobs() -> list[str]:
+    from dataops.jobs.recovery import recover_stale
+
+    return recover_stale()
