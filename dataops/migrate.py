@@ -81,4 +81,6 @@ def ensure_ready() -> None:
         upgrade()
         return
     state = "is empty" if current is None else f"is at revision {current}"
-    raise DataopsError(f"the catalog database {state}, not at the latest schema: run `dataops init`")
+    raise DataopsError(
+        f"the catalog database {state}, not at the latest schema: run `dataops init`"
+    )

@@ -58,7 +58,9 @@ class BlobStore:
                 fh.write(data)
             self.fs.mv(tmp, path)
         except OSError as exc:
-            raise BlobStoreError(f"cannot write blob {key} to {self.url}: {exc.strerror or exc}") from exc
+            raise BlobStoreError(
+                f"cannot write blob {key} to {self.url}: {exc.strerror or exc}"
+            ) from exc
         return key
 
     def put_named(self, key: str, data: bytes) -> str:
@@ -69,7 +71,9 @@ class BlobStore:
             with self.fs.open(path, "wb") as fh:
                 fh.write(data)
         except OSError as exc:
-            raise BlobStoreError(f"cannot write {key} to {self.url}: {exc.strerror or exc}") from exc
+            raise BlobStoreError(
+                f"cannot write {key} to {self.url}: {exc.strerror or exc}"
+            ) from exc
         return key
 
     def get(self, key: str) -> bytes:

@@ -9,19 +9,19 @@ from workers.app import app
 
 
 def _job_task(kind: str) -> Task:
-    @app.task(name=task_name(kind), queue=QUEUES[kind])  # type: ignore[untyped-decorator]
+    @app.task(name=task_name(kind), queue=QUEUES[kind])
     def run(job_id: str) -> None:
         from dataops.jobs.runner import execute
 
         execute(job_id)
 
-    return run  # type: ignore[no-any-return]
+    return run
 
 
 JOB_TASKS = {kind: _job_task(kind) for kind in QUEUES}
 
 
-@app.task(name="dataops.jobs.recover")  # type: ignore[untyped-decorator]
+@app.task(name="dataops.jobs.recover")
 def recover_jobs() -> list[str]:
     from dataops.jobs.recovery import recover_stale
 

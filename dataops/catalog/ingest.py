@@ -21,7 +21,7 @@ from typing import Any
 from dataops.catalog import service
 from dataops.catalog.errors import IngestInputError
 from dataops.catalog.schemas import IngestResult
-from dataops.catalog.validate import InspectOptions, Inspection, inspect_uri
+from dataops.catalog.validate import Inspection, InspectOptions, inspect_uri
 from dataops.config import get_settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
@@ -53,7 +53,11 @@ def _read_list(path: Path) -> list[str]:
     column = next((header.index(c) for c in ("uri", "path", "file") if c in header), None)
     body = rows[1:] if column is not None else rows
     col = column or 0
-    return [_absolute(row[col].strip(), path.parent) for row in body if len(row) > col and row[col].strip()]
+    return [
+        _absolute(row[col].strip(), path.parent)
+        for row in body
+        if len(row) > col and row[col].strip()
+    ]
 
 
 def _absolute(item: str, base: Path) -> str:
@@ -201,7 +205,9 @@ def ingest(
                     session,
                     [i for i in inspections if i.sha256],
                     source_id=source_id,
-                    attributes={i.uri: a for i in inspections if (a := _attributes_for(i.uri, attributes))},
+                    attributes={
+                        i.uri: a for i in inspections if (a := _attributes_for(i.uri, attributes))
+                    },
                 )
             result.new += counts.new
             result.skipped += counts.existing

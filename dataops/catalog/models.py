@@ -35,7 +35,9 @@ class Image(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     captured_at: Mapped[datetime | None] = mapped_column(default=None)
     camera: Mapped[str | None] = mapped_column(String(128), default=None)
-    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id"), index=True, default=None)
+    source_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sources.id"), index=True, default=None
+    )
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default=OK, index=True)
     quarantine_reason: Mapped[str | None] = mapped_column(Text, default=None)

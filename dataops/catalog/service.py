@@ -13,6 +13,7 @@ from dataops.catalog.errors import ImageNotFound
 from dataops.catalog.models import OK, QUARANTINED, Image, ImageLocation, Source
 from dataops.catalog.schemas import ImageDetail, IngestResult
 from dataops.catalog.validate import Inspection
+from dataops.db import utcnow
 from dataops.events import service as events
 
 _CHUNK = 500
@@ -25,7 +26,7 @@ def _insert(session: Session, table: Any) -> Any:
 
 def get_or_create_source(session: Session, name: str, *, actor: str | None = None) -> int:
     stmt = _insert(session, Source).values(name=name).on_conflict_do_nothing()
-    if session.execute(stmt).rowcount:
+    if session.execute(stmt).rowcount:  # type: ignore[attr-defined]
         events.record(session, "source.created", "source", name, actor=actor)
     return int(session.scalar(select(Source.id).where(Source.name == name)) or 0)
 
@@ -112,8 +113,13 @@ def record_inspections(
         for i in inspections
         if i.sha256 in ids
     ]
+    # A location whose bytes changed moves to the new image; the old image keeps its history.
     loc_stmt = _insert(session, ImageLocation).values(locations)
-    loc_stmt = loc_stmt.on_conflict_do_nothing(index_elements=["uri"]).returning(ImageLocation.id)
+    loc_stmt = loc_stmt.on_conflict_do_update(
+        index_elements=["uri"],
+        set_={"image_id": loc_stmt.excluded.image_id, "seen_at": utcnow()},
+        where=ImageLocation.image_id != loc_stmt.excluded.image_id,
+    ).returning(ImageLocation.id)
     counts.locations_added = len(list(session.scalars(loc_stmt)))
     session.flush()
     return counts
@@ -137,7 +143,7 @@ def image_query(
     status: str | None = None,
     source: str | None = None,
     attribute: dict[str, str] | None = None,
-) -> Select[tuple[Image]]:
+) -> Select[Image]:
     stmt = select(Image).order_by(Image.id)
     if status:
         stmt = stmt.where(Image.status == status)
@@ -172,25 +178,35 @@ def get_image(session: Session, ref: str | int) -> Image:
     elif len(text) == 64:
         image = session.scalar(select(Image).where(Image.sha256 == text.lower()))
     elif len(text) >= 8:
-        matches = list(session.scalars(select(Image).where(Image.sha256.startswith(text.lower())).limit(2)))
+        matches = list(
+            session.scalars(select(Image).where(Image.sha256.startswith(text.lower())).limit(2))
+        )
         image = matches[0] if len(matches) == 1 else None
     else:
         image = None
     if image is None:
-        raise ImageNotFound(f"no image {text!r} (use an id, a sha256 or a unique prefix of 8+ characters)")
+        raise ImageNotFound(
+            f"no image {text!r} (use an id, a sha256 or a unique prefix of 8+ characters)"
+        )
     return image
 
 
 def image_locations(session: Session, image_id: int) -> list[str]:
     return list(
         session.scalars(
-            select(ImageLocation.uri).where(ImageLocation.image_id == image_id).order_by(ImageLocation.id)
+            select(ImageLocation.uri)
+            .where(ImageLocation.image_id == image_id)
+            .order_by(ImageLocation.id)
         )
     )
 
 
 def source_name(session: Session, source_id: int | None) -> str | None:
-    return None if source_id is None else session.scalar(select(Source.name).where(Source.id == source_id))
+    return (
+        None
+        if source_id is None
+        else session.scalar(select(Source.name).where(Source.id == source_id))
+    )
 
 
 def status_counts(session: Session) -> dict[str, int]:
@@ -200,7 +216,9 @@ def status_counts(session: Session) -> dict[str, int]:
 
 def quarantine_reasons(session: Session) -> list[tuple[str, str]]:
     rows = session.execute(
-        select(Image.uri, Image.quarantine_reason).where(Image.status == QUARANTINED).order_by(Image.id)
+        select(Image.uri, Image.quarantine_reason)
+        .where(Image.status == QUARANTINED)
+        .order_by(Image.id)
     ).tuples()
     return [(uri, reason or "") for uri, reason in rows]
 
@@ -216,3 +234,13 @@ def image_detail(session: Session, image: Image) -> ImageDetail:
     data["source"] = source_name(session, image.source_id)
     data["locations"] = image_locations(session, image.id)
     return ImageDetail.model_validate(data)
+
+
+def known_image_sha(session: Session, uri: str) -> str:
+    """The sha256 of the image recorded at a location."""
+    sha = session.scalar(
+        select(Image.sha256).join(ImageLocation, ImageLocation.image_id == Image.id).where(ImageLocation.uri == uri)
+    )
+    if sha is None:
+        raise ImageNotFound(f"no image recorded at {uri}")
+    return sha

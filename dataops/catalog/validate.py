@@ -116,8 +116,9 @@ def inspect_bytes(
         if fmt == "JPEG" and img.mode in ("RGB", "L", "YCbCr"):
             img.draft("L", (64, 64))
         img.load()
-        img = ImageOps.exif_transpose(img) if "Orientation" in exif_allowlist else img
-        hashes = compute_hashes(img)
+        oriented: Image.Image = img
+        oriented = ImageOps.exif_transpose(img) if "Orientation" in exif_allowlist else img
+        hashes = compute_hashes(oriented)
     except Image.DecompressionBombError as exc:
         return quarantine(f"decompression bomb: {exc}")
     except UnidentifiedImageError:

@@ -22,10 +22,14 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+
 @app.callback()
 def _root(
     data_dir: str | None = typer.Option(
-        None, "--data-dir", envvar="DATAOPS_DATA_DIR", help="Where the embedded catalog and blobs live."
+        None,
+        "--data-dir",
+        envvar="DATAOPS_DATA_DIR",
+        help="Where the embedded catalog and blobs live.",
     ),
 ) -> None:
     import os

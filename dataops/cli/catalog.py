@@ -24,15 +24,20 @@ def _absolute_input(raw: str) -> str:
 
 def ingest(
     paths: list[str] = typer.Argument(
-        ..., help="Folders (recursive), globs, image files, .txt/.csv lists of paths/URIs, fsspec URLs."
+        ...,
+        help="Folders (recursive), globs, image files, .txt/.csv lists of paths/URIs, fsspec URLs.",
     ),
-    source: str | None = typer.Option(None, "--source", help="Name the source these images came from."),
+    source: str | None = typer.Option(
+        None, "--source", help="Name the source these images came from."
+    ),
     attributes: Path | None = typer.Option(
         None,
         "--attributes",
         help="CSV with a path/uri/file column and one column per attribute (device, site, locale...).",
     ),
-    copy: bool = typer.Option(False, "--copy", help="Copy bytes into the blob store (default: reference)."),
+    copy: bool = typer.Option(
+        False, "--copy", help="Copy bytes into the blob store (default: reference)."
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="With a broker: wait for the worker."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -110,7 +115,10 @@ def list_images(
         lambda: table(
             f"{len(images)} images",
             ["id", "sha256", "status", "uri", "reason"],
-            [[i["id"], i["sha256"][:12], i["status"], i["uri"], i["quarantine_reason"]] for i in images],
+            [
+                [i["id"], i["sha256"][:12], i["status"], i["uri"], i["quarantine_reason"]]
+                for i in images
+            ],
         ),
     )
 
@@ -127,7 +135,9 @@ def show_image(
 
     ensure_ready()
     with session_scope() as session:
-        data = service.image_detail(session, service.get_image(session, ref)).model_dump(mode="json")
+        data = service.image_detail(session, service.get_image(session, ref)).model_dump(
+            mode="json"
+        )
     emit(
         data,
         as_json,

@@ -40,19 +40,28 @@ def demo(
         err_console.print(f"demo set: {counts} under {path}")
     elif not path.is_dir():
         raise DataopsError(f"{path}: not a folder")
-    job = run_job("ingest", {"paths": [str(path.absolute())], "source": "demo"}, description="ingest")
+    job = run_job(
+        "ingest", {"paths": [str(path.absolute())], "source": "demo"}, description="ingest"
+    )
     result = job.result or {}
     with session_scope() as session:
         statuses = service.status_counts(session)
         reasons = service.quarantine_reasons(session)
-    summary = {"ingest": result, "catalog": statuses, "quarantined": [{"uri": u, "reason": r} for u, r in reasons]}
+    summary = {
+        "ingest": result,
+        "catalog": statuses,
+        "quarantined": [{"uri": u, "reason": r} for u, r in reasons],
+    }
 
     def render() -> None:
         table(
             "dataops demo",
             ["step", "result"],
             [
-                ["ingest", f"{result.get('files')} files: {result.get('new')} new, {result.get('skipped')} skipped, {result.get('quarantined')} quarantined"],
+                [
+                    "ingest",
+                    f"{result.get('files')} files: {result.get('new')} new, {result.get('skipped')} skipped, {result.get('quarantined')} quarantined",
+                ],
                 ["catalog", ", ".join(f"{k}={v}" for k, v in sorted(statuses.items()))],
             ],
         )

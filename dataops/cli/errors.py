@@ -37,6 +37,8 @@ def handle(exc: BaseException) -> int:
         )
         return EXIT_UNAVAILABLE
     if isinstance(exc, KeyboardInterrupt):
-        err_console.print("interrupted: finished batches are saved; run the command again to resume")
+        err_console.print(
+            "interrupted: finished batches are saved; run the command again to resume"
+        )
         return 130
     raise exc

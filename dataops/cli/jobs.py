@@ -24,7 +24,10 @@ def list_jobs(
 
     ensure_ready()
     with session_scope() as session:
-        jobs = [JobOut.model_validate(j).model_dump(mode="json") for j in service.list_jobs(session, status=status, kind=kind, limit=limit)]
+        jobs = [
+            JobOut.model_validate(j).model_dump(mode="json")
+            for j in service.list_jobs(session, status=status, kind=kind, limit=limit)
+        ]
     emit(
         {"jobs": jobs},
         as_json,
@@ -32,7 +35,14 @@ def list_jobs(
             "jobs",
             ["id", "kind", "status", "progress", "created", "error"],
             [
-                [j["id"], j["kind"], j["status"], f"{j['progress_done']}/{j['progress_total']}", j["created_at"][:19], (j["error"] or "")[:60]]
+                [
+                    j["id"],
+                    j["kind"],
+                    j["status"],
+                    f"{j['progress_done']}/{j['progress_total']}",
+                    j["created_at"][:19],
+                    (j["error"] or "")[:60],
+                ]
                 for j in jobs
             ],
         ),

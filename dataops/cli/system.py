@@ -46,8 +46,12 @@ def worker(
         "-Q",
         help="Comma-separated queues; give GPU machines `score`, CPU machines the rest.",
     ),
-    concurrency: int = typer.Option(0, "--concurrency", "-c", help="Worker processes (0: one per core)."),
-    beat: bool = typer.Option(False, "--beat", help="Also run the periodic scheduler (one per deployment)."),
+    concurrency: int = typer.Option(
+        0, "--concurrency", "-c", help="Worker processes (0: one per core)."
+    ),
+    beat: bool = typer.Option(
+        False, "--beat", help="Also run the periodic scheduler (one per deployment)."
+    ),
     loglevel: str = typer.Option("INFO", "--loglevel"),
 ) -> None:
     """Run a Celery worker for the given queues (wraps `celery -A workers.app worker`)."""
@@ -57,7 +61,9 @@ def worker(
 
     settings = get_settings()
     if not settings.broker_url:
-        raise DataopsError("no broker configured: set DATAOPS_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
+        raise DataopsError(
+            "no broker configured: set DATAOPS_BROKER_URL (e.g. redis://127.0.0.1:6379/0)"
+        )
     check_broker(settings.broker_url)
     argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues]
     argv += ["--loglevel", loglevel, "--without-gossip", "--without-mingle"]
@@ -65,4 +71,4 @@ def worker(
         argv += ["-c", str(concurrency)]
     if beat:
         argv.append("-B")
-    os.execv(sys.executable, argv)
+    os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with celery

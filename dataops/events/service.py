@@ -33,7 +33,11 @@ def record(
 
 
 def list_events(
-    session: Session, *, entity_type: str | None = None, entity_id: str | None = None, limit: int = 100
+    session: Session,
+    *,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    limit: int = 100,
 ) -> list[AuditEvent]:
     stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if entity_type:

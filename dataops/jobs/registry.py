@@ -24,7 +24,7 @@ QUEUES: dict[str, str] = {
 
 def handler_for(kind: str) -> Callable[[JobContext], dict[str, Any]]:
     module, _, attr = HANDLERS[kind].partition(":")
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), attr)
 
 
 def task_name(kind: str) -> str:

@@ -124,7 +124,9 @@ def _finish(job_id: str, *, result: dict[str, Any] | None = None, error: str | N
         return job
 
 
-def wait(job_id: str, *, timeout: float | None = None, on_progress: ProgressCallback | None = None) -> Job:
+def wait(
+    job_id: str, *, timeout: float | None = None, on_progress: ProgressCallback | None = None
+) -> Job:
     """Poll a queued job until it finishes (the CLI waits unless told not to)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:

@@ -63,11 +63,18 @@ def mark_finished(
     job.finished_at = utcnow()
     session.flush()
     events.record(
-        session, f"job.{job.status}", "job", job.id, actor=job.created_by, details={"kind": job.kind}
+        session,
+        f"job.{job.status}",
+        "job",
+        job.id,
+        actor=job.created_by,
+        details={"kind": job.kind},
     )
 
 
-def stale_jobs(session: Session, *, older_than: timedelta, now: datetime | None = None) -> list[Job]:
+def stale_jobs(
+    session: Session, *, older_than: timedelta, now: datetime | None = None
+) -> list[Job]:
     """Pending or running jobs nobody has touched for a while (lost broker message, dead worker)."""
     cutoff = (now or utcnow()) - older_than
     last_seen = func.coalesce(Job.heartbeat_at, Job.created_at)

@@ -8,10 +8,9 @@ Create Date: 2026-11-26
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from _triggers import drop_append_only, make_append_only
 from alembic import op
 from sqlalchemy.dialects import postgresql
-
-from _triggers import drop_append_only, make_append_only
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -52,7 +51,9 @@ def upgrade() -> None:
         sa.Column("dhash", sa.BigInteger(), nullable=True),
         sa.Column("phash_flip", sa.BigInteger(), nullable=True),
         sa.Column("ingested_at", TS, nullable=False),
-        sa.ForeignKeyConstraint(["source_id"], ["sources.id"], name=op.f("fk_images_source_id_sources")),
+        sa.ForeignKeyConstraint(
+            ["source_id"], ["sources.id"], name=op.f("fk_images_source_id_sources")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_images")),
         sa.UniqueConstraint("sha256", name=op.f("uq_images_sha256")),
     )
@@ -67,9 +68,14 @@ def upgrade() -> None:
         sa.Column("source_id", sa.Integer(), nullable=True),
         sa.Column("seen_at", TS, nullable=False),
         sa.ForeignKeyConstraint(
-            ["image_id"], ["images.id"], name=op.f("fk_image_locations_image_id_images"), ondelete="CASCADE"
+            ["image_id"],
+            ["images.id"],
+            name=op.f("fk_image_locations_image_id_images"),
+            ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(["source_id"], ["sources.id"], name=op.f("fk_image_locations_source_id_sources")),
+        sa.ForeignKeyConstraint(
+            ["source_id"], ["sources.id"], name=op.f("fk_image_locations_source_id_sources")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_image_locations")),
         sa.UniqueConstraint("uri", name=op.f("uq_image_locations_uri")),
     )
@@ -96,7 +102,12 @@ def upgrade() -> None:
     op.create_index(op.f("ix_jobs_status"), "jobs", ["status"])
     op.create_table(
         "audit_events",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
         sa.Column("at", TS, nullable=False),
         sa.Column("actor", sa.String(128), nullable=False),
         sa.Column("action", sa.String(64), nullable=False),
