@@ -1,10 +1,29 @@
 """Every ORM table, imported in one place so Alembic compares the whole schema."""
 
+from dataops.audits import models as audits_models
+from dataops.auth import models as auth_models
 from dataops.catalog import models as catalog_models
 from dataops.db import Base
+from dataops.dedup import models as dedup_models
 from dataops.events import models as events_models
 from dataops.jobs import models as jobs_models
+from dataops.labeling import models as labeling_models
+from dataops.manifests import models as manifests_models
+from dataops.scoring import models as scoring_models
+from dataops.selection import models as selection_models
 
 metadata = Base.metadata
 
-__all__ = ["catalog_models", "events_models", "jobs_models", "metadata"]
+__all__ = [
+    "audits_models",
+    "auth_models",
+    "catalog_models",
+    "dedup_models",
+    "events_models",
+    "jobs_models",
+    "labeling_models",
+    "manifests_models",
+    "metadata",
+    "scoring_models",
+    "selection_models",
+]

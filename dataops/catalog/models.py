@@ -45,6 +45,9 @@ class Image(Base):
     dhash: Mapped[int | None] = mapped_column(BigInteger, default=None)
     phash_flip: Mapped[int | None] = mapped_column(BigInteger, default=None)
     ingested_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    dup_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dup_groups.id", ondelete="SET NULL"), index=True, default=None
+    )
 
     source: Mapped[Source | None] = relationship(lazy="raise")
     locations: Mapped[list[ImageLocation]] = relationship(

@@ -1,0 +1,1 @@
+"""Vendors, annotators, queues, guidelines and append-only label versions."""

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dataops.db import Base, utcnow
+
+SUBMITTED, ACCEPTED, REJECTED, ADJUDICATED, DELETED = (
+    "submitted",
+    "accepted",
+    "rejected",
+    "adjudicated",
+    "deleted",
+)
+
+
+class Vendor(Base):
+    __tablename__ = "vendors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Guideline(Base):
+    """A published guideline version: Markdown + class list, identified by its content hash."""
+
+    __tablename__ = "guidelines"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    classes: Mapped[list[Any]]
+    body: Mapped[str] = mapped_column(Text)
+    label_config: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Queue(Base):
+    """A vendor's labeling queue, pinned to one guideline version and one Label Studio connection."""
+
+    __tablename__ = "queues"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    vendor_id: Mapped[int] = mapped_column(ForeignKey("vendors.id"), index=True)
+    guideline_id: Mapped[int] = mapped_column(ForeignKey("guidelines.id"))
+    connection: Mapped[str] = mapped_column(String(64), default="default")
+    overlap: Mapped[float] = mapped_column(default=0.0)
+    gold: Mapped[float] = mapped_column(default=0.0)
+    due_days: Mapped[float | None] = mapped_column(default=None)
+    ls_project_id: Mapped[int | None] = mapped_column(default=None)
+    pull_cursor: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Annotator(Base):
+    """A Label Studio user on one connection, mapped to a vendor; `mapped_by` records how."""
+
+    __tablename__ = "annotators"
+    __table_args__ = (UniqueConstraint("connection", "ls_user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    vendor_id: Mapped[int | None] = mapped_column(ForeignKey("vendors.id"), index=True, default=None)
+    connection: Mapped[str | None] = mapped_column(String(64), default=None)
+    ls_user_id: Mapped[int | None] = mapped_column(default=None)
+    email: Mapped[str | None] = mapped_column(String(256), default=None)
+    mapped_by: Mapped[str] = mapped_column(String(32), default="import")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LabelVersion(Base):
+    """Append-only: an edit is a new row that supersedes the annotator's previous one."""
+
+    __tablename__ = "label_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    annotator_id: Mapped[int | None] = mapped_column(ForeignKey("annotators.id"), index=True, default=None)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True, default=None)
+    guideline_id: Mapped[int | None] = mapped_column(ForeignKey("guidelines.id"), default=None)
+    task: Mapped[str] = mapped_column(String(128), default="default", index=True)
+    payload: Mapped[dict[str, Any]]
+    source: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(128))
+    source_updated_at: Mapped[datetime | None] = mapped_column(default=None)
+    source_key: Mapped[str] = mapped_column(String(256), unique=True)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("label_versions.id"), default=None)
+    status: Mapped[str] = mapped_column(String(16), default=SUBMITTED, index=True)
+    created_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
