@@ -1,0 +1,1 @@
+"""Audits: inter-annotator agreement, gold checks, reports and acceptance gates."""
