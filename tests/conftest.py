@@ -12,6 +12,8 @@ import pytest
 
 from tests.support.services import PG_ADMIN_URL, create_database, drop_database, redis_db
 
+pytest_plugins = ["tests.support.labelstudio"]
+
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 if not CORPUS.exists():
     CORPUS = Path(os.environ.get("DATAOPS_TEST_CORPUS", "/work/shared/corpus"))

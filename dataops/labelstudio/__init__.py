@@ -1,0 +1,1 @@
+"""Label Studio client layer: the only code in dataops that talks to Label Studio."""
