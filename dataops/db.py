@@ -88,6 +88,8 @@ def is_sqlite(session_or_engine: Session | Engine) -> bool:
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
+    import dataops.models  # noqa: F401  - every table registered before mappers configure
+
     return sessionmaker(bind=get_engine(url), expire_on_commit=False)
 
 

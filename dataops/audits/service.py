@@ -1,0 +1,1007 @@
+"""Audit runs on labeled batches: agreement, gold checks and the acceptance gate.
+
+Answers. Per batch item and annotator, the live label version of the batch for one labeling
+task (the head of its chain, see ``labeling.service.live_versions``) when its status is
+``submitted`` or ``accepted``. The batch item's gold answer (``gold_label_version_id``) and a
+live ``adjudicated`` version are references, not answers.
+
+Two answers *match* when their classes are equal (classification) or, for detection, when
+every box of one is matched one-to-one to a box of the same class in the other at
+IoU >= 0.5 (Hungarian matching, as in ``dataops.audits.boxes``).
+
+Items.
+- *overlap item*: answers from at least two annotators. Every agreement statistic (percent
+  agreement, Cohen's kappa for two annotators, Fleiss' kappa, Krippendorff's alpha, their
+  bootstrap intervals, the per annotator / class / vendor tables; box agreement for
+  detection) is computed on exactly the overlap items' answers.
+- *gold item*: ``is_gold`` with a gold answer and at least one annotator answer. Gold
+  accuracy is computed per annotator on these.
+- *audited item*: an overlap item, a gold item, or an item with an adjudicated version and
+  at least one answer.
+
+Each item's accepted label: the gold answer on gold items, the adjudicated answer where
+there is one, else the majority answer (the largest group of matching answers); a single
+answer is taken as it is. An overlap item whose largest groups tie is *disputed*, and so is
+a gold item where any answer misses the gold answer (the question or the gold answer may be
+ambiguous). Disputed items go to a new ``relabel`` batch.
+
+**Audit pass rate** = passed audited items / audited items. An audited item passes when
+every annotator answer matches its reference: the gold or adjudicated answer where there is
+one, otherwise the majority answer, so an overlap item passes only when it is unanimous (a
+tie never passes). The batch is accepted when pass rate >= gate, rejected otherwise.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
+
+import dataops.models  # noqa: F401  (every table: flushing a Batch resolves all its foreign keys)
+from dataops.audits.errors import (
+    AuditInputError,
+    AuditNotFound,
+    BatchClosed,
+    BatchNotFound,
+    NothingToAudit,
+    RatingsFileError,
+)
+from dataops.audits.models import Audit
+from dataops.audits.schemas import AuditOut
+from dataops.catalog.models import Image
+from dataops.db import is_sqlite, utcnow
+from dataops.errors import Conflict
+from dataops.events import service as events
+from dataops.labeling import service as labeling
+from dataops.labeling.models import (
+    ACCEPTED,
+    ADJUDICATED,
+    REJECTED,
+    SUBMITTED,
+    Annotator,
+    LabelVersion,
+    Queue,
+    Vendor,
+)
+from dataops.selection.models import OPEN_STATUSES, Batch, BatchItem, ImageClaim
+
+if TYPE_CHECKING:
+    from dataops.audits.metrics import Level
+    from dataops.audits.report import (
+        AnnotatorRow,
+        ClassRow,
+        DisputedItem,
+        Heatmap,
+        VendorRow,
+    )
+    from dataops.jobs.runner import JobContext
+    from dataops.storage import BlobStore
+
+DEFAULT_GATE = 0.95
+GOLD_THRESHOLD = 0.9
+IOU_THRESHOLD = 0.5
+DEFAULT_RESAMPLES = 1000
+# A relabeled item gets three answers, so a two-way tie cannot happen again.
+RELABEL_ANSWERS = 3
+THUMBNAIL_EDGE = 240
+# Thumbnails are embedded in the HTML; past this many the file stops being easy to open.
+MAX_THUMBNAILS = 200
+NO_VENDOR = "(no vendor)"
+
+Payload = dict[str, Any]
+Same = Callable[[Payload, Payload], bool]
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    batch_item: BatchItem
+    image: Image
+    answers: dict[str, LabelVersion] = field(default_factory=dict)
+    gold: LabelVersion | None = None
+    adjudicated: LabelVersion | None = None
+
+    @property
+    def reference(self) -> LabelVersion | None:
+        return self.gold or self.adjudicated
+
+
+@dataclass
+class _Decision:
+    """What the audit concluded about one item; ``passed`` is None when it is not audited."""
+
+    role: str
+    label: Payload | None
+    winners: list[LabelVersion]
+    losers: list[LabelVersion]
+    passed: bool | None
+    disputed: str | None = None
+
+    @property
+    def audited(self) -> bool:
+        return self.passed is not None
+
+
+@dataclass
+class _Loaded:
+    items: list[_Item]
+    kind: str
+    task: str
+    vendor_of: dict[str, str]
+    unattributed: int
+
+
+def _get_batch(session: Session, batch_id: int, *, lock: bool = False) -> Batch:
+    batch = session.get(Batch, batch_id, with_for_update=lock)
+    if batch is None:
+        raise BatchNotFound(f"no batch {batch_id} (see `dataops batches list`)")
+    return batch
+
+
+def check_auditable(session: Session, batch_id: int, *, lock: bool = False) -> Batch:
+    """The batch, if it is still open: a closed batch already has its decision."""
+    batch = _get_batch(session, batch_id, lock=lock)
+    if batch.status not in OPEN_STATUSES:
+        last = session.scalar(
+            select(Audit.id).where(Audit.batch_id == batch.id).order_by(Audit.id.desc())
+        )
+        by = f" by audit {last} (`dataops audit show {last}`)" if last else ""
+        raise BatchClosed(
+            f"batch {batch.id} is already {batch.status}{by}; it cannot be re-audited"
+        )
+    return batch
+
+
+def _payload_kind(payload: Payload) -> str:
+    return "detection" if "boxes" in payload else "classification"
+
+
+def _load(session: Session, batch: Batch, task: str | None) -> _Loaded:
+    rows = session.execute(
+        select(BatchItem, Image)
+        .join(Image, Image.id == BatchItem.image_id)
+        .where(BatchItem.batch_id == batch.id)
+        .order_by(BatchItem.position, BatchItem.id)
+    ).all()
+    items = {bi.image_id: _Item(bi, image) for bi, image in rows}
+    gold_ids = {
+        bi.gold_label_version_id for bi, _ in rows if bi.is_gold and bi.gold_label_version_id
+    }
+    gold = {
+        v.id: v
+        for v in session.scalars(select(LabelVersion).where(LabelVersion.id.in_(sorted(gold_ids))))
+    }
+    for bi, _ in rows:
+        if bi.is_gold and bi.gold_label_version_id in gold:
+            items[bi.image_id].gold = gold[bi.gold_label_version_id]
+
+    tasks = sorted(
+        session.scalars(
+            select(LabelVersion.task).where(LabelVersion.batch_id == batch.id).distinct()
+        )
+    )
+    if task is None:
+        if len(tasks) > 1:
+            raise AuditInputError(
+                f"batch {batch.id} has labels for several tasks ({', '.join(tasks)}); "
+                "name one with --task"
+            )
+        task = tasks[0] if tasks else "default"
+    live = [
+        v
+        for v in labeling.live_versions(session, batch_id=batch.id, task=task)
+        if v.id not in gold
+        and v.image_id in items
+        and v.status in (SUBMITTED, ACCEPTED, ADJUDICATED)
+    ]
+    annotator_ids = {v.annotator_id for v in live if v.annotator_id is not None}
+    names: dict[int, str] = {}
+    vendor_of: dict[str, str] = {}
+    for annotator, vendor_name in session.execute(
+        select(Annotator, Vendor.name)
+        .outerjoin(Vendor, Vendor.id == Annotator.vendor_id)
+        .where(Annotator.id.in_(sorted(annotator_ids)))
+    ):
+        names[annotator.id] = annotator.name
+        vendor_of[annotator.name] = vendor_name or NO_VENDOR
+    unattributed = 0
+    for v in live:  # ascending ids: a newer adjudication replaces an older one
+        item = items[v.image_id]
+        if v.status == ADJUDICATED:
+            item.adjudicated = v
+        elif v.annotator_id is None:
+            unattributed += 1
+        else:
+            item.answers[names[v.annotator_id]] = v
+    for item in items.values():
+        item.answers = dict(sorted(item.answers.items()))
+
+    kinds = {
+        _payload_kind(v.payload)
+        for item in items.values()
+        for v in [*item.answers.values(), *filter(None, (item.gold, item.adjudicated))]
+    }
+    if len(kinds) > 1:
+        raise AuditInputError(
+            f"batch {batch.id} mixes classification and detection labels for task {task!r}; "
+            "they cannot be compared"
+        )
+    kind = kinds.pop() if kinds else "classification"
+    return _Loaded(list(items.values()), kind, task, vendor_of, unattributed)
+
+
+# --- decisions ------------------------------------------------------------------------------
+
+
+def _same_class(a: Payload, b: Payload) -> bool:
+    return bool(a["class"] == b["class"])
+
+
+def _same_boxes(a: Payload, b: Payload) -> bool:
+    """Every box matched one-to-one to a same-class box at IoU >= IOU_THRESHOLD."""
+    from dataops.audits.boxes import match_boxes
+
+    if len(a["boxes"]) != len(b["boxes"]):
+        return False
+    for cls in {box["class"] for box in [*a["boxes"], *b["boxes"]]}:
+        xa = [[x["x"], x["y"], x["w"], x["h"]] for x in a["boxes"] if x["class"] == cls]
+        xb = [[x["x"], x["y"], x["w"], x["h"]] for x in b["boxes"] if x["class"] == cls]
+        if len(xa) != len(xb):
+            return False
+        if len(match_boxes(xa, xb, iou_threshold=IOU_THRESHOLD).rows) != len(xa):
+            return False
+    return True
+
+
+def _describe(payload: Payload | None) -> str:
+    if payload is None:
+        return "tie"
+    if "class" in payload:
+        return str(payload["class"])
+    counts = Counter(str(box["class"]) for box in payload["boxes"])
+    if not counts:
+        return "no boxes"
+    return ", ".join(f"{cls} ×{n}" if n > 1 else cls for cls, n in sorted(counts.items()))
+
+
+def _decide(item: _Item, same: Same) -> _Decision:
+    """The item's accepted label, whether it passes, and whether it is disputed."""
+    answers = list(item.answers.values())
+    reference = item.reference
+    if reference is not None and answers:
+        winners = [v for v in answers if same(v.payload, reference.payload)]
+        losers = [v for v in answers if v not in winners]
+        role = "gold" if item.gold is not None else "adjudicated"
+        disputed = None
+        if losers and role == "gold":
+            disputed = f"gold miss: the gold answer is {_describe(reference.payload)}"
+        return _Decision(role, reference.payload, winners, losers, not losers, disputed)
+    if len(answers) >= 2:
+        groups: list[list[LabelVersion]] = []
+        for v in answers:
+            for group in groups:
+                if same(group[0].payload, v.payload):
+                    group.append(v)
+                    break
+            else:
+                groups.append([v])
+        groups.sort(key=len, reverse=True)
+        if len(groups) > 1 and len(groups[0]) == len(groups[1]):
+            return _Decision("overlap", None, [], [], False, "tie")
+        top = groups[0]
+        losers = [v for v in answers if v not in top]
+        return _Decision("overlap", top[0].payload, top, losers, not losers)
+    if answers:
+        return _Decision("single", answers[0].payload, answers, [], None)
+    return _Decision("unlabeled", None, [], [], None)
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Agreement:
+    summary: dict[str, Any]
+    per_annotator: dict[str, dict[str, Any]]
+    classes: list[ClassRow]
+    pairwise: Heatmap | None = None
+    confusion: Heatmap | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _empty_summary() -> dict[str, Any]:
+    return {
+        "n_items": 0,
+        "n_annotators": 0,
+        "percent_agreement": None,
+        "cohen_kappa": None,
+        "fleiss_kappa": None,
+        "krippendorff_alpha": None,
+    }
+
+
+def _classification_agreement(
+    items: Sequence[_Item], decisions: Sequence[_Decision], *, resamples: int, seed: int
+) -> _Agreement:
+    from dataops.audits import metrics
+    from dataops.audits.report import heatmap_from_confusion, heatmap_from_pairwise
+
+    records = [
+        (item.image.id, name, v.payload["class"])
+        for item in items
+        if len(item.answers) >= 2
+        for name, v in item.answers.items()
+    ]
+    reference: dict[Hashable, Hashable] = {
+        item.image.id: d.label["class"]
+        for item, d in zip(items, decisions, strict=True)
+        if d.audited and d.label is not None
+    }
+    referenced = [
+        (item.image.id, name, v.payload["class"])
+        for item in items
+        if item.image.id in reference
+        for name, v in item.answers.items()
+    ]
+    confusion = None
+    if referenced:
+        matrix = metrics.confusion_vs_reference(metrics.Ratings.from_records(referenced), reference)
+        confusion = heatmap_from_confusion(
+            matrix, "Reference vs given label", "reference (gold, adjudicated or majority)", "given"
+        )
+    if not records:
+        return _Agreement(_empty_summary(), {}, [], None, confusion)
+    ratings = metrics.Ratings.from_records(records)
+    summary = metrics.agreement_summary(ratings, n_resamples=resamples, seed=seed)
+    per_annotator = {
+        str(row["annotator"]): {
+            "n_shared_items": row["n_shared_items"],
+            "agreement": row["agreement"],
+            "mean_kappa": row["mean_kappa"],
+        }
+        for row in metrics.per_annotator_agreement(ratings)
+    }
+    classes: list[ClassRow] = [
+        {
+            "label": str(row["label"]),
+            "n_ratings": row["n_ratings"],
+            "specific_agreement": row["specific_agreement"],
+            "alpha": row["alpha"],
+        }
+        for row in metrics.per_class_agreement(ratings)
+    ]
+    pairs = []
+    for i, a in enumerate(ratings.annotators):
+        for b in ratings.annotators[i + 1 :]:
+            pair = metrics.confusion_matrix(ratings, a, b)
+            if pair.matrix.sum():
+                pairs.append(
+                    {
+                        "annotator_a": a,
+                        "annotator_b": b,
+                        "labels": [str(label) for label in pair.labels],
+                        "matrix": pair.matrix.tolist(),
+                    }
+                )
+    return _Agreement(
+        summary,
+        per_annotator,
+        classes,
+        heatmap_from_pairwise(metrics.pairwise_kappa(ratings)),
+        confusion,
+        {"confusion_pairs": pairs},
+    )
+
+
+def _detection_agreement(items: Sequence[_Item]) -> _Agreement:
+    from dataops.audits.boxes import BoxAnnotations, box_agreement
+
+    overlap = [item for item in items if len(item.answers) >= 2]
+    if not overlap:
+        return _Agreement(
+            {"n_items": 0, "n_annotators": 0, "mean_f1": None, "mean_alpha": None}, {}, []
+        )
+    records = [
+        (item.image.id, name, box["class"], box["x"], box["y"], box["w"], box["h"])
+        for item in overlap
+        for name, v in item.answers.items()
+        for box in v.payload["boxes"]
+    ]
+    labeled = [(item.image.id, name) for item in overlap for name in item.answers]
+    result = box_agreement(
+        BoxAnnotations.from_records(records, labeled=labeled), iou_threshold=IOU_THRESHOLD
+    )
+    shared = Counter(name for item in overlap for name in item.answers)
+    f1: dict[str, list[float]] = {name: [] for name in shared}
+    totals: dict[str, list[int]] = {}
+    for pair in result["pairs"]:
+        if pair["f1"] is not None:
+            f1[pair["annotator_a"]].append(pair["f1"])
+            f1[pair["annotator_b"]].append(pair["f1"])
+        for row in pair["per_class"]:
+            sums = totals.setdefault(str(row["label"]), [0, 0])
+            sums[0] += row["n_boxes_a"] + row["n_boxes_b"]
+            sums[1] += 2 * row["n_matched"]
+    per_annotator = {
+        name: {
+            "n_shared_items": shared[name],
+            "agreement": sum(values) / len(values) if values else None,
+            "mean_kappa": None,
+        }
+        for name, values in f1.items()
+    }
+    # Specific agreement of boxes is the pooled F1: matched boxes over all boxes, both sides.
+    classes: list[ClassRow] = [
+        {"label": label, "n_ratings": n, "specific_agreement": matched / n if n else None}
+        for label, (n, matched) in sorted(totals.items())
+    ]
+    summary = {
+        "n_items": len(overlap),
+        "n_annotators": result["n_annotators"],
+        "mean_f1": result["mean_f1"],
+        "mean_alpha": result["mean_alpha"],
+    }
+    return _Agreement(summary, per_annotator, classes, extra={"boxes": result})
+
+
+def _gold_scores(items: Sequence[_Item], same: Same, threshold: float) -> dict[str, dict[str, Any]]:
+    """Per annotator gold accuracy with a Wilson interval; answers are scored match / miss."""
+    from dataops.audits.metrics import Ratings, gold_accuracy
+
+    records: list[tuple[Hashable, Hashable, Hashable]] = []
+    for item in items:
+        if item.gold is None:
+            continue
+        for name, v in item.answers.items():
+            records.append(
+                (item.image.id, name, "match" if same(v.payload, item.gold.payload) else "miss")
+            )
+    if not records:
+        return {}
+    ratings = Ratings.from_records(records)
+    gold = {item: "match" for item in ratings.items}
+    return {
+        str(score.annotator): {
+            "n_gold": score.n_gold,
+            "n_correct": score.n_correct,
+            "gold_accuracy": score.accuracy,
+            "gold_ci": [score.ci_low, score.ci_high],
+            "gold_passed": score.passed,
+        }
+        for score in gold_accuracy(ratings, gold, threshold=threshold)
+    }
+
+
+def _annotator_rows(
+    items: Sequence[_Item],
+    agreement: _Agreement,
+    gold: dict[str, dict[str, Any]],
+    vendor_of: dict[str, str],
+) -> list[AnnotatorRow]:
+    answered = Counter(name for item in items for name in item.answers)
+    rows: list[AnnotatorRow] = []
+    for name in sorted(answered):
+        shared = agreement.per_annotator.get(name, {})
+        scores = gold.get(name, {})
+        rows.append(
+            {
+                "annotator": name,
+                "vendor": vendor_of[name],
+                "n_items": answered[name],
+                "n_shared_items": shared.get("n_shared_items", 0),
+                "agreement": shared.get("agreement"),
+                "mean_kappa": shared.get("mean_kappa"),
+                "n_gold": scores.get("n_gold", 0),
+                "gold_accuracy": scores.get("gold_accuracy"),
+                "gold_passed": scores.get("gold_passed"),
+            }
+        )
+    return rows
+
+
+def _vendor_rows(
+    items: Sequence[_Item],
+    decisions: Sequence[_Decision],
+    annotators: Sequence[AnnotatorRow],
+    gold: dict[str, dict[str, Any]],
+) -> list[VendorRow]:
+    """Vendor agreement is its annotators' agreement weighted by their shared items."""
+    rows: list[VendorRow] = []
+    for vendor in sorted({row["vendor"] for row in annotators}):
+        members = [row for row in annotators if row["vendor"] == vendor]
+        names = {row["annotator"] for row in members}
+        touched = [
+            d for item, d in zip(items, decisions, strict=True) if names & item.answers.keys()
+        ]
+        audited = [d for d in touched if d.audited]
+        weighted: list[tuple[float, int]] = []
+        for row in members:
+            value = row.get("agreement")
+            if value is not None:
+                weighted.append((value, row.get("n_shared_items", 0)))
+        weight = sum(w for _, w in weighted)
+        n_gold = sum(gold.get(name, {}).get("n_gold", 0) for name in names)
+        n_correct = sum(gold.get(name, {}).get("n_correct", 0) for name in names)
+        rows.append(
+            {
+                "vendor": vendor,
+                "n_annotators": len(members),
+                "n_items": len(touched),
+                "agreement": sum(a * w for a, w in weighted) / weight if weight else None,
+                "gold_accuracy": n_correct / n_gold if n_gold else None,
+                "pass_rate": sum(bool(d.passed) for d in audited) / len(audited)
+                if audited
+                else None,
+            }
+        )
+    return rows
+
+
+# --- state changes --------------------------------------------------------------------------
+
+
+def _relabel_batch(
+    session: Session,
+    parent: Batch,
+    disputed: Sequence[tuple[_Item, _Decision]],
+    actor: str | None,
+) -> Batch | None:
+    """Disputed items as a new draft batch for the same queue, each item claimed for it."""
+    if not disputed:
+        return None
+    image_ids = [item.image.id for item, _ in disputed]
+    taken = session.execute(
+        select(ImageClaim.image_id, ImageClaim.batch_id).where(ImageClaim.image_id.in_(image_ids))
+    ).first()
+    if taken is not None:
+        raise Conflict(
+            f"image {taken[0]} is already claimed by open batch {taken[1]}; close that batch "
+            f"before auditing batch {parent.id}"
+        )
+    reasons = Counter(
+        "gold_miss" if (d.disputed or "").startswith("gold") else "tie" for _, d in disputed
+    )
+    n_gold = sum(item.batch_item.is_gold for item, _ in disputed)
+    child = Batch(
+        purpose="relabel",
+        strategy="relabel",
+        params={"parent_batch_id": parent.id, "reasons": dict(sorted(reasons.items()))},
+        seed=parent.seed,
+        model_version_id=parent.model_version_id,
+        queue_id=parent.queue_id,
+        parent_batch_id=parent.id,
+        size=len(disputed),
+        overlap=1.0,
+        gold=n_gold / len(disputed),
+        status="draft",
+        requested_by=actor,
+    )
+    session.add(child)
+    session.flush()
+    for position, (item, _) in enumerate(disputed):
+        source = item.batch_item
+        session.add(
+            BatchItem(
+                batch_id=child.id,
+                image_id=item.image.id,
+                item_key=f"b{child.id}-i{item.image.id}",
+                position=position,
+                score=source.score,
+                is_overlap=True,
+                is_gold=source.is_gold,
+                gold_label_version_id=source.gold_label_version_id,
+                required_annotations=max(source.required_annotations, RELABEL_ANSWERS),
+            )
+        )
+        session.add(ImageClaim(image_id=item.image.id, batch_id=child.id))
+    session.flush()
+    return child
+
+
+def _reserve_audit_id(session: Session) -> int:
+    """The new audit's id, known before the insert so its report files can be named by it.
+
+    Immutable rows cannot be updated with their report keys afterwards. On SQLite the caller
+    has already written in this transaction, so it holds the write lock and max + 1 is safe.
+    """
+    if is_sqlite(session):
+        return int(session.scalar(select(func.max(Audit.id))) or 0) + 1
+    return int(session.scalar(text("SELECT nextval(pg_get_serial_sequence('audits', 'id'))")))
+
+
+# --- reports --------------------------------------------------------------------------------
+
+
+def _image_bytes(image: Image, store: BlobStore) -> bytes:
+    from dataops.storage import read_uri
+
+    return store.get(image.blob_key) if image.blob_key else read_uri(image.uri)
+
+
+def _thumbnail(image: Image, store: BlobStore) -> bytes | None:
+    """A small JPEG for the report; an unreadable original just shows no picture."""
+    from PIL import Image as PILImage
+
+    from dataops.errors import DataopsError
+
+    try:
+        with PILImage.open(io.BytesIO(_image_bytes(image, store))) as img:
+            img.draft("RGB", (THUMBNAIL_EDGE, THUMBNAIL_EDGE))
+            small = img.convert("RGB")
+            small.thumbnail((THUMBNAIL_EDGE, THUMBNAIL_EDGE))
+            out = io.BytesIO()
+            small.save(out, format="JPEG", quality=80)
+            return out.getvalue()
+    except (OSError, DataopsError, PILImage.DecompressionBombError, ValueError):
+        return None
+
+
+def _disputed_entry(item: _Item, decision: _Decision) -> DisputedItem:
+    from dataops.audits.report import DisputedItem
+
+    entry = DisputedItem(
+        item=item.image.sha256,
+        labels={name: _describe(v.payload) for name, v in item.answers.items()},
+        reason=decision.disputed or "",
+    )
+    if decision.disputed == "tie":
+        entry["majority"] = None
+    return entry
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _to_json(document: dict[str, Any]) -> str:
+    # allow_nan=False: an undefined statistic must be null, never NaN (invalid JSON and JSONB).
+    return json.dumps(document, default=_json_default, allow_nan=False, ensure_ascii=False)
+
+
+# --- the audit ------------------------------------------------------------------------------
+
+
+def run_audit(
+    session: Session,
+    batch_id: int,
+    *,
+    gate: float = DEFAULT_GATE,
+    actor: str | None = None,
+    seed: int = 0,
+    resamples: int = DEFAULT_RESAMPLES,
+    gold_threshold: float = GOLD_THRESHOLD,
+    task: str | None = None,
+    store: BlobStore | None = None,
+) -> Audit:
+    """Audit an open batch, decide it against the gate and record an immutable Audit.
+
+    See the module docstring for which answers count and how the pass rate is defined. On
+    accept, the winning label versions become ``accepted`` and the outvoted ones ``rejected``
+    (disputed items keep theirs); either way the batch closes, its image claims are released
+    and disputed items become a relabel batch. Reports go to ``audits/<id>/report.json`` and
+    ``audits/<id>/report.html`` in the blob store.
+    """
+    from dataops.audits.report import AuditReport, GateResult, render_html
+    from dataops.storage import get_store
+
+    if not 0 <= gate <= 1:
+        raise AuditInputError(f"the gate is a share between 0 and 1, got {gate}")
+    if not 0 <= gold_threshold <= 1:
+        raise AuditInputError(
+            f"the gold threshold is a share between 0 and 1, got {gold_threshold}"
+        )
+    if resamples < 0:
+        raise AuditInputError(f"resamples must be 0 or more, got {resamples}")
+    store = store or get_store()
+    batch = check_auditable(session, batch_id, lock=True)
+    loaded = _load(session, batch, task)
+    items = loaded.items
+    same = _same_boxes if loaded.kind == "detection" else _same_class
+    decisions = [_decide(item, same) for item in items]
+    audited = [d for d in decisions if d.audited]
+    if not audited:
+        raise NothingToAudit(
+            f"batch {batch.id} has no item answered by two annotators and no answered gold "
+            "item: there is no pass rate to compare with the gate"
+        )
+    n_passed = sum(bool(d.passed) for d in audited)
+    pass_rate = n_passed / len(audited)
+    accepted = pass_rate >= gate
+    decision = "accepted" if accepted else "rejected"
+
+    if loaded.kind == "detection":
+        agreement = _detection_agreement(items)
+    else:
+        agreement = _classification_agreement(items, decisions, resamples=resamples, seed=seed)
+    gold = _gold_scores(items, same, gold_threshold)
+    annotators = _annotator_rows(items, agreement, gold, loaded.vendor_of)
+    vendors = _vendor_rows(items, decisions, annotators, gold)
+
+    # State changes: label statuses, the batch, its claims, the relabel batch.
+    accepted_ids: list[int] = []
+    rejected_ids: list[int] = []
+    if accepted:
+        for d in decisions:
+            if d.disputed is None:
+                accepted_ids += [v.id for v in d.winners if v.status != ACCEPTED]
+                rejected_ids += [v.id for v in d.losers if v.status != REJECTED]
+        reason = f"audit of batch {batch.id}"
+        for ids, status in ((accepted_ids, ACCEPTED), (rejected_ids, REJECTED)):
+            for version_id in ids:
+                labeling.set_status(session, version_id, status, actor=actor, reason=reason)
+    batch.status = decision
+    batch.closed_at = utcnow()
+    released = session.execute(delete(ImageClaim).where(ImageClaim.batch_id == batch.id))
+    session.flush()
+    disputed = [(item, d) for item, d in zip(items, decisions, strict=True) if d.disputed]
+    relabel = _relabel_batch(session, batch, disputed, actor)
+
+    audit_id = _reserve_audit_id(session)
+    queue_name = session.scalar(select(Queue.name).where(Queue.id == batch.queue_id))
+    gate_result = GateResult(
+        gate=gate,
+        pass_rate=pass_rate,
+        n_items=len(audited),
+        n_passed=n_passed,
+        accepted=accepted,
+    )
+    report = AuditReport(
+        title=f"Audit {audit_id} of batch {batch.id}",
+        batch=f"{batch.id} ({batch.purpose}" + (f", queue {queue_name})" if queue_name else ")"),
+        generated_at=utcnow().isoformat(timespec="seconds"),
+        summary=agreement.summary,
+        gate=gate_result,
+        annotators=annotators,
+        classes=agreement.classes,
+        vendors=vendors,
+        disputed=[_disputed_entry(item, d) for item, d in disputed],
+    )
+    if agreement.pairwise is not None:
+        report["pairwise"] = agreement.pairwise
+    if agreement.confusion is not None:
+        report["confusion"] = agreement.confusion
+    if "boxes" in agreement.extra:
+        report["boxes"] = agreement.extra["boxes"]
+    roles = Counter(d.role for d in decisions)
+    metrics: dict[str, Any] = {
+        **report,
+        **{k: v for k, v in agreement.extra.items() if k != "boxes"},
+        "audit_id": audit_id,
+        "batch_id": batch.id,
+        "decision": decision,
+        "kind": loaded.kind,
+        "task": loaded.task,
+        "relabel_batch_id": relabel.id if relabel else None,
+        "parameters": {
+            "gate": gate,
+            "seed": seed,
+            "resamples": resamples,
+            "gold_threshold": gold_threshold,
+            "iou_threshold": IOU_THRESHOLD,
+        },
+        "gold": gold,
+        "counts": {
+            "items": len(items),
+            "audited": len(audited),
+            "passed": n_passed,
+            "disputed": len(disputed),
+            "overlap": sum(len(item.answers) >= 2 for item in items),
+            "gold": roles["gold"],
+            "adjudicated": roles["adjudicated"],
+            "single": roles["single"],
+            "unlabeled": roles["unlabeled"],
+            "unattributed_labels": loaded.unattributed,
+            "labels_accepted": len(accepted_ids),
+            "labels_rejected": len(rejected_ids),
+        },
+    }
+    metrics = json.loads(_to_json(metrics))
+    document = {
+        **metrics,
+        "items": [
+            {
+                "image_id": item.image.id,
+                "sha256": item.image.sha256,
+                "role": d.role,
+                "passed": d.passed,
+                "disputed": d.disputed,
+                "label": d.label,
+                "label_version_ids": [v.id for v in d.winners],
+                "answers": {name: v.payload for name, v in item.answers.items()},
+            }
+            for item, d in zip(items, decisions, strict=True)
+        ],
+    }
+    thumbnails = {}
+    for item, _ in disputed[:MAX_THUMBNAILS]:
+        picture = _thumbnail(item.image, store)
+        if picture is not None:
+            thumbnails[item.image.sha256] = picture
+    prefix = f"audits/{audit_id}"
+    json_key = store.put_named(f"{prefix}/report.json", _to_json(document).encode())
+    html_key = store.put_named(
+        f"{prefix}/report.html", render_html(report, thumbnails).encode("utf-8")
+    )
+    audit = Audit(
+        id=audit_id,
+        batch_id=batch.id,
+        gate=gate,
+        pass_rate=pass_rate,
+        decision=decision,
+        metrics=metrics,
+        report_json_key=json_key,
+        report_html_key=html_key,
+        relabel_batch_id=relabel.id if relabel else None,
+        created_by=actor,
+    )
+    session.add(audit)
+    session.flush()
+
+    events.record(
+        session,
+        "audit.created",
+        "audit",
+        audit.id,
+        actor=actor,
+        details={
+            "batch_id": batch.id,
+            "decision": decision,
+            "pass_rate": pass_rate,
+            "gate": gate,
+            "relabel_batch_id": audit.relabel_batch_id,
+        },
+    )
+    events.record(
+        session,
+        f"batch.{decision}",
+        "batch",
+        batch.id,
+        actor=actor,
+        details={
+            "audit_id": audit.id,
+            "pass_rate": pass_rate,
+            "gate": gate,
+            "claims_released": released.rowcount,  # type: ignore[attr-defined]
+        },
+    )
+    if relabel is not None:
+        events.record(
+            session,
+            "batch.created",
+            "batch",
+            relabel.id,
+            actor=actor,
+            details={
+                "purpose": "relabel",
+                "parent_batch_id": batch.id,
+                "audit_id": audit.id,
+                "items": relabel.size,
+            },
+        )
+    return audit
+
+
+def run_audit_job(ctx: JobContext) -> dict[str, Any]:
+    """Job handler: params are {batch_id, gate, seed, resamples, gold_threshold, task}."""
+    params = ctx.params
+    ctx.progress(0, 1, "audit", force=True)
+    with ctx.session() as session:
+        audit = run_audit(
+            session,
+            int(params["batch_id"]),
+            gate=float(params.get("gate", DEFAULT_GATE)),
+            actor=ctx.actor,
+            seed=int(params.get("seed", 0)),
+            resamples=int(params.get("resamples", DEFAULT_RESAMPLES)),
+            gold_threshold=float(params.get("gold_threshold", GOLD_THRESHOLD)),
+            task=params.get("task"),
+        )
+        result = audit_out(audit).model_dump(mode="json")
+    ctx.progress(1, 1, "audit")
+    return result
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def get_audit(session: Session, audit_id: int) -> Audit:
+    audit = session.get(Audit, audit_id)
+    if audit is None:
+        raise AuditNotFound(f"no audit {audit_id} (see `dataops audit list`)")
+    return audit
+
+
+def list_audits(session: Session, *, batch_id: int | None = None, limit: int = 100) -> list[Audit]:
+    stmt = select(Audit).order_by(Audit.id.desc()).limit(limit)
+    if batch_id is not None:
+        stmt = stmt.where(Audit.batch_id == batch_id)
+    return list(session.scalars(stmt))
+
+
+def audit_out(audit: Audit) -> AuditOut:
+    gate = audit.metrics.get("gate") or {}
+    counts = audit.metrics.get("counts") or {}
+    return AuditOut(
+        id=audit.id,
+        batch_id=audit.batch_id,
+        decision=audit.decision,
+        gate=audit.gate,
+        pass_rate=audit.pass_rate,
+        n_items=int(gate.get("n_items", 0)),
+        n_passed=int(gate.get("n_passed", 0)),
+        n_disputed=int(counts.get("disputed", 0)),
+        relabel_batch_id=audit.relabel_batch_id,
+        report_json_key=audit.report_json_key,
+        report_html_key=audit.report_html_key,
+        created_by=audit.created_by,
+        created_at=audit.created_at,
+    )
+
+
+def export_report(
+    session: Session, audit_id: int, out_dir: str | Path, *, store: BlobStore | None = None
+) -> list[Path]:
+    """Copy an audit's report files out of the blob store as audit-<id>.html / .json."""
+    from dataops.storage import get_store
+
+    audit = get_audit(session, audit_id)
+    store = store or get_store()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key, suffix in ((audit.report_html_key, "html"), (audit.report_json_key, "json")):
+        if key is None:
+            continue
+        path = out / f"audit-{audit.id}.{suffix}"
+        path.write_bytes(store.get(key))
+        written.append(path)
+    return written
+
+
+def agreement_from_csv(
+    path: str | Path,
+    *,
+    level: str = "nominal",
+    resamples: int = 0,
+    seed: int = 0,
+    categories: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The `dataops audit agreement` document for a long-form ratings CSV.
+
+    Interval data need numeric labels; ordinal labels are numbers, or text ordered by
+    ``categories`` (their natural sort, "high" < "low" < "mid", is wrong).
+    """
+    from dataops.audits.metrics import agreement_summary, read_ratings_csv
+
+    if level not in ("nominal", "ordinal", "interval"):
+        raise AuditInputError(f"--level must be nominal, ordinal or interval, got {level!r}")
+    if resamples < 0:
+        raise AuditInputError(f"--bootstrap must be 0 or more, got {resamples}")
+    if categories is not None and level == "interval":
+        raise AuditInputError("--categories orders text labels; interval labels are numbers")
+    numeric = level == "interval" or (level == "ordinal" and categories is None)
+    try:
+        ratings = read_ratings_csv(path, numeric=numeric, categories=categories)
+    except UnicodeDecodeError:
+        raise RatingsFileError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise RatingsFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        hint = ""
+        if level == "ordinal" and categories is None and "is not a number" in str(exc):
+            hint = " (ordinal text labels need --categories in their order, e.g. low,mid,high)"
+        raise RatingsFileError(f"{exc}{hint}") from None
+    return agreement_summary(ratings, level=cast("Level", level), n_resamples=resamples, seed=seed)

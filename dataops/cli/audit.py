@@ -1,0 +1,246 @@
+"""`dataops audit ...`: agreement on a ratings file, batch audits and their reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dataops.cli.jobrun import run_job
+from dataops.cli.output import console, emit, table
+
+app = typer.Typer(
+    help="Inter-annotator agreement, gold checks and acceptance gates.", no_args_is_help=True
+)
+
+_METRICS = ("percent_agreement", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha")
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _interval(ci: dict[str, Any] | None, key: str) -> str:
+    bounds = (ci or {}).get(key)
+    return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "–"
+
+
+def _render_summary(title: str, summary: dict[str, Any]) -> None:
+    ci = summary.get("ci")
+    columns = ["metric", "value", *(["95% CI"] if ci else [])]
+    rows = [
+        [key, _num(summary.get(key)), *([_interval(ci, key)] if ci else [])]
+        for key in _METRICS
+        if key in summary
+    ]
+    table(title, columns, rows)
+
+
+@app.command("agreement")
+def agreement(
+    csv_path: Path = typer.Option(
+        ..., "--csv", help="Ratings in long form: columns item, annotator, label."
+    ),
+    level: str = typer.Option(
+        "nominal", "--level", help="nominal, ordinal or interval (the distance for alpha)."
+    ),
+    bootstrap: int = typer.Option(
+        0, "--bootstrap", help="Resamples for 95% confidence intervals (0: none)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    categories: str | None = typer.Option(
+        None, "--categories", help="Order of ordinal text labels, comma-separated: low,mid,high."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Percent agreement, Cohen's kappa (2 annotators), Fleiss' kappa and Krippendorff's alpha."""
+    from dataops.audits.service import agreement_from_csv
+
+    order = [c.strip() for c in categories.split(",")] if categories else None
+    summary = agreement_from_csv(
+        csv_path,
+        level=level,
+        resamples=bootstrap,
+        seed=seed,
+        categories=order,
+    )
+    emit(
+        summary,
+        as_json,
+        lambda: _render_summary(
+            f"{summary['n_items']} items, {summary['n_annotators']} annotators", summary
+        ),
+    )
+
+
+@app.command("run")
+def run(
+    batch_id: int = typer.Argument(..., help="The batch to audit."),
+    gate: float = typer.Option(0.95, "--gate", help="Accept when the pass rate is at least this."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples for confidence intervals."),
+    gold_threshold: float = typer.Option(
+        0.9, "--gold-threshold", help="Gold accuracy an annotator needs to be flagged as passing."
+    ),
+    task: str | None = typer.Option(
+        None, "--task", help="Labeling task, when a batch has several."
+    ),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="With a broker: wait for the worker."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Audit a batch: agreement on overlap items, gold accuracy, then accept or reject it.
+
+    Disputed items (ties, gold misses) become a new relabel batch for the same queue.
+    """
+    from dataops.audits.service import check_auditable
+    from dataops.db import session_scope
+    from dataops.migrate import ensure_ready
+
+    ensure_ready()
+    with session_scope() as session:
+        check_auditable(session, batch_id)  # fail fast, before a job is recorded
+    params = {
+        "batch_id": batch_id,
+        "gate": gate,
+        "seed": seed,
+        "resamples": bootstrap,
+        "gold_threshold": gold_threshold,
+        "task": task,
+    }
+    job = run_job("audit", params, description=f"audit batch {batch_id}", wait=wait)
+    data = {"job_id": job.id, **(job.result or {"status": job.status})}
+
+    def render() -> None:
+        if "decision" not in data:
+            console.print(f"job {job.id}: {data.get('status')}")
+            return
+        _render_audit(data)
+
+    emit(data, as_json, render)
+
+
+def _render_audit(data: dict[str, Any]) -> None:
+    colour = "green" if data["decision"] == "accepted" else "red"
+    rate = data["pass_rate"]
+    console.print(
+        f"audit {data['id']} of batch {data['batch_id']}: "
+        f"[bold {colour}]{data['decision'].upper()}[/bold {colour}] "
+        f"(pass rate {_num(rate)} vs gate {data['gate']:.3f}; "
+        f"{data['n_passed']} of {data['n_items']} audited items passed)",
+        highlight=False,
+    )
+    if data.get("relabel_batch_id"):
+        console.print(
+            f"{data['n_disputed']} disputed items → relabel batch {data['relabel_batch_id']}"
+        )
+    console.print(f"report: {data['report_html_key']}", highlight=False)
+
+
+@app.command("show")
+def show(
+    audit_id: int = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """One audit with its metrics, per annotator and per class tables."""
+    from dataops.audits import service
+    from dataops.audits.schemas import AuditDetail
+    from dataops.db import session_scope
+    from dataops.migrate import ensure_ready
+
+    ensure_ready()
+    with session_scope() as session:
+        audit = service.get_audit(session, audit_id)
+        data = AuditDetail(
+            **service.audit_out(audit).model_dump(), metrics=audit.metrics
+        ).model_dump(mode="json")
+
+    def render() -> None:
+        _render_audit(data)
+        metrics = data["metrics"]
+        _render_summary("agreement on overlap items", metrics.get("summary", {}))
+        annotators = metrics.get("annotators", [])
+        table(
+            "annotators",
+            ["annotator", "vendor", "items", "shared", "agreement", "gold acc.", "gold"],
+            [
+                [
+                    a["annotator"],
+                    a.get("vendor"),
+                    a.get("n_items"),
+                    a.get("n_shared_items"),
+                    _num(a.get("agreement")),
+                    _num(a.get("gold_accuracy")),
+                    {True: "pass", False: "FAIL", None: "–"}[a.get("gold_passed")],
+                ]
+                for a in annotators
+            ],
+        )
+
+    emit(data, as_json, render)
+
+
+@app.command("list")
+def list_audits(
+    batch: int | None = typer.Option(None, "--batch", help="Only audits of this batch."),
+    limit: int = typer.Option(100, "--limit"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Audits, newest first."""
+    from dataops.audits import service
+    from dataops.db import session_scope
+    from dataops.migrate import ensure_ready
+
+    ensure_ready()
+    with session_scope() as session:
+        audits = [
+            service.audit_out(a).model_dump(mode="json")
+            for a in service.list_audits(session, batch_id=batch, limit=limit)
+        ]
+    emit(
+        {"audits": audits},
+        as_json,
+        lambda: table(
+            f"{len(audits)} audits",
+            ["id", "batch", "decision", "pass rate", "gate", "items", "relabel batch", "created"],
+            [
+                [
+                    a["id"],
+                    a["batch_id"],
+                    a["decision"],
+                    _num(a["pass_rate"]),
+                    _num(a["gate"]),
+                    a["n_items"],
+                    a["relabel_batch_id"],
+                    a["created_at"][:19],
+                ]
+                for a in audits
+            ],
+        ),
+    )
+
+
+@app.command("report")
+def report(
+    audit_id: int = typer.Argument(...),
+    out: Path = typer.Option(..., "--out", help="Folder to write audit-<id>.html and .json to."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Write an audit's self-contained HTML report and its JSON document to a folder."""
+    from dataops.audits import service
+    from dataops.db import session_scope
+    from dataops.migrate import ensure_ready
+
+    ensure_ready()
+    with session_scope() as session:
+        paths = [str(p.absolute()) for p in service.export_report(session, audit_id, out)]
+
+    def render() -> None:
+        for path in paths:
+            console.print(path, highlight=False)
+
+    emit({"id": audit_id, "files": paths}, as_json, render)
