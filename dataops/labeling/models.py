@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from dataops.db import Base, utcnow
 
@@ -60,6 +60,19 @@ class Queue(Base):
     pull_cursor: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    @validates("guideline_id")
+    def _keep_guideline(self, _key: str, value: int) -> int:
+        # Labels made under one guideline version are only comparable with each other: a new
+        # version gets a new queue (and a new Label Studio project), never this one.
+        if self.guideline_id is not None and value != self.guideline_id:
+            from dataops.labeling.errors import QueuePinned
+
+            raise QueuePinned(
+                f"queue {self.name!r} is pinned to guideline id {self.guideline_id}; "
+                "create a new queue for the new guideline version"
+            )
+        return value
+
 
 class Annotator(Base):
     """A Label Studio user on one connection, mapped to a vendor; `mapped_by` records how."""
@@ -69,7 +82,9 @@ class Annotator(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
-    vendor_id: Mapped[int | None] = mapped_column(ForeignKey("vendors.id"), index=True, default=None)
+    vendor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("vendors.id"), index=True, default=None
+    )
     connection: Mapped[str | None] = mapped_column(String(64), default=None)
     ls_user_id: Mapped[int | None] = mapped_column(default=None)
     email: Mapped[str | None] = mapped_column(String(256), default=None)
@@ -84,7 +99,9 @@ class LabelVersion(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
-    annotator_id: Mapped[int | None] = mapped_column(ForeignKey("annotators.id"), index=True, default=None)
+    annotator_id: Mapped[int | None] = mapped_column(
+        ForeignKey("annotators.id"), index=True, default=None
+    )
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True, default=None)
     guideline_id: Mapped[int | None] = mapped_column(ForeignKey("guidelines.id"), default=None)
     task: Mapped[str] = mapped_column(String(128), default="default", index=True)
