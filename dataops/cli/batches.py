@@ -1,0 +1,149 @@
+"""`dataops batches ...`: push batches to Label Studio, pull annotations, see where they stand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from dataops.cli.jobrun import run_job
+from dataops.cli.output import console, emit, table
+
+app = typer.Typer(
+    help="Send batches to vendor queues in Label Studio and pull their labels back.",
+    no_args_is_help=True,
+)
+
+_COLUMNS = ["id", "status", "queue", "items", "tasks", "annotations", "complete", "due", "overdue"]
+
+
+def _row(summary: dict[str, Any]) -> list[Any]:
+    due = summary["due_at"]
+    return [
+        summary["id"],
+        summary["status"],
+        summary["queue"],
+        summary["items"],
+        summary["tasks"],
+        summary["annotations"],
+        f"{summary['items_complete']}/{summary['items']}",
+        due[:16] if due is not None else "",
+        "OVERDUE" if summary["overdue"] else "",
+    ]
+
+
+def _check_batch(batch: int) -> None:
+    """Fail fast, before a job is recorded, on a batch that cannot be synced."""
+    from dataops.db import session_scope
+    from dataops.migrate import ensure_ready
+    from dataops.selection import lifecycle
+
+    ensure_ready()
+    with session_scope() as session:
+        lifecycle.check_open(lifecycle.get_batch(session, batch))
+
+
+def _emit_job(job: Any, as_json: bool, title: str) -> None:
+    data = {"job_id": job.id, **(job.result or {"status": job.status})}
+
+    def render() -> None:
+        summary = data.get("batch", data)
+        if "items" in summary:
+            table(title, _COLUMNS, [_row(summary)])
+        counts = [k for k in ("created", "existing", "skipped", "deleted", "invalid") if k in data]
+        if counts:
+            table(None, counts, [[data[k] for k in counts]])
+        for line in data.get("errors", []):
+            console.print(f"[yellow]not stored:[/yellow] {line}", highlight=False)
+        console.print(f"job {job.id}")
+
+    emit(data, as_json, render)
+
+
+@app.command("push")
+def push(
+    batch: int = typer.Argument(..., help="Batch id."),
+    page_size: int = typer.Option(100, "--page-size", help="Tasks per request and commit."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="With a broker: wait for the worker."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Create the batch's tasks in its queue's Label Studio project.
+
+    Idempotent and resumable: tasks already in Label Studio (found by their dataops item key)
+    are not created again, so re-run it after any failure.
+    """
+    _check_batch(batch)
+    params = {"action": "push", "batch_id": batch, "page_size": page_size}
+    _emit_job(run_job("sync", params, description="push", wait=wait), as_json, "pushed")
+
+
+@app.command("pull")
+def pull(
+    batch: int | None = typer.Argument(None, help="Batch id (pulls its whole queue)."),
+    queue: str | None = typer.Option(None, "--queue", help="Queue name or id instead of a batch."),
+    full: bool = typer.Option(
+        False, "--full", help="Read every task, and record annotations deleted in Label Studio."
+    ),
+    page_size: int = typer.Option(100, "--page-size", help="Tasks per request and commit."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="With a broker: wait for the worker."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Store annotations made since the last pull as label versions; re-running adds nothing."""
+    from dataops.errors import DataopsError
+
+    if (batch is None) == (queue is None):
+        raise DataopsError("give either a BATCH or --queue Q")
+    params: dict[str, Any] = {"action": "pull", "full": full, "page_size": page_size}
+    if batch is not None:
+        _check_batch(batch)
+        params["batch_id"] = batch
+    else:
+        from dataops.db import session_scope
+        from dataops.labeling.service import get_queue
+        from dataops.migrate import ensure_ready
+
+        ensure_ready()
+        with session_scope() as session:
+            params["queue_id"] = get_queue(session, str(queue)).id
+    _emit_job(run_job("sync", params, description="pull", wait=wait), as_json, "pulled")
+
+
+@app.command("show")
+def show(
+    batch: int = typer.Argument(..., help="Batch id."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Status and counts: items, tasks, annotations, label versions, overlap and gold items."""
+    from dataops.db import session_scope
+    from dataops.migrate import ensure_ready
+    from dataops.selection import lifecycle
+
+    ensure_ready()
+    with session_scope() as session:
+        summary = lifecycle.batch_summary(session, batch)
+
+    def render() -> None:
+        table(None, ["field", "value"], [[k, v] for k, v in summary.items()])
+
+    emit(summary, as_json, render)
+
+
+@app.command("list")
+def list_batches(
+    status: str | None = typer.Option(None, "--status", help="Only batches in this status."),
+    queue: str | None = typer.Option(None, "--queue", help="Only batches of this queue."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Every batch, newest first, with its counts; overdue ones are flagged."""
+    from dataops.db import session_scope
+    from dataops.migrate import ensure_ready
+    from dataops.selection import lifecycle
+
+    ensure_ready()
+    with session_scope() as session:
+        batches = lifecycle.list_batches(session, status=status, queue=queue)
+    emit(
+        {"batches": batches},
+        as_json,
+        lambda: table("batches", _COLUMNS, [_row(b) for b in batches]),
+    )
