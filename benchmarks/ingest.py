@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._baseline import imagededup_phash  # noqa: E402
+from benchmarks._baseline import imagededup_phash
 
 
 def _rss_mb() -> float:
@@ -64,12 +64,18 @@ def _flat_copy(files: list[Path], dest: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "corpus")
+    parser.add_argument(
+        "--corpus", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "corpus"
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
     sets = {
-        "clothing-dataset (1,000 JPEG ~400x533)": sorted((args.corpus / "clothing-dataset").glob("*.jpg")),
-        "unsplash (15 JPEG, 12-24 MP)": sorted((args.corpus / "unsplash-squeezesoftware").glob("*.jpg")),
+        "clothing-dataset (1,000 JPEG ~400x533)": sorted(
+            (args.corpus / "clothing-dataset").glob("*.jpg")
+        ),
+        "unsplash (15 JPEG, 12-24 MP)": sorted(
+            (args.corpus / "unsplash-squeezesoftware").glob("*.jpg")
+        ),
     }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,10 +86,14 @@ def main() -> None:
             n_i, t_i = run_imagededup(folder, args.workers)
             rows.append((label, n_d, n_d / t_d, n_i / t_i))
     print(f"\nIngest + hash throughput, {args.workers} processes, peak RSS {_rss_mb():.0f} MB\n")
-    print("| image set | files | dataops ingest (img/s) | imagededup PHash encode (img/s) | speed-up |")
+    print(
+        "| image set | files | dataops ingest (img/s) | imagededup PHash encode (img/s) | speed-up |"
+    )
     print("|---|---:|---:|---:|---:|")
     for label, n, dataops_rate, baseline_rate in rows:
-        print(f"| {label} | {n} | {dataops_rate:,.0f} | {baseline_rate:,.0f} | {dataops_rate / baseline_rate:.1f}x |")
+        print(
+            f"| {label} | {n} | {dataops_rate:,.0f} | {baseline_rate:,.0f} | {dataops_rate / baseline_rate:.1f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -35,13 +35,48 @@ class WorkerSettings(BaseModel):
 
 
 class DedupSettings(BaseModel):
+    """Defaults measured on the Kodak + clothing photos (see ``dataops.dedup.grouping``)."""
+
     radius: int = Field(default=10, description="pHash Hamming radius for candidates.")
-    confirm_radius: int = Field(default=12, description="dHash radius that confirms a pair.")
-    max_rep_distance: int = Field(
-        default=12, description="Anti-chaining: members stay this close to the representative."
+    joint_radius: int | None = Field(
+        default=14,
+        description=(
+            "pHash + dHash distance that confirms a candidate: rejects different garments "
+            "shot on one backdrop. None confirms on the pHash alone."
+        ),
+    )
+    max_rep_distance: int | None = Field(
+        default=None,
+        description="Anti-chaining: members stay this close to the representative (None: radius).",
     )
     flip: bool = Field(default=True, description="Also match horizontally mirrored images.")
-    semantic_threshold: float = 0.92
+    semantic_threshold: float = Field(
+        default=0.92, description="Cosine similarity of embeddings for semantic duplicates."
+    )
+    max_group_size: int = Field(default=1000, description="Larger groups are reported.")
+    shard_min_images: int = Field(
+        default=200_000,
+        description="With a broker, catalogs larger than this shard the query across workers.",
+    )
+    shard_size: int = Field(default=20_000, description="New images per shard query.")
+    shard_timeout: int = Field(
+        default=900, description="Seconds before an unfinished claimed shard is recomputed."
+    )
+
+
+class ApiSettings(BaseModel):
+    """HTTP-only settings (``DATAOPS_API__*``)."""
+
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=0, description="Larger request bodies are refused with 413."
+    )
+    ingest_roots: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Folders (or URL prefixes such as s3://bucket/incoming/) that POST /v1/ingest may "
+            "read; empty refuses every path."
+        ),
+    )
 
 
 class LabelStudioConnection(BaseModel):
@@ -67,6 +102,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.services import PG_ADMIN_URL, create_database, drop_database, redis_db
 
-pytest_plugins = ["tests.support.labelstudio"]
+pytest_plugins = ["tests.support.labelstudio", "tests.support.api"]
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 if not CORPUS.exists():

@@ -239,7 +239,9 @@ def image_detail(session: Session, image: Image) -> ImageDetail:
 def known_image_sha(session: Session, uri: str) -> str:
     """The sha256 of the image recorded at a location."""
     sha = session.scalar(
-        select(Image.sha256).join(ImageLocation, ImageLocation.image_id == Image.id).where(ImageLocation.uri == uri)
+        select(Image.sha256)
+        .join(ImageLocation, ImageLocation.image_id == Image.id)
+        .where(ImageLocation.uri == uri)
     )
     if sha is None:
         raise ImageNotFound(f"no image recorded at {uri}")

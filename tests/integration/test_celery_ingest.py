@@ -12,8 +12,14 @@ from tests.support.services import CeleryWorker, service_env
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.celery]
 
 
-def test_ingest_runs_on_a_worker(pg_catalog: str, redis_url: str, image_dir: Path, isolated_env: Path) -> None:
-    env = service_env(DATAOPS_DATABASE_URL=pg_catalog, DATAOPS_BROKER_URL=redis_url, DATAOPS_DATA_DIR=str(isolated_env))
+def test_ingest_runs_on_a_worker(
+    pg_catalog: str, redis_url: str, image_dir: Path, isolated_env: Path
+) -> None:
+    env = service_env(
+        DATAOPS_DATABASE_URL=pg_catalog,
+        DATAOPS_BROKER_URL=redis_url,
+        DATAOPS_DATA_DIR=str(isolated_env),
+    )
     with CeleryWorker(env, queues="ingest"):
         out = run_json("ingest", str(image_dir), env=env)
         job = run_json("jobs", "show", out["job_id"], env=env)

@@ -17,7 +17,9 @@ def test_ingest_and_images_json_contract(image_dir: Path) -> None:
     again = run_json("ingest", str(image_dir))
     assert again["skipped"] == again["files"] and again["new"] == 0
     listed = run_json("images", "list", "--status", "quarantined")
-    assert [set(i) for i in listed["images"]] == [{"id", "sha256", "uri", "status", "quarantine_reason"}]
+    assert [set(i) for i in listed["images"]] == [
+        {"id", "sha256", "uri", "status", "quarantine_reason"}
+    ]
     shown = run_json("images", "show", listed["images"][0]["sha256"][:12])
     assert shown["status"] == "quarantined" and shown["locations"]
     jobs = run_json("jobs", "list")["jobs"]
@@ -34,7 +36,11 @@ def test_ingest_and_images_json_contract(image_dir: Path) -> None:
             {"DATAOPS_DATABASE_URL": "postgresql+psycopg://nobody:secret@127.0.0.1:1/x"},
             "cannot use the catalog database",
         ),
-        (["ingest", "/tmp"], {"DATAOPS_BROKER_URL": "redis://127.0.0.1:1/0"}, "cannot reach the broker"),
+        (
+            ["ingest", "/tmp"],
+            {"DATAOPS_BROKER_URL": "redis://127.0.0.1:1/0"},
+            "cannot reach the broker",
+        ),
         (["images", "show", "999999"], {}, "no image"),
         (["jobs", "show", "nope"], {}, "no job"),
     ],

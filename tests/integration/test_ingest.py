@@ -37,7 +37,10 @@ def test_identity_idempotence_and_locations(catalog: str, image_dir: Path, tmp_p
     assert (third.new, third.skipped, third.locations_added) == (0, 1, 1)
     with session_scope() as s:
         image = service.get_image(s, service.known_image_sha(s, str(twin)))
-        assert service.image_locations(s, image.id) == [str(original.resolve()), str(twin.resolve())]
+        assert service.image_locations(s, image.id) == [
+            str(original.resolve()),
+            str(twin.resolve()),
+        ]
         assert s.scalar(select(func.count()).select_from(Image)) == first.new
 
 
@@ -102,7 +105,9 @@ def test_copy_into_blob_store(catalog: str, image_dir: Path) -> None:
         assert store.get(sample.blob_key) == Path(sample.uri).read_bytes()
 
 
-def test_unwritable_blob_store_fails_cleanly(catalog: str, image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unwritable_blob_store_fails_cleanly(
+    catalog: str, image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dataops.config import reset_settings
     from dataops.storage import BlobStoreError
 

@@ -32,10 +32,17 @@ def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
 
 def _png_header_only(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00"))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _photo() -> Image.Image:
@@ -48,7 +55,11 @@ def _photo() -> Image.Image:
     ("name", "data", "reason"),
     [
         ("zero-byte", b"", "empty file"),
-        ("html saved as .jpg", b"<!doctype html><html><body>hi</body></html>", "not a decodable image"),
+        (
+            "html saved as .jpg",
+            b"<!doctype html><html><body>hi</body></html>",
+            "not a decodable image",
+        ),
         ("truncated jpeg", _encode(_photo(), "JPEG")[:300], "decode failed"),
         ("60k x 60k header", _png_header_only(60_000, 60_000), "decompression bomb"),
         ("text", b"just some text\n" * 10, "not a decodable image"),
@@ -72,13 +83,22 @@ def test_bomb_limit_is_configurable() -> None:
     [
         ("1x1", _encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), "RGB"),
         ("cmyk jpeg", _encode(_photo().convert("CMYK"), "JPEG"), "CMYK"),
-        ("16-bit png", _encode(Image.fromarray(np.arange(4096, dtype=np.uint16).reshape(64, 64) * 16), "PNG"), "I;16"),
+        (
+            "16-bit png",
+            _encode(Image.fromarray(np.arange(4096, dtype=np.uint16).reshape(64, 64) * 16), "PNG"),
+            "I;16",
+        ),
         ("palette + transparency", _encode(_photo().convert("P"), "PNG", transparency=0), "P"),
         ("grayscale", _encode(_photo().convert("L"), "JPEG"), "L"),
         ("png named .jpg", _encode(_photo(), "PNG"), "RGB"),
         (
             "animated gif",
-            _encode(_photo().convert("P"), "GIF", save_all=True, append_images=[_photo().rotate(90).convert("P")]),
+            _encode(
+                _photo().convert("P"),
+                "GIF",
+                save_all=True,
+                append_images=[_photo().rotate(90).convert("P")],
+            ),
             "P",
         ),
     ],

@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_killed_ingest_resumes(catalog: str, corpus: Path, tmp_path: Path, sig: signal.Signals) -> None:
+def test_killed_ingest_resumes(
+    catalog: str, corpus: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
     folder = tmp_path / "many"
     folder.mkdir()
     sources = sorted((corpus / "clothing-dataset").glob("*.jpg"))[:400]

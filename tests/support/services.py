@@ -62,7 +62,9 @@ def redis_db() -> Iterator[str]:
 class CeleryWorker:
     """A real `celery worker` subprocess on the given queues, stopped with the test."""
 
-    def __init__(self, env: dict[str, str], queues: str, concurrency: int = 1, name: str = "w1") -> None:
+    def __init__(
+        self, env: dict[str, str], queues: str, concurrency: int = 1, name: str = "w1"
+    ) -> None:
         self.env = env
         self.queues = queues
         self.concurrency = concurrency
@@ -79,7 +81,12 @@ class CeleryWorker:
         ]  # fmt: skip
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd,
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

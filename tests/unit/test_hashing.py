@@ -19,9 +19,10 @@ from dataops.catalog.hashing import (
 
 
 def _files(corpus: Path) -> list[Path]:
-    return sorted((corpus / "kodak-photocd").glob("*.png"))[:4] + sorted(
-        (corpus / "clothing-dataset").glob("*.jpg")
-    )[:6]
+    return (
+        sorted((corpus / "kodak-photocd").glob("*.png"))[:4]
+        + sorted((corpus / "clothing-dataset").glob("*.jpg"))[:6]
+    )
 
 
 def test_matches_imagehash_bit_for_bit(corpus: Path) -> None:

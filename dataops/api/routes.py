@@ -1,0 +1,48 @@
+"""The one list of routers the app mounts, and the OpenAPI description of each tag.
+
+To add a domain, see the recipe in `dataops.api.app`; then import its router here and
+append it to ROUTERS (and its tag to TAGS).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from dataops.api import metrics
+from dataops.auth import router as auth
+from dataops.catalog import router as catalog
+from dataops.dedup import router as dedup
+from dataops.jobs import router as jobs
+from dataops.labelstudio import router as labelstudio
+from dataops.scoring import router as scoring
+from dataops.selection import router as selection
+
+ROUTERS: list[APIRouter] = [
+    auth.router,
+    catalog.router,
+    catalog.media_router,
+    dedup.router,
+    jobs.router,
+    labelstudio.router,
+    scoring.router,
+    selection.router,
+    metrics.router,
+]
+
+TAGS: list[dict[str, str]] = [
+    {"name": "auth", "description": "Users, roles and API tokens."},
+    {"name": "catalog", "description": "Images, thumbnails and ingest."},
+    {
+        "name": "media",
+        "description": "Signed, expiring image URLs for Label Studio; EXIF stripped.",
+    },
+    {"name": "dedup", "description": "Duplicate groups and their contact sheets."},
+    {"name": "jobs", "description": "Progress, results and errors of long work."},
+    {"name": "models", "description": "Registered model versions and scoring jobs."},
+    {"name": "batches", "description": "Batch selection (active learning, hard negatives)."},
+    {
+        "name": "labelstudio",
+        "description": "Label Studio webhooks (secret header); polling remains the ground truth.",
+    },
+    {"name": "operations", "description": "Prometheus metrics and health."},
+]

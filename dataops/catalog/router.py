@@ -1,0 +1,360 @@
+"""The catalog over HTTP: browse images, thumbnails, ingest, and signed media for Label Studio."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Annotated, Literal
+from urllib.parse import unquote
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dataops.api import media, signing
+from dataops.api.deps import (
+    STAFF,
+    SessionDep,
+    VendorScope,
+    VendorScopeDep,
+    actor,
+    api_settings,
+    require_roles,
+)
+from dataops.api.errors import error_responses
+from dataops.auth.models import User
+from dataops.catalog import service
+from dataops.catalog.errors import ImageNotFound
+from dataops.catalog.models import Image
+from dataops.catalog.schemas import ImageDetail, ImageSummary
+from dataops.config import get_settings
+from dataops.errors import DataopsError, Forbidden, NotFound
+from dataops.jobs.router import JobAccepted, accept_job
+from dataops.selection.models import Batch, BatchItem
+
+router = APIRouter(prefix="/v1", tags=["catalog"])
+media_router = APIRouter(prefix="/v1", tags=["media"])
+
+IMAGE_REF = r"^([0-9]{1,9}|[0-9a-fA-F]{8,64})$"
+_ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NO_NUL = r"^[^\x00]*$"
+_MAX_ID = 2**31 - 1
+_IMAGE_EXAMPLE = {
+    "id": 42,
+    "sha256": "9f2c6a1e0b7d4c3a8e5f1b2d6c9a0e3f7b4d1c8a5e2f9b6c3d0a7e4f1b8c5d2a",
+    "uri": "/data/incoming/site-a/IMG_0042.jpg",
+    "status": "ok",
+    "quarantine_reason": None,
+}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_IMAGE_PNG_JPEG = {"image/jpeg": _BINARY, "image/png": _BINARY}
+
+ImageRef = Annotated[
+    str,
+    Path(pattern=IMAGE_REF, description="Image id, sha256, or a unique sha256 prefix (8+ hex)."),
+]
+
+
+class InvalidFilter(DataopsError):
+    status_code = 422
+    code = "validation_error"
+
+
+class IngestPathRefused(Forbidden):
+    code = "path_not_allowed"
+
+
+class ImageList(BaseModel):
+    images: list[ImageSummary]
+    limit: int
+    offset: int
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"paths": ["/data/incoming/site-a"], "source": "site-a", "copy": False}]
+        },
+    )
+
+    paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        min_length=1,
+        max_length=1000,
+        description=(
+            "Folders, image files, globs or URLs on the server side; each must lie inside "
+            "one of DATAOPS_API__INGEST_ROOTS."
+        ),
+    )
+    source: str | None = Field(
+        default=None, pattern=r"^[^\x00]{1,128}$", description="Name the source these came from."
+    )
+    copy_bytes: bool = Field(
+        default=False, alias="copy", description="Copy the bytes into the blob store."
+    )
+
+
+def _parse_attributes(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not _ATTRIBUTE_KEY.match(key) or "\x00" in value or len(value) > 256:
+            raise InvalidFilter(
+                "attribute filters are KEY=VALUE with a key of letters, digits and _ . - "
+                "(up to 64) and a value of up to 256 characters"
+            )
+        out[key] = value
+    return out
+
+
+def _has_parent_step(text: str) -> bool:
+    return ".." in re.split(r"[\\/]", text)
+
+
+def _under_roots(location: str, roots: list[str]) -> bool:
+    if "://" in location and not location.startswith("file://"):
+        return any(location.startswith(r.rstrip("/") + "/") for r in roots if "://" in r)
+    real = os.path.realpath(location.removeprefix("file://"))
+    for root in roots:
+        if "://" not in root:
+            real_root = os.path.realpath(root)
+            if os.path.commonpath([real, real_root]) == real_root:
+                return True
+    return False
+
+
+def _check_ingest_path(raw: str, roots: list[str]) -> str:
+    """Only absolute paths (or URLs) inside a configured root; no `..`, even percent-encoded."""
+    decoded = raw
+    for _ in range(3):
+        decoded = unquote(decoded)
+    if "\x00" in decoded or _has_parent_step(raw) or _has_parent_step(decoded):
+        raise IngestPathRefused(f"refused {raw!r}: '..' steps and NUL bytes are not allowed")
+    if not roots:
+        raise IngestPathRefused(
+            "ingest over HTTP reads no paths until DATAOPS_API__INGEST_ROOTS lists the folders "
+            "or URL prefixes it may read"
+        )
+    is_url = "://" in raw and not raw.startswith("file://")
+    if not is_url and not os.path.isabs(raw.removeprefix("file://")):
+        raise IngestPathRefused(f"refused {raw!r}: paths must be absolute")
+    if not _under_roots(raw, roots):
+        raise IngestPathRefused(f"refused {raw!r}: not under an ingest root")
+    return raw if is_url else os.path.realpath(raw.removeprefix("file://"))
+
+
+def _visible_image(session: Session, scope: VendorScope, ref: str) -> Image:
+    """Vendors get the same 404 for a missing image and for someone else's."""
+    try:
+        image = service.get_image(session, ref)
+        scope.check_image(session, image.id)
+    except NotFound:
+        if scope.vendor_id is None:
+            raise
+        raise ImageNotFound(f"no image {ref!r}") from None
+    return image
+
+
+@router.get(
+    "/images",
+    response_model=ImageList,
+    summary="List images",
+    description=(
+        "Catalog images in id order, filtered by status, source and attributes "
+        "(`attribute=device=phone`, repeatable; all must match)."
+    ),
+    responses={
+        **error_responses(401, 403, 422),
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {"images": [_IMAGE_EXAMPLE], "limit": 100, "offset": 0}
+                }
+            }
+        },
+    },
+)
+def list_images(
+    session: SessionDep,
+    _user: Annotated[User, Depends(require_roles(*STAFF))],
+    status: Annotated[Literal["ok", "quarantined"] | None, Query()] = None,
+    source: Annotated[
+        str | None, Query(max_length=128, pattern=_NO_NUL, description="Source name.")
+    ] = None,
+    attribute: Annotated[
+        list[str], Query(max_length=20, description="KEY=VALUE, repeatable.")
+    ] = [],  # noqa: B006 - FastAPI copies defaults per request
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=_MAX_ID)] = 0,
+) -> ImageList:
+    rows = service.list_images(
+        session,
+        status=status,
+        source=source,
+        attribute=_parse_attributes(attribute),
+        limit=limit,
+        offset=offset,
+    )
+    return ImageList(
+        images=[ImageSummary.model_validate(r) for r in rows], limit=limit, offset=offset
+    )
+
+
+@router.get(
+    "/images/{image_ref}",
+    response_model=ImageDetail,
+    summary="Get an image",
+    description="Everything the catalog knows about one image: metadata, hashes, locations.",
+    responses={
+        **error_responses(401, 403, 404, 422),
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {
+                        **_IMAGE_EXAMPLE,
+                        "blob_key": None,
+                        "width": 4032,
+                        "height": 3024,
+                        "format": "JPEG",
+                        "mode": "RGB",
+                        "bytes": 2483211,
+                        "captured_at": "2026-10-30T14:02:11Z",
+                        "camera": "Apple iPhone 15",
+                        "source": "site-a",
+                        "attributes": {"device": "phone", "site": "berlin"},
+                        "phash": "c3d1e0f8a4b29671",
+                        "dhash": "0f1e3c7870e0c183",
+                        "dup_group_id": None,
+                        "locations": ["/data/incoming/site-a/IMG_0042.jpg"],
+                        "ingested_at": "2026-11-02T09:30:05Z",
+                    }
+                }
+            }
+        },
+    },
+)
+def get_image(
+    session: SessionDep,
+    _user: Annotated[User, Depends(require_roles(*STAFF))],
+    image_ref: ImageRef,
+) -> ImageDetail:
+    return service.image_detail(session, service.get_image(session, image_ref))
+
+
+@router.get(
+    "/images/{image_ref}/thumbnail",
+    response_class=Response,
+    summary="Get a thumbnail",
+    description=(
+        "A small upright JPEG (PNG when the image has transparency) without any metadata. "
+        "Vendors may fetch thumbnails of images in their own queues only."
+    ),
+    responses={
+        **error_responses(401, 403, 404, 409, 422),
+        200: {"content": _IMAGE_PNG_JPEG, "description": "The thumbnail."},
+    },
+)
+def get_thumbnail(
+    session: SessionDep,
+    _user: Annotated[User, Depends(require_roles(*STAFF, "vendor"))],
+    scope: VendorScopeDep,
+    image_ref: ImageRef,
+    size: Annotated[int, Query(ge=16, le=1024, description="Longest edge in pixels.")] = 256,
+) -> Response:
+    image = _visible_image(session, scope, image_ref)
+    rendered = media.thumbnail(
+        media.load_bytes(image), size, max_pixels=get_settings().ingest.max_pixels
+    )
+    return Response(
+        rendered.data,
+        media_type=rendered.media_type,
+        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.post(
+    "/ingest",
+    status_code=202,
+    response_model=JobAccepted,
+    summary="Ingest images",
+    description=(
+        "Start an ingest job over server-side folders, files, globs or URLs inside the "
+        "configured ingest roots. Answers at once with the job id; re-ingesting is a no-op."
+    ),
+    responses=error_responses(400, 401, 403, 413, 422, 503),
+)
+def ingest(
+    session: SessionDep,
+    body: IngestRequest,
+    background: BackgroundTasks,
+    user: Annotated[User, Depends(require_roles("scientist"))],
+) -> JobAccepted:
+    from dataops.catalog.ingest import expand_inputs
+
+    roots = api_settings().ingest_roots
+    paths = [_check_ingest_path(p, roots) for p in body.paths]
+    # Fails now on a missing path, before a job is recorded; and what folders, globs and
+    # list files expand to (through symlinks too) must stay inside the roots as well.
+    outside = [loc for loc in expand_inputs(paths) if not _under_roots(loc, roots)]
+    if outside:
+        raise IngestPathRefused(
+            f"{len(outside)} of the files resolve outside the ingest roots, e.g. {outside[0]!r}"
+        )
+    params = {
+        "paths": paths,
+        "source": body.source,
+        "attributes_csv": None,
+        "copy": body.copy_bytes,
+    }
+    return accept_job(session, background, "ingest", params, actor=actor(user))
+
+
+@media_router.get(
+    "/media/{image_id}",
+    response_class=Response,
+    summary="Get an image through a signed URL",
+    description=(
+        "The full image, upright and stripped of EXIF and other metadata, for Label Studio. "
+        "Needs no bearer token: the `sig` parameter (from `signed_image_url`) binds the image, "
+        "the queue and the expiry. Expired, altered or reused signatures, and images that are "
+        "not in one of the queue's batches, are refused with 403."
+    ),
+    responses={
+        **error_responses(403, 404, 409, 422),
+        200: {"content": _IMAGE_PNG_JPEG, "description": "The image."},
+    },
+)
+def get_media(
+    session: SessionDep,
+    image_id: Annotated[int, Path(ge=1, le=_MAX_ID)],
+    queue: Annotated[int | None, Query(ge=1, le=_MAX_ID, description="Queue id.")] = None,
+    exp: Annotated[int | None, Query(ge=0, le=2**40, description="Expiry, Unix seconds.")] = None,
+    sig: Annotated[str | None, Query(max_length=64, description="Signature.")] = None,
+) -> Response:
+    queue_id, expires = signing.verify(image_id, queue, exp, sig)
+    in_queue = session.scalar(
+        select(BatchItem.id)
+        .join(Batch, Batch.id == BatchItem.batch_id)
+        .where(BatchItem.image_id == image_id, Batch.queue_id == queue_id)
+        .limit(1)
+    )
+    if in_queue is None:
+        raise signing.InvalidSignature("this image is not in that queue")
+    image = session.get(Image, image_id)
+    if image is None:
+        raise ImageNotFound(f"no image {image_id}")
+    rendered = media.clean_image(
+        media.load_bytes(image), max_pixels=get_settings().ingest.max_pixels
+    )
+    max_age = max(0, min(3600, expires - int(time.time())))
+    return Response(
+        rendered.data,
+        media_type=rendered.media_type,
+        headers={
+            "Cache-Control": f"private, max-age={max_age}",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )

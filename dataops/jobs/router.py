@@ -1,0 +1,134 @@
+"""Job status over HTTP, and `accept_job`: how any route hands long work off and answers 202."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from dataops.api.deps import STAFF, SessionDep, require_roles
+from dataops.api.errors import error_responses
+from dataops.auth.models import User
+from dataops.jobs import service
+from dataops.jobs.models import Job
+from dataops.jobs.schemas import JobOut
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+JobStatus = Literal["pending", "running", "succeeded", "failed"]
+_JOB_EXAMPLE = {
+    "id": "9b1f0c3e5d7a4b2c8e6f1a0d3c5b7e9f",
+    "kind": "ingest",
+    "status": "succeeded",
+    "params": {"paths": ["/data/incoming/site-a"], "source": "site-a", "copy": False},
+    "progress_done": 120,
+    "progress_total": 120,
+    "result": {"files": 120, "new": 118, "skipped": 0, "quarantined": 2},
+    "error": None,
+    "attempts": 1,
+    "created_by": "user:alice",
+    "created_at": "2026-11-02T09:30:00Z",
+    "started_at": "2026-11-02T09:30:01Z",
+    "finished_at": "2026-11-02T09:30:09Z",
+}
+
+
+class JobAccepted(BaseModel):
+    """The answer to every request that starts long work (HTTP 202)."""
+
+    job_id: str = Field(examples=["9b1f0c3e5d7a4b2c8e6f1a0d3c5b7e9f"])
+    status_url: str = Field(
+        description="Poll this for progress and the result.",
+        examples=["/v1/jobs/9b1f0c3e5d7a4b2c8e6f1a0d3c5b7e9f"],
+    )
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+def _start(job: Job) -> None:
+    """Runs after the response, so after the request's transaction committed the job row."""
+    from dataops.config import get_settings
+    from dataops.jobs import runner
+
+    if get_settings().broker_url:
+        try:
+            runner.enqueue(job)
+        except Exception:
+            # The job stays pending; `dataops jobs recover` (or the beat schedule) requeues it.
+            log.warning("could not enqueue job %s; it will be recovered", job.id)
+        return
+    try:
+        runner.execute(job.id)
+    except Exception:
+        # The job row already holds the error for whoever polls it.
+        log.info("job %s finished with an error; see GET /v1/jobs/%s", job.id, job.id)
+
+
+def accept_job(
+    session: Session,
+    background: BackgroundTasks,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    actor: str,
+) -> JobAccepted:
+    """Record a job in the request's transaction and start it once that commits: on a Celery
+    worker when a broker is set, otherwise in this process after the response is sent."""
+    from dataops.config import get_settings
+    from dataops.jobs import runner
+
+    broker_url = get_settings().broker_url
+    if broker_url:
+        runner.check_broker(broker_url)  # 503 now rather than a job nobody will run
+    job = service.create_job(session, kind, params, actor)
+    background.add_task(_start, job)
+    return JobAccepted(job_id=job.id, status_url=f"/v1/jobs/{job.id}")
+
+
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    summary="List jobs",
+    description="Recent jobs, newest first, optionally filtered by status and kind.",
+    responses={
+        **error_responses(401, 403, 422),
+        200: {"content": {"application/json": {"example": {"jobs": [_JOB_EXAMPLE]}}}},
+    },
+)
+def list_jobs(
+    session: SessionDep,
+    _user: Annotated[User, Depends(require_roles(*STAFF))],
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
+    kind: Annotated[
+        str | None,
+        Query(pattern=r"^[a-z_]{1,32}$", description="Only jobs of this kind, e.g. `ingest`."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JobList:
+    rows = service.list_jobs(session, status=status, kind=kind, limit=limit)
+    return JobList(jobs=[JobOut.model_validate(j) for j in rows])
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    summary="Get a job",
+    description="A job's parameters, progress, result and error.",
+    responses={
+        **error_responses(401, 403, 404, 422),
+        200: {"content": {"application/json": {"example": _JOB_EXAMPLE}}},
+    },
+)
+def get_job(
+    session: SessionDep,
+    _user: Annotated[User, Depends(require_roles(*STAFF))],
+    job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="The job id.")],
+) -> JobOut:
+    return JobOut.model_validate(service.get_job(session, job_id))

@@ -1,0 +1,38 @@
+"""Property-based requests from the OpenAPI schema, as an admin: the API never answers 5xx.
+
+The app is built once at import; it reads the catalog from the settings at request time, so
+each generated test runs against the parametrised catalog that its fixtures set up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from dataops.api.app import create_app
+from tests.support.api import bearer
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
+
+
+@pytest.fixture
+def admin_headers(api_app: FastAPI, make_user: Any) -> dict[str, str]:
+    """`api_app` configures the environment (catalog, ingest root) the schema's app reads."""
+    return bearer(make_user("admin"))
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+def test_no_server_errors(case: Any, admin_headers: dict[str, str]) -> None:
+    case.call_and_validate(headers=admin_headers, checks=[not_a_server_error])

@@ -1,0 +1,184 @@
+"""Who may call what: every endpoint × every role, against the real app and catalog.
+
+MATRIX has one row per endpoint (method, path, roles allowed). A role that is allowed must
+get the row's success status; every other role must get 403 or 404 (404 when an id belongs
+to someone else, so ids cannot be probed); no token at all gets the row's `anonymous` status.
+
+Adding a domain: append one Row per route. Paths and string values in `json` are formatted
+with the ids of the `world` fixture ({own_image}, {other_image}, {unqueued_image},
+{own_queue}, {other_queue}, {job}, {bystander_token}, {ingest_dir}) and {role}; add ids to
+`world` when a new domain needs them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.support.api import (
+    bearer,
+    create_user_token,
+    ingest_files,
+    make_queue,
+    write_photo,
+)
+
+ROLES = ("admin", "scientist", "labeling_ops", "vendor", "auditor")
+EVERYONE = frozenset(ROLES)
+STAFF = EVERYONE - {"vendor"}
+ADMIN = frozenset({"admin"})
+NOBODY: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str
+    allowed: frozenset[str]
+    json: dict[str, Any] | None = None
+    ok: int = 200
+    anonymous: int = 401
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+MATRIX: list[Row] = [
+    Row("GET", "/v1/auth/me", EVERYONE),
+    Row("GET", "/v1/users", ADMIN),
+    Row("POST", "/v1/users", ADMIN, json={"name": "made-by-{role}", "role": "auditor"}, ok=201),
+    Row("POST", "/v1/tokens", ADMIN, json={"user": "bystander"}, ok=201),
+    Row("GET", "/v1/tokens", EVERYONE),
+    # Only admins may revoke someone else's token; for others it does not exist.
+    Row("DELETE", "/v1/tokens/{bystander_token}", ADMIN),
+    Row("GET", "/v1/images", STAFF),
+    Row("GET", "/v1/images/{own_image}", STAFF),
+    Row("GET", "/v1/images/{own_image}/thumbnail", EVERYONE),
+    # A vendor guessing ids: another vendor's image, and an image in no queue at all.
+    Row("GET", "/v1/images/{other_image}/thumbnail", STAFF),
+    Row("GET", "/v1/images/{unqueued_image}/thumbnail", STAFF),
+    Row("GET", "/v1/images/999999/thumbnail", NOBODY),
+    Row(
+        "POST",
+        "/v1/ingest",
+        frozenset({"admin", "scientist"}),
+        json={"paths": ["{ingest_dir}"]},
+        ok=202,
+    ),
+    Row("GET", "/v1/jobs", STAFF),
+    Row("GET", "/v1/jobs/{job}", STAFF),
+    Row("GET", "/metrics", STAFF),
+    Row("GET", "/healthz", EVERYONE, anonymous=200),
+    # A bearer token is never a substitute for a signature.
+    Row("GET", "/v1/media/{own_image}", NOBODY, anonymous=403),
+    Row("GET", "/v1/media/{own_image}", NOBODY, anonymous=403, params={"queue": "{own_queue}"}),
+    # Nor for the webhook secret header Label Studio sends.
+    Row(
+        "POST",
+        "/v1/labelstudio/webhook/default",
+        NOBODY,
+        json={"action": "ANNOTATION_CREATED", "project": {"id": 1}},
+        anonymous=403,
+    ),
+]
+
+
+@pytest.fixture
+def world(api: TestClient, tmp_path: Path, ingest_root: Path) -> dict[str, Any]:
+    """Two vendors with a queue each, an unqueued image, a finished job, a bystander's token."""
+    from dataops.jobs import runner
+
+    photos = [write_photo(tmp_path / "photos" / f"p{i}.jpg", seed=i) for i in range(3)]
+    own, other, unqueued = ingest_files(photos)
+    write_photo(ingest_root / "new.jpg", seed=99)
+    job = runner.submit("ingest", {"paths": [str(ingest_root)]}, actor="test")
+    bystander = create_user_token("auditor", name="bystander")
+    tokens = {
+        role: create_user_token(role, vendor="acme" if role == "vendor" else None) for role in ROLES
+    }
+    return {
+        "own_image": own,
+        "other_image": other,
+        "unqueued_image": unqueued,
+        "own_queue": make_queue("acme", [own]),
+        "other_queue": make_queue("globex", [other]),
+        "job": job.id,
+        "bystander_token": bystander.split("_")[1],
+        "ingest_dir": str(ingest_root),
+        "tokens": tokens,
+    }
+
+
+def _fill(value: Any, ctx: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return value.format(**ctx)
+    if isinstance(value, list):
+        return [_fill(v, ctx) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, ctx) for k, v in value.items()}
+    return value
+
+
+def _call(api: TestClient, row: Row, ctx: dict[str, Any], token: str | None) -> int:
+    response = api.request(
+        row.method,
+        _fill(row.path, ctx),
+        json=_fill(row.json, ctx),
+        params=_fill(row.params, ctx),
+        headers=bearer(token) if token else {},
+    )
+    if response.status_code >= 400:
+        assert set(response.json()) == {"error"}, response.text
+    return response.status_code
+
+
+@pytest.mark.parametrize(
+    "row", MATRIX, ids=[r.id + ("?" + ",".join(r.params) if r.params else "") for r in MATRIX]
+)
+def test_role_matrix(api: TestClient, world: dict[str, Any], row: Row) -> None:
+    mismatches = []
+    anonymous = _call(api, row, {**world, "role": "anonymous"}, None)
+    if anonymous != row.anonymous:
+        mismatches.append(f"anonymous: got {anonymous}, want {row.anonymous}")
+    for role in ROLES:
+        status = _call(api, row, {**world, "role": role}, world["tokens"][role])
+        if role in row.allowed and status != row.ok:
+            mismatches.append(f"{role}: got {status}, want {row.ok}")
+        if role not in row.allowed and status not in (403, 404):
+            mismatches.append(f"{role}: got {status}, want 403 or 404")
+    assert not mismatches, f"{row.id}: " + "; ".join(mismatches)
+
+
+def test_matrix_covers_every_route(api: TestClient) -> None:
+    """A new route without a row fails here, so nobody forgets to decide who may call it."""
+    rows = {(r.method, re.sub(r"\{[a-z_]+\}", "x", r.path)) for r in MATRIX}
+    missing = []
+    for template, item in api.get("/openapi.json").json()["paths"].items():
+        pattern = re.compile(re.sub(r"\\\{[A-Za-z_]+\\\}", "[^/]+", re.escape(template)))
+        for method in (m.upper() for m in item):
+            if not any(m == method and pattern.fullmatch(path) for m, path in rows):
+                missing.append(f"{method} {template}")
+    assert missing == []
+
+
+def test_vendor_scope_of_queues(api: TestClient, world: dict[str, Any]) -> None:
+    """The helper other routers use: a vendor sees its own queue, another vendor's is 404."""
+    from dataops.api.deps import VendorScope
+    from dataops.db import session_scope
+    from dataops.errors import NotFound
+    from dataops.labeling.models import Vendor
+
+    with session_scope() as session:
+        acme = session.query(Vendor).filter_by(name="acme").one().id
+        scope = VendorScope(vendor_id=acme)
+        scope.check_queue(session, world["own_queue"])
+        with pytest.raises(NotFound):
+            scope.check_queue(session, world["other_queue"])
+        VendorScope(vendor_id=None).check_queue(session, world["other_queue"])
