@@ -30,6 +30,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
     beat_schedule={
         "recover-stale-jobs": {"task": "dataops.jobs.recover", "schedule": 300.0},
+        "labelstudio-poll": {"task": "dataops.sync.poll", "schedule": 120.0},
     },
 )
 app.autodiscover_tasks(["workers"], related_name="tasks", force=True)

@@ -26,3 +26,17 @@ def recover_jobs() -> list[str]:
     from dataops.jobs.recovery import recover_stale
 
     return recover_stale()
+
+
+@app.task(name="dataops.sync.poll")
+def poll_labelstudio() -> list[str]:
+    from dataops.labelstudio.sync import poll_open_queues
+
+    return poll_open_queues()
+
+
+@app.task(name="dataops.dedup.shard", queue=QUEUES["dedup"])
+def dedup_shard(run_id: str, shard: int) -> None:
+    from dataops.dedup.service import run_shard
+
+    run_shard(run_id, shard)

@@ -6,7 +6,21 @@ import sys
 
 import typer
 
-from dataops.cli import catalog, demo, jobs, system
+from dataops.cli import (
+    audit,
+    batches,
+    catalog,
+    dedup,
+    demo,
+    jobs,
+    labeling,
+    manifest,
+    scoring,
+    selection,
+    serve,
+    system,
+    users,
+)
 
 app = typer.Typer(
     name="dataops",
@@ -45,7 +59,17 @@ system.register(app)
 catalog.register(app)
 app.add_typer(catalog.images_app, name="images")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(dedup.app, name="dedup")
+app.add_typer(audit.app, name="audit")
+app.add_typer(batches.app, name="batches")
+app.add_typer(manifest.app, name="manifest")
 demo.register(app)
+scoring.register(app)
+selection.register(app)
+labeling.register(app)
+serve.register(app)
+app.add_typer(users.users_app, name="users")
+app.add_typer(users.tokens_app, name="tokens")
 
 
 def main() -> None:

@@ -15,10 +15,22 @@ if TYPE_CHECKING:
 
 HANDLERS: dict[str, str] = {
     "ingest": "dataops.catalog.ingest:run_ingest_job",
+    "score": "dataops.scoring.service:run_score_job",
+    "select": "dataops.selection.service:run_select_job",
+    "audit": "dataops.audits.service:run_audit_job",
+    "sync": "dataops.labelstudio.sync:run_sync_job",
+    "manifest": "dataops.manifests.service:run_manifest_job",
+    "dedup": "dataops.dedup.service:run_dedup_job",
 }
 
 QUEUES: dict[str, str] = {
     "ingest": "ingest",
+    "score": "score",
+    "select": "dedup",
+    "audit": "audit",
+    "sync": "sync",
+    "manifest": "manifest",
+    "dedup": "dedup",
 }
 
 
