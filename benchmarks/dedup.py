@@ -1,0 +1,472 @@
+"""Near-duplicate detection: quality on real photos and speed at catalog scale.
+
+Prints Markdown tables:
+
+1. Quality: the 25 Kodak photos and the 40 clothing photos closest to another clothing photo
+   (different garments on one backdrop: the hard negatives), each with every transform in
+   ``dataops.dedup.transforms``. dataops (pHash + dHash confirmation + mirrored pHash, the
+   defaults) against imagededup's PHash at its default threshold (10); a semantic row when a
+   TorchScript embedding model is given with ``--model``.
+2. Scale: synthetic 64-bit codes (near-duplicate clusters of a few flipped bits over a skewed
+   background) at 100k and 1M: index build, all-pairs search, peak RSS, and adding and
+   querying 10k new codes against the 1M index; imagededup's BK-tree and brute-force search
+   on the same codes at 10k and 100k, extrapolated from a timed subset of queries when the
+   full run would exceed the time cap.
+
+Each scale measurement runs in its own process so peak RSS is its own.
+
+    python benchmarks/dedup.py            # full run (the 1M all-pairs takes minutes)
+    python benchmarks/dedup.py --quick    # small sizes, a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._baseline import imagededup_phash, imagededup_version, load_search
+from dataops.catalog.hashing import Hashes, compute_hashes
+from dataops.dedup.grouping import (
+    DedupParams,
+    ImageHashes,
+    confirm_pairs,
+    find_new_pairs,
+    find_pairs,
+    group_pairs,
+    plan_merges,
+    representative_rank,
+)
+from dataops.dedup.index import EmbeddingIndex, HashIndex, Pairs
+from dataops.dedup.transforms import TRANSFORMS
+
+CORPUS = Path(
+    os.environ.get("DATAOPS_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus")
+)
+RADIUS = 10
+IMAGEDEDUP_THRESHOLD = 10  # imagededup's default max_distance_threshold
+INCREMENT = 10_000
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def hash_bytes(data: bytes) -> Hashes:
+    """Decode and hash as ingest does: JPEG draft mode, then EXIF orientation."""
+    with Image.open(io.BytesIO(data)) as img:
+        if img.format == "JPEG":
+            img.draft("L", (64, 64))
+        return compute_hashes(ImageOps.exif_transpose(img))
+
+
+def hardest_clothing(count: int) -> list[Path]:
+    """The clothing photos whose nearest pHash neighbour among the others is closest."""
+    files = sorted((CORPUS / "clothing-dataset").glob("*.jpg"))
+    phash = np.array([hash_bytes(p.read_bytes()).phash for p in files], dtype=np.uint64)
+    dist = np.bitwise_count(phash[:, None] ^ phash[None, :]).astype(np.int32)
+    np.fill_diagonal(dist, 64)
+    order = np.lexsort((np.arange(len(files)), dist.min(axis=1)))
+    return [files[k] for k in order[:count]]
+
+
+def build_corpus(out_dir: Path, n_kodak: int, n_clothing: int) -> list[dict[str, Any]]:
+    """Write originals and their transformed copies; one record per file."""
+    originals = sorted((CORPUS / "kodak-photocd").glob("*.png"))[:n_kodak]
+    originals += hardest_clothing(n_clothing)
+    records: list[dict[str, Any]] = []
+    for k, path in enumerate(originals):
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format or "PNG"
+            ext = ".png" if fmt == "PNG" else ".jpg"
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            rng = np.random.default_rng(k)
+            variants: list[tuple[str, Image.Image | None]] = [("original", None)]
+            variants += [(name, fn(img, rng)) for name, fn in TRANSFORMS.items()]
+            for kind, (name, variant) in enumerate(variants):
+                target = out_dir / f"{k:03d}_{name}{ext}"
+                if variant is None:
+                    target.write_bytes(data)
+                    size = img.width * img.height
+                else:
+                    variant.save(target, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+                    size = variant.width * variant.height
+                records.append(
+                    {"path": target, "source": k, "kind": kind, "name": name, "pixels": size}
+                )
+    return records
+
+
+def pair_metrics(
+    pairs: set[tuple[int, int]], source: np.ndarray, kind: np.ndarray, names: list[str]
+) -> tuple[dict[str, float], float, int, int]:
+    """Recall per transform (variant paired with its original), pair precision, wrong pairs."""
+    originals = {
+        int(s): int(i) for i, (s, k) in enumerate(zip(source, kind, strict=True)) if k == 0
+    }
+    recall: dict[str, float] = {}
+    for t, name in enumerate(names[1:], start=1):
+        rows = np.flatnonzero(kind == t)
+        hits = sum(
+            (min(r, originals[source[r]]), max(r, originals[source[r]])) in pairs for r in rows
+        )
+        recall[name] = hits / max(1, rows.shape[0])
+    correct = sum(source[a] == source[b] for a, b in pairs)
+    wrong_originals = sum(
+        kind[a] == 0 and kind[b] == 0 and source[a] != source[b] for a, b in pairs
+    )
+    precision = correct / len(pairs) if pairs else float("nan")
+    return recall, precision, len(pairs), wrong_originals
+
+
+def grouped_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
+    """Every pair of rows that share a group label."""
+    out: set[tuple[int, int]] = set()
+    for label in np.unique(labels[labels >= 0]):
+        rows = np.flatnonzero(labels == label).tolist()
+        out.update((a, b) for i, a in enumerate(rows) for b in rows[i + 1 :])
+    return out
+
+
+def embed(model_path: Path, files: list[Path]) -> np.ndarray:
+    """Embeddings from a TorchScript model: (N,3,224,224) ImageNet-normalised -> (N, D)."""
+    import torch
+
+    model = torch.jit.load(str(model_path), map_location="cpu").eval()
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    out: list[np.ndarray] = []
+    for start in range(0, len(files), 32):
+        batch = []
+        for path in files[start : start + 32]:
+            with Image.open(path) as img:
+                rgb = ImageOps.exif_transpose(img).convert("RGB").resize((224, 224))
+            batch.append((np.asarray(rgb, dtype=np.float32) / 255.0 - mean) / std)
+        x = torch.from_numpy(np.stack(batch).transpose(0, 3, 1, 2).copy())
+        with torch.inference_mode():
+            out.append(model(x).reshape(len(batch), -1).numpy())
+    return np.concatenate(out)
+
+
+def quality(args: argparse.Namespace) -> None:
+    n_kodak, n_clothing = (5, 5) if args.quick else (25, 40)
+    names = ["original", *TRANSFORMS]
+    with tempfile.TemporaryDirectory() as tmp:
+        records = build_corpus(Path(tmp), n_kodak, n_clothing)
+        source = np.array([r["source"] for r in records])
+        kind = np.array([r["kind"] for r in records])
+        ids = np.arange(len(records), dtype=np.int64)
+        rank = representative_rank(ids, [r["pixels"] for r in records], created=kind)
+
+        start = time.perf_counter()
+        hashes = ImageHashes.from_hashes(ids, [hash_bytes(r["path"].read_bytes()) for r in records])
+        t_hash = time.perf_counter() - start
+
+        rows: list[tuple[str, dict[str, float], float, int, int, str]] = []
+        settings = [
+            ("dataops pHash+dHash, mirrored (default)", DedupParams()),
+            ("dataops pHash only, no mirror", DedupParams(joint_radius=None, flip=False)),
+        ]
+        for label, params in settings:
+            start = time.perf_counter()
+            grouping = group_pairs(hashes, find_pairs(hashes, params), rank, params)
+            elapsed = time.perf_counter() - start
+            metrics = pair_metrics(grouped_pairs(grouping.labels), source, kind, names)
+            rows.append((label, *metrics, f"groups; hash {t_hash:.1f} s + group {elapsed:.2f} s"))
+
+        version = imagededup_version()
+        if version is None:
+            print("imagededup is not installed: pip install --no-deps imagededup\n")
+        else:
+            phash = imagededup_phash()
+            by_name = {r["path"].name: i for i, r in enumerate(records)}
+            start = time.perf_counter()
+            encodings = phash.encode_images(image_dir=tmp, num_enc_workers=2)
+            dupes = phash.find_duplicates(
+                encoding_map=encodings,
+                max_distance_threshold=IMAGEDEDUP_THRESHOLD,
+                num_dist_workers=2,
+            )
+            elapsed = time.perf_counter() - start
+            found = {
+                (min(by_name[a], by_name[b]), max(by_name[a], by_name[b]))
+                for a, others in dupes.items()
+                for b in others
+            }
+            metrics = pair_metrics(found, source, kind, names)
+            rows.append(
+                (
+                    f"imagededup {version} PHash ≤ {IMAGEDEDUP_THRESHOLD}",
+                    *metrics,
+                    f"pairs; {elapsed:.1f} s",
+                )
+            )
+
+        if args.model:
+            start = time.perf_counter()
+            vectors = embed(args.model, [r["path"] for r in records])
+            found_pairs = EmbeddingIndex.build(ids, vectors).range_pairs(args.cosine)
+            elapsed = time.perf_counter() - start
+            found = set(zip(found_pairs.i.tolist(), found_pairs.j.tolist(), strict=True))
+            metrics = pair_metrics(found, source, kind, names)
+            rows.append(
+                (f"dataops semantic, cosine ≥ {args.cosine}", *metrics, f"pairs; {elapsed:.1f} s")
+            )
+
+    print(
+        f"### Quality: {n_kodak} Kodak + {n_clothing} hardest clothing photos, "
+        f"{len(TRANSFORMS)} transforms each ({len(records)} files)\n"
+    )
+    print(
+        "Recall: share of copies matched to their original. Precision: share of reported "
+        "pairs (dataops: pairs inside a group) that come from one original.\n"
+    )
+    print(
+        "| method | " + " | ".join(names[1:]) + " | recall (all) | precision | pairs "
+        "| unrelated originals paired | unit; time |"
+    )
+    print("|---|" + "---:|" * (len(names) + 3) + "---|")
+    for label, recall, precision, n_pairs, wrong, note in rows:
+        overall = float(np.mean(list(recall.values())))
+        cells = " | ".join(f"{recall[n]:.2f}" for n in names[1:])
+        print(
+            f"| {label} | {cells} | {overall:.3f} | {precision:.4f} | {n_pairs} | {wrong} | {note} |"
+        )
+    if not args.model:
+        print(
+            "| dataops semantic | "
+            + " | ".join("—" for _ in names[1:])
+            + " | not run (pass --model FILE.pt) | | | | |"
+        )
+    print()
+
+
+# --------------------------------------------------------------------------- scale
+
+
+def synthetic_codes(n: int, seed: int) -> np.ndarray:
+    """64-bit codes shaped like a real catalog.
+
+    10 % of images belong to near-duplicate clusters (2-5 copies, 0-6 bits from the
+    original); the rest are drawn around 1,000 modes with each bit flipped with p = 0.25
+    (real pHashes are skewed: similar scenes share most bits).
+    """
+    rng = np.random.default_rng(seed)
+    modes = rng.integers(0, 2**64, size=1000, dtype=np.uint64)
+    bits = np.uint64(1) << np.arange(64, dtype=np.uint64)
+    n_background = int(n * 0.9)
+    noise = np.zeros(n_background, dtype=np.uint64)
+    for bit in bits:
+        noise |= np.where(rng.random(n_background) < 0.25, bit, np.uint64(0))
+    background = modes[rng.integers(0, modes.shape[0], size=n_background)] ^ noise
+    copies: list[np.ndarray] = []
+    remaining = n - n_background
+    while remaining > 0:
+        size = min(remaining, int(rng.integers(2, 6)))
+        centre = background[rng.integers(0, n_background)] ^ bits[rng.integers(0, 64)]
+        members = np.full(size, centre, dtype=np.uint64)
+        for m in range(size):
+            for b in rng.choice(64, size=int(rng.integers(0, 7)), replace=False):
+                members[m] ^= bits[b]
+        copies.append(members)
+        remaining -= size
+    codes = np.concatenate([background, *copies])
+    return codes[rng.permutation(n)]
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM; ru_maxrss would carry the parent's over exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def scale_worker(n: int, seed: int) -> dict[str, Any]:
+    """The default dedup pipeline over ``n`` synthetic images, then ``INCREMENT`` new ones."""
+    import faiss
+
+    total = n + INCREMENT
+    rng = np.random.default_rng(seed + 1)
+    phash = synthetic_codes(total, seed)
+    one_bit = np.uint64(1) << rng.integers(0, 64, size=total, dtype=np.uint64)
+    hashes = ImageHashes(
+        ids=np.arange(total, dtype=np.int64),
+        phash=phash,
+        dhash=phash ^ one_bit,
+        # A photo's mirror image looks like no other photo: an independent draw.
+        phash_flip=synthetic_codes(total, seed + 2),
+    )
+    old = hashes.subset(np.arange(n))
+    params = DedupParams()
+    timings: dict[str, Any] = {"n": n, "threads": faiss.omp_get_max_threads()}
+
+    start = time.perf_counter()
+    index = HashIndex.build(old.ids, old.phash, gpu=False)
+    timings["build_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    direct = index.range_pairs(params.radius)
+    timings["pairs_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    mirrored = index.query(old.phash_flip, params.radius, ids=old.ids)
+    timings["mirror_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    confirmed = confirm_pairs(old, Pairs.concat([direct, mirrored]), params)
+    grouping = group_pairs(old, confirmed, np.arange(n), params)
+    timings["group_s"] = time.perf_counter() - start
+    timings["candidates"] = len(direct) + len(mirrored)
+    timings["groups"] = len(grouping)
+
+    group_of = np.concatenate([grouping.labels, np.full(INCREMENT, -1)])
+    reps = {label: int(rep) for label, rep in enumerate(grouping.representatives)}
+    start = time.perf_counter()
+    new_pairs = find_new_pairs(index, hashes, hashes.ids[n:], params)
+    plan = plan_merges(hashes, group_of, reps, new_pairs, np.arange(total), params)
+    timings["increment_s"] = time.perf_counter() - start
+    timings["increment_pairs"] = len(new_pairs)
+    timings["increment_changes"] = len(plan.merges) + len(plan.new_groups)
+    timings["rss_mib"] = peak_rss_mib()
+    return timings
+
+
+def imagededup_worker(n: int, seed: int, method: str, cap_s: float) -> dict[str, Any]:
+    """Time imagededup's search over ``n`` codes; extrapolate from a prefix of queries."""
+    hash_eval, searchers = load_search()
+    searcher = searchers[method]
+    distance = imagededup_phash().hamming_distance
+    codes = synthetic_codes(n, seed)
+    encodings = {f"{i}.jpg": f"{int(c):016x}" for i, c in enumerate(codes)}
+    t_build = 0.0
+    if method == "bktree":
+        start = time.perf_counter()
+        searcher(encodings, distance)
+        t_build = time.perf_counter() - start
+    keys = list(encodings)
+    q = min(n, 50)
+    while True:
+        queries = {k: encodings[k] for k in keys[:q]}
+        start = time.perf_counter()
+        hash_eval(
+            encodings,
+            queries,
+            distance,
+            verbose=False,
+            threshold=RADIUS,
+            search_method=method,
+            num_dist_workers=2,
+        )
+        elapsed = time.perf_counter() - start
+        if q == n or elapsed * 4 > cap_s:
+            break
+        q = min(n, q * 4)
+    total = t_build + (elapsed - t_build) * n / q
+    return {"n": n, "method": method, "queries_timed": q, "seconds": total, "measured": q == n}
+
+
+def run_worker(*argv: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"worker {' '.join(argv)} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def scale(args: argparse.Namespace) -> None:
+    sizes = [10_000, 20_000] if args.quick else [100_000, 1_000_000]
+    print(f"### Scale: synthetic 64-bit codes, default settings (pHash ≤ {RADIUS}), CPU\n")
+    print(
+        "All pairs: the pHash range search. Mirrored pass: every mirrored pHash against the "
+        "index (flip-robust matching). Confirm + group: dHash confirmation and guarded "
+        f"grouping. Incremental: {INCREMENT:,} new images against the index (pairs, mirrored "
+        "both ways, merge plan).\n"
+    )
+    print(
+        "| images | faiss threads | build | all pairs | mirrored pass | confirm + group "
+        "| full run | candidates | groups | incremental | peak RSS |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        r = run_worker("--scale-worker", str(n))
+        full = r["build_s"] + r["pairs_s"] + r["mirror_s"] + r["group_s"]
+        print(
+            f"| {n:,} | {r['threads']} | {r['build_s']:.2f} s | {_duration(r['pairs_s'])} "
+            f"| {_duration(r['mirror_s'])} | {r['group_s']:.1f} s | {_duration(full)} "
+            f"| {r['candidates']:,} | {r['groups']:,} | {r['increment_s']:.1f} s "
+            f"| {r['rss_mib']:.0f} MiB |"
+        )
+    print()
+    if imagededup_version() is None:
+        print("imagededup not installed: baseline search not run\n")
+        return
+    base_sizes = [2_000, 5_000] if args.quick else [10_000, 100_000]
+    cap = 20.0 if args.quick else 120.0
+    print(
+        f"imagededup {imagededup_version()} search over the same kind of codes "
+        f"(`find_duplicates` internals, 2 worker processes), threshold {RADIUS}. "
+        f"Runs longer than ~{cap:.0f} s are timed on a prefix of the queries and "
+        "extrapolated linearly (BK-tree build time is measured, not scaled).\n"
+    )
+    print("| codes | method | all pairs | how |")
+    print("|---:|---|---:|---|")
+    for n in base_sizes:
+        for method in ("bktree", "brute_force_cython"):
+            r = run_worker("--imagededup-worker", str(n), method, str(cap))
+            how = (
+                "measured" if r["measured"] else f"extrapolated from {r['queries_timed']:,} queries"
+            )
+            print(f"| {n:,} | {method} | {_duration(r['seconds'])} | {how} |")
+    print()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke test")
+    parser.add_argument(
+        "--model", type=Path, help="TorchScript embedding model for the semantic row"
+    )
+    parser.add_argument("--cosine", type=float, default=0.9, help="semantic match threshold")
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--scale-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--imagededup-worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.scale_worker:
+        print(json.dumps(scale_worker(args.scale_worker, args.seed)))
+        return
+    if args.imagededup_worker:
+        n, method, cap = args.imagededup_worker
+        print(json.dumps(imagededup_worker(int(n), args.seed, method, float(cap))))
+        return
+    if not args.skip_quality:
+        quality(args)
+    if not args.skip_scale:
+        scale(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Exact, perceptual and semantic duplicate detection: FAISS indexes and duplicate groups."""
