@@ -21,7 +21,7 @@ from typing import Any
 from dataops.catalog import service
 from dataops.catalog.errors import IngestInputError
 from dataops.catalog.schemas import IngestResult
-from dataops.catalog.validate import Inspection, InspectOptions, inspect_uri
+from dataops.catalog.validate import InspectOptions, inspect_uri
 from dataops.config import get_settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
@@ -150,12 +150,6 @@ def _attributes_for(uri: str, table: dict[str, dict[str, str]]) -> dict[str, str
     return table.get(uri) or table.get(os.path.basename(uri))
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
 def _pool_size(configured: int) -> int:
     if multiprocessing.current_process().daemon:
         return 0  # a Celery prefork child cannot have children; the worker pool is the parallelism
@@ -183,19 +177,20 @@ def ingest(
     result = IngestResult(files=len(uris))
     with session_scope() as session:
         source_id = service.get_or_create_source(session, source, actor=actor) if source else None
+    with session_scope() as session:
+        known = service.known_locations(session, uris)
+    todo = [u for u in uris if u not in known]
+    result.skipped = len(uris) - len(todo)
+    done = result.skipped
+    if progress:
+        progress(done, len(uris))
+    run = partial(inspect_uri, options=options)
     workers = _pool_size(settings.ingest.workers)
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-    done = 0
     try:
-        for chunk in _chunks(uris, settings.ingest.batch_size):
-            with session_scope() as session:
-                known = service.known_locations(session, chunk)
-            todo = [u for u in chunk if u not in known]
-            result.skipped += len(chunk) - len(todo)
-            run = partial(inspect_uri, options=options)
-            inspections: list[Inspection] = (
-                list(pool.map(run, todo, chunksize=8)) if pool else [run(u) for u in todo]
-            )
+        # The pool keeps decoding while finished results are written batch by batch.
+        stream = pool.map(run, todo, chunksize=16) if pool else map(run, todo)
+        while inspections := list(islice(stream, settings.ingest.batch_size)):
             for item in inspections:
                 if item.sha256 is None:
                     result.unreadable += 1
@@ -213,7 +208,7 @@ def ingest(
             result.skipped += counts.existing
             result.quarantined += counts.quarantined
             result.locations_added += counts.locations_added
-            done += len(chunk)
+            done += len(inspections)
             if progress:
                 progress(done, len(uris))
     finally:

@@ -117,7 +117,8 @@ def inspect_bytes(
             img.draft("L", (64, 64))
         img.load()
         oriented: Image.Image = img
-        oriented = ImageOps.exif_transpose(img) if "Orientation" in exif_allowlist else img
+        if exif.get("Orientation", 1) != 1:
+            oriented = ImageOps.exif_transpose(img)
         hashes = compute_hashes(oriented)
     except Image.DecompressionBombError as exc:
         return quarantine(f"decompression bomb: {exc}")
