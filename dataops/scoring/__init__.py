@@ -1,0 +1,1 @@
+"""Model scoring: batch inference over image URIs, embeddings and uncertainty scores."""

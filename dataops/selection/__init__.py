@@ -1,0 +1,1 @@
+"""Selection strategies that decide which images are worth labeling next."""
