@@ -281,6 +281,8 @@ class Grouping:
 
     def groups(self) -> list[np.ndarray]:
         """Member ids of each group, representative first, in label order."""
+        if not len(self):
+            return []
         grouped = np.flatnonzero(self.labels >= 0)
         order = grouped[np.lexsort((self.ids[grouped], self.labels[grouped]))]
         counts = np.bincount(self.labels[order], minlength=len(self))
