@@ -1,16 +1,204 @@
-"""`dataops demo`: the whole pipeline on the embedded catalog, end to end."""
+"""`dataops demo`: the whole pipeline on the embedded catalog, end to end.
+
+The demo is a list of steps (``STEPS``); each reads and extends one ``DemoRun`` and adds a row
+to the summary table. Steps marked ``builtin_only`` need the labeled digits of the built-in
+set and are skipped for a user's folder.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from dataops.cli.output import console, emit, err_console, table
 
+DEMO_MODEL = "demo-digits"
+SEED_PER_CLASS = 15
+TRAIN_EPOCHS = 20
+ACTIVE_LEARNING = {"strategy": "margin", "size": 20}
+HARD_NEGATIVES = {"strategy": "hard_negative", "size": 10, "class_name": "3", "mode": "unlabeled"}
+
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
+
+
+@dataclass
+class DemoRun:
+    """What the steps share: the image folder, the JSON summary and the table rows."""
+
+    path: Path
+    builtin: bool
+    summary: dict[str, Any] = field(default_factory=dict)
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[DemoRun], None]
+    builtin_only: bool = False
+
+
+def _ingest(run: DemoRun) -> None:
+    from dataops.catalog import service
+    from dataops.cli.jobrun import run_job
+    from dataops.db import session_scope
+
+    job = run_job(
+        "ingest", {"paths": [str(run.path.absolute())], "source": "demo"}, description="ingest"
+    )
+    result = job.result or {}
+    with session_scope() as session:
+        statuses = service.status_counts(session)
+        reasons = service.quarantine_reasons(session)
+    run.summary |= {
+        "ingest": result,
+        "catalog": statuses,
+        "quarantined": [{"uri": u, "reason": r} for u, r in reasons],
+    }
+    run.rows += [
+        [
+            "ingest",
+            f"{result.get('files')} files: {result.get('new')} new, {result.get('skipped')} "
+            f"skipped, {result.get('quarantined')} quarantined",
+        ],
+        ["catalog", ", ".join(f"{k}={v}" for k, v in sorted(statuses.items()))],
+    ]
+    run.notes += [f"[yellow]quarantined[/yellow] {uri}: {reason}" for uri, reason in reasons]
+
+
+def _seed_set(labels_csv: Path) -> tuple[list[Path], list[int]]:
+    """The first SEED_PER_CLASS labeled digits of each class: the model's starting data."""
+    import csv
+
+    paths: list[Path] = []
+    labels: list[int] = []
+    taken: dict[int, int] = {}
+    with labels_csv.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            cls = int(row["label"])
+            if taken.get(cls, 0) < SEED_PER_CLASS:
+                taken[cls] = taken.get(cls, 0) + 1
+                paths.append(Path(row["image"]))
+                labels.append(cls)
+    return paths, labels
+
+
+def _train(run: DemoRun) -> None:
+    """Train the tiny CNN on a seed set of labeled digits, export it and register it."""
+    import time
+
+    from PIL import Image
+
+    from dataops.cli.jobrun import _actor
+    from dataops.config import get_settings
+    from dataops.db import session_scope
+    from dataops.scoring import service, tinycnn
+    from dataops.scoring.inference import InputSpec
+
+    spec = InputSpec(size=(32, 32), mean=(0.5,), std=(0.25,), channels=1)
+    paths, labels = _seed_set(run.path / "digits_labels.csv")
+    images = []
+    for path in paths:
+        with Image.open(path) as img:
+            images.append(img.convert("L"))
+    started = time.monotonic()
+    err_console.print(f"training a tiny CNN on {len(images)} labeled digits ...")
+    model = tinycnn.train(images, labels, num_classes=10, spec=spec, epochs=TRAIN_EPOCHS)
+    seconds = time.monotonic() - started
+    model_path = get_settings().resolved_data_dir / "demo" / f"{DEMO_MODEL}.pt"
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    tinycnn.export_torchscript(model, model_path, spec)
+    with session_scope() as session:
+        mv, created = service.register_model(
+            session,
+            model_path,
+            name=DEMO_MODEL,
+            classes=[str(c) for c in range(10)],
+            actor=_actor(),
+        )
+        ref = service.ref_of(mv)
+    run.summary["model"] = {
+        "ref": ref,
+        "created": created,
+        "trained_on": len(images),
+        "train_seconds": round(seconds, 1),
+    }
+    run.rows.append(
+        ["model", f"{ref}: tiny CNN trained on {len(images)} labeled digits in {seconds:.1f} s"]
+    )
+
+
+def _score(run: DemoRun) -> None:
+    from dataops.cli.jobrun import run_job
+
+    ref = run.summary["model"]["ref"]
+    result = run_job("score", {"model": ref}, description=f"score {ref}").result or {}
+    run.summary["score"] = result
+    rate = result.get("images_per_s")
+    run.rows.append(
+        [
+            "score",
+            f"{result.get('scored')} images scored on {result.get('device')}"
+            + (f" ({rate} images/s)" if rate else "")
+            + f", {result.get('already_scored')} already scored",
+        ]
+    )
+
+
+def _select(run: DemoRun, key: str, request: dict[str, Any]) -> None:
+    from dataops.cli.jobrun import run_job
+    from dataops.errors import DataopsError
+
+    params = {"model": run.summary["model"]["ref"], **request}
+    try:
+        batch = run_job("select", params, description=f"select {request['strategy']}").result
+    except DataopsError as exc:  # e.g. a re-run after every image was handed out
+        run.summary[key] = {"error": str(exc)}
+        run.rows.append([key.replace("_", " "), f"none: {exc}"])
+        return
+    assert batch is not None
+    items = batch["items"]
+    run.summary[key] = {
+        "batch_id": batch["id"],
+        "strategy": batch["strategy"],
+        "size": batch["size"],
+        "eligible": batch["params"].get("eligible"),
+        "image_ids": [i["image_id"] for i in items],
+    }
+    digits = sum(1 for i in items if "/digits/" in i["uri"])
+    what = f" for class {request['class_name']!r}" if "class_name" in request else ""
+    run.rows.append(
+        [
+            key.replace("_", " "),
+            f"batch {batch['id']}: {batch['size']} images by {batch['strategy']}{what} "
+            f"({digits} digits, {batch['size'] - digits} photos) of "
+            f"{batch['params'].get('eligible')} eligible",
+        ]
+    )
+
+
+STEPS: list[Step] = [
+    Step("ingest", _ingest),
+    Step("train", _train, builtin_only=True),
+    Step("score", _score, builtin_only=True),
+    Step(
+        "active learning",
+        lambda run: _select(run, "active_learning", ACTIVE_LEARNING),
+        builtin_only=True,
+    ),
+    Step(
+        "hard negatives",
+        lambda run: _select(run, "hard_negatives", HARD_NEGATIVES),
+        builtin_only=True,
+    ),
+]
 
 
 def demo(
@@ -19,53 +207,36 @@ def demo(
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Run init + ingest (+ the rest of the pipeline) and print a summary.
+    """Run the pipeline on a demo set and print a summary.
 
-    With no PATH it builds a demo set from images that ship with scikit-learn, so it works on
-    a fresh machine with no extra files.
+    With no PATH it builds a demo set from images that ship with scikit-learn (so it works on a
+    fresh machine with no extra files), trains a tiny CNN on a few labeled digits, scores the
+    catalog and selects an active-learning batch and a hard-negative batch. With a PATH it
+    ingests that folder.
     """
     from dataops import migrate
-    from dataops.catalog import service
     from dataops.catalog.demo_data import build_demo_set
-    from dataops.cli.jobrun import run_job
     from dataops.config import get_settings
-    from dataops.db import session_scope
     from dataops.errors import DataopsError
 
-    settings = get_settings()
     migrate.upgrade()
+    builtin = path is None
     if path is None:
-        path = settings.resolved_data_dir / "demo-images"
+        path = get_settings().resolved_data_dir / "demo-images"
         counts = build_demo_set(path)
         err_console.print(f"demo set: {counts} under {path}")
     elif not path.is_dir():
         raise DataopsError(f"{path}: not a folder")
-    job = run_job(
-        "ingest", {"paths": [str(path.absolute())], "source": "demo"}, description="ingest"
-    )
-    result = job.result or {}
-    with session_scope() as session:
-        statuses = service.status_counts(session)
-        reasons = service.quarantine_reasons(session)
-    summary = {
-        "ingest": result,
-        "catalog": statuses,
-        "quarantined": [{"uri": u, "reason": r} for u, r in reasons],
-    }
+    run = DemoRun(path=path, builtin=builtin)
+    for step in STEPS:
+        if step.builtin_only and not builtin:
+            continue
+        err_console.print(f"[bold]{step.name}[/bold]")
+        step.run(run)
 
     def render() -> None:
-        table(
-            "dataops demo",
-            ["step", "result"],
-            [
-                [
-                    "ingest",
-                    f"{result.get('files')} files: {result.get('new')} new, {result.get('skipped')} skipped, {result.get('quarantined')} quarantined",
-                ],
-                ["catalog", ", ".join(f"{k}={v}" for k, v in sorted(statuses.items()))],
-            ],
-        )
-        for uri, reason in reasons:
-            console.print(f"[yellow]quarantined[/yellow] {uri}: {reason}", highlight=False)
+        table("dataops demo", ["step", "result"], run.rows)
+        for line in run.notes:
+            console.print(line, highlight=False)
 
-    emit(summary, as_json, render)
+    emit(run.summary, as_json, render)

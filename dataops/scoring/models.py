@@ -36,11 +36,17 @@ class Prediction(Base):
         UniqueConstraint("model_version_id", "image_id"),
         Index("ix_predictions_model_version_id_margin", "model_version_id", "margin"),
         Index("ix_predictions_model_version_id_entropy", "model_version_id", "entropy"),
-        Index("ix_predictions_model_version_id_least_confidence", "model_version_id", "least_confidence"),
+        Index(
+            "ix_predictions_model_version_id_least_confidence",
+            "model_version_id",
+            "least_confidence",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE")
+    )
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     probs: Mapped[list[Any]]
     predicted_class: Mapped[str] = mapped_column(String(128))

@@ -6,7 +6,7 @@ to someone else, so ids cannot be probed); no token at all gets the row's `anony
 
 Adding a domain: append one Row per route. Paths and string values in `json` are formatted
 with the ids of the `world` fixture ({own_image}, {other_image}, {unqueued_image},
-{own_queue}, {other_queue}, {job}, {bystander_token}, {ingest_dir}) and {role}; add ids to
+{own_queue}, {other_queue}, {job}, {bystander_token}, {ingest_dir}, {group}, {model}, {own_batch}) and {role}; add ids to
 `world` when a new domain needs them.
 """
 
@@ -80,6 +80,19 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/media/{own_image}", NOBODY, anonymous=403),
     Row("GET", "/v1/media/{own_image}", NOBODY, anonymous=403, params={"queue": "{own_queue}"}),
     # Nor for the webhook secret header Label Studio sends.
+    Row("GET", "/v1/models", STAFF),
+    Row("POST", "/v1/models/{model}/score", frozenset({"admin", "scientist"}), ok=202),
+    Row(
+        "POST",
+        "/v1/batches",
+        frozenset({"admin", "scientist", "labeling_ops"}),
+        json={"strategy": "random", "size": 1, "purpose": "cold_start"},
+        ok=202,
+    ),
+    Row("GET", "/v1/batches/{own_batch}", STAFF),
+    Row("GET", "/v1/dedup/groups", STAFF),
+    Row("GET", "/v1/dedup/groups/{group}", STAFF),
+    Row("GET", "/v1/dedup/groups/{group}/contact-sheet", STAFF),
     Row(
         "POST",
         "/v1/labelstudio/webhook/default",
@@ -103,17 +116,65 @@ def world(api: TestClient, tmp_path: Path, ingest_root: Path) -> dict[str, Any]:
     tokens = {
         role: create_user_token(role, vendor="acme" if role == "vendor" else None) for role in ROLES
     }
+    own_queue = make_queue("acme", [own])
     return {
+        "group": _dup_group([own, unqueued]),
+        "model": _model_version(),
+        "own_batch": _batch_of(own_queue),
         "own_image": own,
         "other_image": other,
         "unqueued_image": unqueued,
-        "own_queue": make_queue("acme", [own]),
+        "own_queue": own_queue,
         "other_queue": make_queue("globex", [other]),
         "job": job.id,
         "bystander_token": bystander.split("_")[1],
         "ingest_dir": str(ingest_root),
         "tokens": tokens,
     }
+
+
+def _dup_group(image_ids: list[int]) -> int:
+    from sqlalchemy import update
+
+    from dataops.catalog.models import Image
+    from dataops.db import session_scope
+    from dataops.dedup.models import DupGroup
+
+    with session_scope() as session:
+        group = DupGroup(representative_id=image_ids[0], size=len(image_ids), methods="phash")
+        session.add(group)
+        session.flush()
+        session.execute(update(Image).where(Image.id.in_(image_ids)).values(dup_group_id=group.id))
+        return group.id
+
+
+def _model_version() -> str:
+    from dataops.db import session_scope
+    from dataops.scoring.models import ModelVersion
+
+    with session_scope() as session:
+        session.add(
+            ModelVersion(
+                name="matrix",
+                version=1,
+                sha256="0" * 64,
+                blob_key="00/" + "0" * 64,
+                classes=["a", "b"],
+                input_spec={"size": [8, 8], "mean": [0.0], "std": [1.0], "channels": 1},
+                is_current=True,
+            )
+        )
+    return "matrix"
+
+
+def _batch_of(queue_id: int) -> int:
+    from sqlalchemy import select
+
+    from dataops.db import session_scope
+    from dataops.selection.models import Batch
+
+    with session_scope() as session:
+        return int(session.scalars(select(Batch.id).where(Batch.queue_id == queue_id)).one())
 
 
 def _fill(value: Any, ctx: dict[str, Any]) -> Any:

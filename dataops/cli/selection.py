@@ -1,0 +1,115 @@
+"""`dataops select`: pick the images worth labeling next and hand them to a new batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from dataops.cli.jobrun import run_job
+from dataops.cli.output import console, emit, table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("select")(select)
+
+
+def select(
+    strategy: str = typer.Option(
+        ...,
+        "--strategy",
+        help="random, least_confidence, margin, entropy, kcenter, cluster_margin, "
+        "hard_negative or stratified.",
+    ),
+    size: int = typer.Option(..., "--size", help="How many images the batch gets."),
+    purpose: str | None = typer.Option(
+        None,
+        "--purpose",
+        help="active_learning, hard_negative, audit, relabel or cold_start (no model: random "
+        "or kcenter over perceptual hashes).",
+    ),
+    class_name: str | None = typer.Option(
+        None, "--class", help="hard_negative: the class whose false positives to find."
+    ),
+    mode: str | None = typer.Option(
+        None,
+        "--mode",
+        help="hard_negative: unlabeled (default) or labeled (accepted labels of other classes).",
+    ),
+    queue: str | None = typer.Option(None, "--queue", help="Vendor queue for the batch."),
+    seed: int = typer.Option(0, "--seed", help="Same seed and catalog: same batch."),
+    stratify_by: str | None = typer.Option(
+        None,
+        "--stratify-by",
+        help="Image attribute (site, device, ...): each value gets its share of the batch.",
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="NAME or NAME:VERSION (default: the only registered model)."
+    ),
+    task: str = typer.Option("default", "--task", help="Labeling task the batch is for."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="With a broker: wait for the worker."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create a draft batch from eligible images: never quarantined, labeled, in another open
+    batch, or held out (val/test) with their duplicates; one image per duplicate group."""
+    from dataops.db import session_scope
+    from dataops.migrate import ensure_ready
+    from dataops.selection import service
+
+    ensure_ready()
+    request: dict[str, Any] = {
+        "strategy": strategy,
+        "size": size,
+        "purpose": purpose,
+        "seed": seed,
+        "model": model,
+        "class_name": class_name,
+        "mode": mode,
+        "queue": queue,
+        "stratify_by": stratify_by,
+        "task": task,
+    }
+    with session_scope() as session:
+        plan = service.plan_selection(session, **request)  # fail fast, before a job is recorded
+        if plan.model is not None:
+            request["model"] = f"{plan.model.name}:{plan.model.version}"
+    job = run_job("select", request, description=f"select {strategy}", wait=wait)
+    data = {"job_id": job.id, **(job.result or {"status": job.status})}
+
+    def render() -> None:
+        if "items" not in data:
+            console.print(f"job {job.id}: {data.get('status')}")
+            return
+        params = data["params"]
+        table(
+            f"batch {data['id']}",
+            ["purpose", "strategy", "model", "queue", "size", "requested", "eligible"],
+            [
+                [
+                    data["purpose"],
+                    data["strategy"],
+                    data["model"],
+                    data["queue"],
+                    data["size"],
+                    params.get("requested"),
+                    params.get("eligible"),
+                ]
+            ],
+        )
+        table(
+            None,
+            ["#", "image", "score", "uri"],
+            [
+                [
+                    i["position"],
+                    i["image_id"],
+                    "" if i["score"] is None else f"{i['score']:.4f}",
+                    i["uri"],
+                ]
+                for i in data["items"][:50]
+            ],
+        )
+        if len(data["items"]) > 50:
+            console.print(f"... {len(data['items']) - 50} more (see --json)")
+
+    emit(data, as_json, render)

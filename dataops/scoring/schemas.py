@@ -1,0 +1,77 @@
+"""Shapes the CLI and API print for model versions and scoring runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite returns stored UTC timestamps without their zone.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(:v?[0-9]{1,9})?$"
+
+
+class ModelVersionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 3,
+                    "name": "helmet",
+                    "version": 2,
+                    "ref": "helmet:2",
+                    "sha256": "4be1c0d9" + "0" * 56,
+                    "classes": ["helmet", "no_helmet"],
+                    "input_spec": {
+                        "size": [224, 224],
+                        "mean": [0.485, 0.456, 0.406],
+                        "std": [0.229, 0.224, 0.225],
+                        "channels": 3,
+                    },
+                    "has_embedding": True,
+                    "is_current": True,
+                    "predictions": 120000,
+                    "created_by": "cli:alice",
+                    "created_at": "2026-11-02T09:30:00Z",
+                }
+            ]
+        }
+    )
+
+    id: int
+    name: str
+    version: int
+    ref: str = Field(description="`name:version`, what `--model` accepts.")
+    sha256: str
+    classes: list[str]
+    input_spec: dict[str, Any]
+    has_embedding: bool = Field(description="The model's forward also returns an embedding.")
+    is_current: bool = Field(description="`--model NAME` without a version means this one.")
+    predictions: int = Field(default=0, description="Images scored by this version.")
+    created_by: str | None
+    created_at: UtcDatetime
+
+
+class ModelList(BaseModel):
+    models: list[ModelVersionOut]
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"batch_size": 64, "rescore": False}]}
+    )
+
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Images per forward pass.")
+    workers: int | None = Field(
+        default=None, ge=0, le=64, description="Decoding processes; empty picks by CPU count."
+    )
+    rescore: bool = Field(
+        default=False, description="Score images that already have a prediction again."
+    )

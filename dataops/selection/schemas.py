@@ -1,0 +1,150 @@
+"""Shapes of a selection request and of the batch it creates, for the CLI and the API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from dataops.scoring.schemas import MODEL_REF
+
+MAX_BATCH_SIZE = 100_000
+
+StrategyName = Literal[
+    "random",
+    "least_confidence",
+    "margin",
+    "entropy",
+    "kcenter",
+    "cluster_margin",
+    "hard_negative",
+    "stratified",
+]
+PurposeName = Literal["active_learning", "hard_negative", "audit", "relabel", "cold_start"]
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite returns stored UTC timestamps without their zone.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+_NAME = r"^[^\x00]{1,128}$"
+
+
+class SelectRequest(BaseModel):
+    """What to select: every field but ``strategy`` and ``size`` is optional."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {"strategy": "margin", "size": 500, "model": "helmet", "seed": 7},
+                {
+                    "strategy": "hard_negative",
+                    "size": 300,
+                    "class": "person",
+                    "mode": "unlabeled",
+                    "queue": "acme-boxes",
+                },
+            ]
+        },
+    )
+
+    strategy: StrategyName
+    size: int = Field(ge=1, le=MAX_BATCH_SIZE, description="How many images the batch gets.")
+    purpose: PurposeName | None = Field(
+        default=None,
+        description="Defaults to hard_negative for that strategy, cold_start without a model, "
+        "active_learning otherwise.",
+    )
+    seed: int = Field(
+        default=0, ge=0, le=2**31 - 1, description="Same seed, same catalog: same batch."
+    )
+    model: str | None = Field(
+        default=None,
+        pattern=MODEL_REF,
+        description="NAME or NAME:VERSION; defaults to the current version of the only model.",
+    )
+    class_name: str | None = Field(
+        default=None,
+        alias="class",
+        pattern=_NAME,
+        description="hard_negative: the class whose false positives to find.",
+    )
+    mode: Literal["labeled", "unlabeled"] | None = Field(
+        default=None,
+        description="hard_negative: among images labeled as another class, or unlabeled ones.",
+    )
+    queue: str | None = Field(default=None, pattern=_NAME, description="Vendor queue (name or id).")
+    stratify_by: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Image attribute whose values share the batch in proportion to their size.",
+    )
+    task: str = Field(default="default", pattern=_NAME, description="Labeling task.")
+
+
+class BatchItemOut(BaseModel):
+    image_id: int
+    sha256: str
+    uri: str
+    position: int
+    score: float | None
+
+
+class BatchOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 12,
+                    "status": "draft",
+                    "purpose": "active_learning",
+                    "strategy": "margin",
+                    "params": {"requested": 2, "eligible": 18210, "task": "default"},
+                    "seed": 7,
+                    "model": "helmet:2",
+                    "queue": "acme-boxes",
+                    "size": 2,
+                    "overlap": 0.2,
+                    "gold": 0.05,
+                    "requested_by": "user:alice",
+                    "created_at": "2026-11-02T09:30:00Z",
+                    "items": [
+                        {
+                            "image_id": 4211,
+                            "sha256": "9f2c6a1e" + "0" * 56,
+                            "uri": "/data/site-a/IMG_4211.jpg",
+                            "position": 0,
+                            "score": 0.998,
+                        },
+                        {
+                            "image_id": 977,
+                            "sha256": "0b7d4c3a" + "0" * 56,
+                            "uri": "/data/site-b/IMG_0977.jpg",
+                            "position": 1,
+                            "score": 0.991,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    id: int
+    status: str
+    purpose: str
+    strategy: str
+    params: dict[str, Any]
+    seed: int
+    model: str | None = Field(description="`name:version` of the model version used, if any.")
+    queue: str | None
+    size: int
+    overlap: float
+    gold: float
+    requested_by: str | None
+    created_at: UtcDatetime
+    items: list[BatchItemOut]
