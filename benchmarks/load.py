@@ -13,75 +13,19 @@ Prints images/s, API p50/p95 latency and whether the catalog's row count matches
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._service import free_port, hammer, make_images, percentile, shard_lists, start_api  # noqa: E402
 from tests.support.services import CeleryWorker, create_database, drop_database, redis_db  # noqa: E402
-
-
-def make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
-    """Small, distinct JPEGs: a random 8x8 colour grid upscaled, so every file hashes differently."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        grid = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-        path = folder / f"img_{i:06d}.jpg"
-        Image.fromarray(grid).resize((64, 64), Image.Resampling.NEAREST).save(path, quality=90)
-        paths.append(path)
-    return paths
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def reader(
-    client, token: str, deadline: float, stop: asyncio.Event, latencies: list[float]
-) -> None:  # type: ignore[no-untyped-def]
-    headers = {"Authorization": f"Bearer {token}"}
-    paths = ["/v1/images?limit=50", "/v1/images?status=ok&limit=50&offset=100", "/v1/jobs"]
-    i = 0
-    while not stop.is_set() and time.monotonic() < deadline:
-        start = time.perf_counter()
-        response = await client.get(paths[i % len(paths)], headers=headers)
-        latencies.append(time.perf_counter() - start)
-        response.raise_for_status()
-        i += 1
-
-
-async def read_while(url: str, token: str, clients: int, done, max_seconds: float) -> list[float]:  # type: ignore[no-untyped-def]
-    import httpx
-
-    latencies: list[float] = []
-    stop = asyncio.Event()
-    deadline = time.monotonic() + max_seconds
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        tasks = [
-            asyncio.create_task(reader(client, token, deadline, stop, latencies))
-            for _ in range(clients)
-        ]
-        while not done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-        stop.set()
-        await asyncio.gather(*tasks)
-    return latencies
 
 
 def main() -> None:
@@ -101,11 +45,7 @@ def main() -> None:
             t0 = time.perf_counter()
             files = make_images(tmpdir / "images", args.images)
             print(f"generated {len(files)} images in {time.perf_counter() - t0:.0f} s", flush=True)
-            lists = []
-            for k in range(args.shards):
-                listing = tmpdir / f"shard_{k:02d}.txt"
-                listing.write_text("\n".join(str(p) for p in files[k :: args.shards]) + "\n")
-                lists.append(listing)
+            lists = shard_lists(files, args.shards, tmpdir)
             env = dict(os.environ, DATAOPS_DATABASE_URL=db_url, DATAOPS_BROKER_URL=broker,
                        DATAOPS_DATA_DIR=str(tmpdir / "data"), PYTHONPATH=str(ROOT))  # fmt: skip
             os.environ.update({k: v for k, v in env.items() if k.startswith("DATAOPS_")})
@@ -113,6 +53,7 @@ def main() -> None:
             from dataops.config import reset_settings
             from dataops.db import session_scope
             from dataops.jobs import runner
+            from dataops.jobs import service as jobs_service
             from dataops.migrate import upgrade
 
             reset_settings()
@@ -121,25 +62,13 @@ def main() -> None:
                 auth.create_user(s, "loadreader", "scientist", actor="benchmark")
                 token = auth.create_token(s, "loadreader", expires_in=None, actor="benchmark").token
             port = free_port()
-            api = subprocess.Popen(
-                [sys.executable, "-m", "dataops", "serve", "--port", str(port), "--log-level", "warning"],
-                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            api = start_api(env, port)
             workers = [
                 CeleryWorker(env, "ingest", concurrency=1, name=f"load{i}") for i in range(2)
             ]
             for w in workers:
                 w.start()
             try:
-                deadline = time.monotonic() + 60
-                import httpx
-
-                while time.monotonic() < deadline:
-                    try:
-                        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                        break
-                    except httpx.HTTPError:
-                        time.sleep(0.3)
                 start = time.perf_counter()
                 jobs = [
                     runner.submit("ingest", {"paths": [str(p)]}, actor="benchmark").id
@@ -147,17 +76,21 @@ def main() -> None:
                 ]
 
                 def finished() -> bool:
-                    from dataops.jobs import service as jobs_service
-
                     with session_scope() as s:
                         states = [jobs_service.get_job(s, j).status for j in jobs]
                     return all(st in ("succeeded", "failed") for st in states)
 
-                latencies = asyncio.run(
-                    read_while(
-                        f"http://127.0.0.1:{port}", token, args.clients, finished, args.max_seconds
-                    )
-                )
+                paths = [
+                    "/v1/images?limit=50",
+                    "/v1/images?status=ok&limit=50&offset=100",
+                    "/v1/jobs",
+                ]
+                latencies, _ = hammer(
+                    f"http://127.0.0.1:{port}", token, paths, clients=args.clients,
+                    max_requests=10**7, max_seconds=args.max_seconds, stop=finished,
+                )  # fmt: skip
+                while not finished():
+                    time.sleep(0.5)
                 elapsed = time.perf_counter() - start
             finally:
                 for w in workers:
@@ -165,20 +98,19 @@ def main() -> None:
             from sqlalchemy import func, select
 
             from dataops.catalog.models import Image as ImageRow
-            from dataops.jobs import service as jobs_service
 
             with session_scope() as s:
                 rows = s.scalar(select(func.count()).select_from(ImageRow)) or 0
                 failed = [j for j in jobs if jobs_service.get_job(s, j).status != "succeeded"]
-            lat = sorted(latencies)
-            p95 = lat[int(0.95 * (len(lat) - 1))] * 1000 if lat else float("nan")
+            lat = [v for values in latencies.values() for v in values]
             print(
                 "\n| images | ingest workers | seconds | images/s | API requests | API p50 (ms) | API p95 (ms) | rows in catalog | lost |"
             )
             print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             print(
                 f"| {args.images:,} | 2 | {elapsed:.0f} | {args.images / elapsed:,.0f} | {len(lat):,} | "
-                f"{statistics.median(lat) * 1000 if lat else float('nan'):.0f} | {p95:.0f} | {rows:,} | {args.images - rows} |"
+                f"{statistics.median(lat) * 1000 if lat else float('nan'):.0f} | {percentile(lat, 0.95) * 1000:.0f} | "
+                f"{rows:,} | {args.images - rows} |"
             )
             if failed:
                 print(f"failed jobs: {failed}")
