@@ -1,0 +1,93 @@
+"""Workers die and brokers forget: no job silently disappears, nothing is duplicated."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from dataops.catalog.models import Image
+from dataops.config import reset_settings
+from dataops.db import session_scope
+from dataops.jobs import runner
+from dataops.jobs import service as jobs_service
+from dataops.jobs.recovery import recover_stale
+from tests.support.services import CeleryWorker, service_env
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.celery, pytest.mark.slow]
+
+
+def _copy(corpus: Path, dest: Path, n: int) -> Path:
+    dest.mkdir()
+    for src in sorted((corpus / "clothing-dataset").glob("*.jpg"))[:n]:
+        shutil.copy(src, dest / src.name)
+    return dest
+
+
+def _wait(job_id: str, predicate, timeout: float = 180):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as s:
+            job = jobs_service.get_job(s, job_id)
+            if predicate(job):
+                return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never reached the expected state")
+
+
+def _use_broker(monkeypatch: pytest.MonkeyPatch, broker: str) -> None:
+    monkeypatch.setenv("DATAOPS_BROKER_URL", broker)
+    reset_settings()
+
+
+def test_worker_killed_mid_ingest_is_redelivered(
+    pg_catalog: str,
+    redis_url: str,
+    corpus: Path,
+    tmp_path: Path,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = _copy(corpus, tmp_path / "imgs", 600)
+    monkeypatch.setenv("DATAOPS_INGEST__BATCH_SIZE", "20")
+    _use_broker(monkeypatch, redis_url)
+    env = service_env()
+    with CeleryWorker(env, queues="ingest") as worker:
+        job = runner.submit("ingest", {"paths": [str(folder)]}, actor="test")
+        _wait(job.id, lambda j: j.progress_done >= 60 and j.status == "running")
+        for pid in worker.child_pids():
+            os.kill(pid, signal.SIGKILL)
+        done = _wait(job.id, lambda j: j.status in ("succeeded", "failed"))
+    assert done.status == "succeeded", done.error
+    assert done.attempts >= 2, "the task must have been redelivered after the kill"
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Image)) == 600
+        assert s.scalar(select(func.count(func.distinct(Image.sha256)))) == 600
+
+
+def test_jobs_lost_with_redis_queues_are_recovered(
+    pg_catalog: str,
+    redis_url: str,
+    image_dir: Path,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _use_broker(monkeypatch, redis_url)
+    job = runner.submit("ingest", {"paths": [str(image_dir)]}, actor="test")
+    redis.Redis.from_url(redis_url).flushdb()  # Redis restarted without persistence: queue gone
+    with session_scope() as s:
+        assert jobs_service.get_job(s, job.id).status == "pending"  # visible, not silently lost
+    with CeleryWorker(service_env(), queues="ingest"):
+        time.sleep(2)
+        with session_scope() as s:
+            assert jobs_service.get_job(s, job.id).status == "pending"
+        assert recover_stale(older_than=0) == [job.id]
+        done = _wait(job.id, lambda j: j.status in ("succeeded", "failed"))
+    assert done.status == "succeeded", done.error
+    assert done.result is not None and done.result["new"] == len(list(image_dir.iterdir()))
