@@ -184,8 +184,52 @@ def _select(run: DemoRun, key: str, request: dict[str, Any]) -> None:
     )
 
 
+def _dedup(run: DemoRun) -> None:
+    from dataops.cli.jobrun import run_job
+
+    result = run_job("dedup", {}, description="dedup").result or {}
+    run.summary["dedup"] = result
+    run.rows.append(
+        [
+            "dedup",
+            f"{result.get('pairs')} near-duplicate pairs in {result.get('groups')} groups "
+            f"over {result.get('images')} images (`dataops dedup groups`)",
+        ]
+    )
+
+
+def _labels(run: DemoRun) -> None:
+    """The digits' true labels, imported as accepted: the labels a manifest freezes."""
+    from dataops.cli.jobrun import _actor
+    from dataops.db import session_scope
+    from dataops.errors import DataopsError
+    from dataops.labeling import service
+
+    labels_csv = run.path / "digits_labels.csv"
+    with session_scope() as session:
+        report = service.import_labels(
+            session,
+            labels_csv.read_bytes(),
+            filename=str(labels_csv),
+            fmt="csv",
+            accept=True,
+            base_dir=run.path,
+            actor=_actor(),
+        )
+        if report.errors:
+            raise DataopsError(f"{labels_csv}: {report.errors[0]}")
+    run.summary["labels"] = report.model_dump()
+    run.rows.append(
+        [
+            "labels",
+            f"{report.rows} accepted digit labels: {report.created} new, {report.existing} existing",
+        ]
+    )
+
+
 STEPS: list[Step] = [
     Step("ingest", _ingest),
+    Step("dedup", _dedup),
     Step("train", _train, builtin_only=True),
     Step("score", _score, builtin_only=True),
     Step(
@@ -198,6 +242,7 @@ STEPS: list[Step] = [
         lambda run: _select(run, "hard_negatives", HARD_NEGATIVES),
         builtin_only=True,
     ),
+    Step("labels", _labels, builtin_only=True),
 ]
 
 
