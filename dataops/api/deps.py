@@ -37,17 +37,11 @@ def api_settings() -> ApiSettings:
 
 
 def get_session() -> Iterator[Session]:
-    from dataops.db import session_factory
+    """One unit of work per request; it commits before the response is sent."""
+    from dataops.db import session_scope
 
-    session = session_factory()()
-    try:
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -146,7 +146,7 @@ class _Catalog:
         return self.hashes.ids
 
 
-def _group_roots(session: Session) -> dict[int, int]:
+def group_roots(session: Session) -> dict[int, int]:
     """Merged group -> the group it ended up in, following chains."""
     merged = {
         group: into
@@ -196,7 +196,7 @@ def _load_catalog(session: Session) -> _Catalog:
     pixels = np.fromiter(((r[4] or 0) * (r[5] or 0) for r in rows), dtype=np.int64, count=n)
     created = np.fromiter((r[6].timestamp() for r in rows), dtype=np.float64, count=n)
     rank = representative_rank(ids, pixels, created)
-    roots = _group_roots(session)
+    roots = group_roots(session)
     stored = np.fromiter((-1 if r[7] is None else r[7] for r in rows), dtype=np.int64, count=n)
     group_of = np.array([roots.get(g, g) for g in stored.tolist()], dtype=np.int64)
     stored_reps = dict(
@@ -1295,7 +1295,7 @@ def find_leaks(
         assert split_attr is not None
         splits = _attribute_splits(session, split_attr)
         source = f"attribute:{split_attr}"
-    roots = _group_roots(session)
+    roots = group_roots(session)
     by_group: dict[int, dict[str, list[int]]] = {}
     for image_id, group in _grouped_images(session, list(splits)):
         root = roots.get(group, group)
