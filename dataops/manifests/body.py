@@ -10,7 +10,7 @@ A Parquet copy with the same rows (``label`` as canonical JSON text, the header 
 schema metadata) serves columnar readers; :func:`verify_parquet` proves it matches the id.
 
 Label payloads are JSON objects: ``{"class": "helmet"}`` for image labels and
-``{"boxes": [{"label": "person", "x": .1, "y": .2, "w": .3, "h": .4}]}`` for boxes, with
+``{"boxes": [{"class": "person", "x": .1, "y": .2, "w": .3, "h": .4}]}`` for boxes, with
 box coordinates relative to the image size (top-left corner, width, height in [0, 1]).
 """
 

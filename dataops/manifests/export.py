@@ -110,8 +110,8 @@ def _boxes(row: ManifestRow) -> list[dict[str, Any]]:
     if not isinstance(boxes, list):
         raise DataopsError(f"image {row['sha256']}: {BOXES_KEY!r} must be a list")
     for box in boxes:
-        if not isinstance(box, dict) or not isinstance(box.get("label"), str):
-            raise DataopsError(f"image {row['sha256']}: box {box!r} has no label")
+        if not isinstance(box, dict) or not isinstance(box.get(CLASS_KEY), str):
+            raise DataopsError(f"image {row['sha256']}: box {box!r} has no class")
         coords = []
         for key in ("x", "y", "w", "h"):
             value = box.get(key)
@@ -139,7 +139,7 @@ def coco_dataset(
     """
     ordered = sorted(rows, key=lambda row: row["sha256"])
     boxes_of = [_boxes(row) for row in ordered]
-    names = sorted({box["label"] for boxes in boxes_of for box in boxes})
+    names = sorted({box[CLASS_KEY] for boxes in boxes_of for box in boxes})
     category_ids = {name: i for i, name in enumerate(names, start=1)}
     name_of = file_name or (lambda row: f"{row['sha256']}{image_extension(row)}")
     images, annotations = [], []
@@ -166,7 +166,7 @@ def coco_dataset(
                 {
                     "id": annotation_id,
                     "image_id": image_id,
-                    "category_id": category_ids[box["label"]],
+                    "category_id": category_ids[box[CLASS_KEY]],
                     "bbox": bbox,
                     "area": bbox[2] * bbox[3],
                     "iscrowd": 0,

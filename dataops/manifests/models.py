@@ -39,7 +39,9 @@ class ManifestRow(Base):
     content_hash: Mapped[str] = mapped_column(String(71), primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
-    split: Mapped[str] = mapped_column(String(32), index=True)
-    label_version_id: Mapped[int | None] = mapped_column(ForeignKey("label_versions.id"), default=None)
+    split: Mapped[str] = mapped_column(String(32))
+    label_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("label_versions.id"), default=None
+    )
     label: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     dup_group_id: Mapped[int | None] = mapped_column(default=None)

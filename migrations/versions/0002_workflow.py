@@ -507,7 +507,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("manifest_rows", schema=None) as batch_op:
         batch_op.create_index("ix_manifest_rows_image_id", ["image_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_manifest_rows_split"), ["split"], unique=False)
 
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.add_column(sa.Column("dup_group_id", sa.Integer(), nullable=True))
@@ -534,7 +533,6 @@ def downgrade() -> None:
         batch_op.drop_column("dup_group_id")
 
     with op.batch_alter_table("manifest_rows", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_manifest_rows_split"))
         batch_op.drop_index("ix_manifest_rows_image_id")
 
     op.drop_table("manifest_rows")

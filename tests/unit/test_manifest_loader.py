@@ -228,10 +228,10 @@ def box_rows():
     rows = []
     for i, boxes in enumerate(
         [
-            [{"label": "person", "x": 0.1, "y": 0.2, "w": 0.5, "h": 0.25}],
+            [{"class": "person", "x": 0.1, "y": 0.2, "w": 0.5, "h": 0.25}],
             [
-                {"label": "helmet", "x": 0.0, "y": 0.0, "w": 1.0, "h": 1.0},
-                {"label": "person", "x": 0.5, "y": 0.5, "w": 0.25, "h": 0.5},
+                {"class": "helmet", "x": 0.0, "y": 0.0, "w": 1.0, "h": 1.0},
+                {"class": "person", "x": 0.5, "y": 0.5, "w": 0.25, "h": 0.5},
             ],
             [],
         ]
@@ -286,10 +286,11 @@ def test_coco_ids_agree_across_splits():
     "box",
     [
         {"x": 0.1, "y": 0.1, "w": 0.1, "h": 0.1},
-        {"label": "a", "x": 0.9, "y": 0.1, "w": 0.2, "h": 0.1},
-        {"label": "a", "x": -0.1, "y": 0.1, "w": 0.2, "h": 0.1},
-        {"label": "a", "x": "0.1", "y": 0.1, "w": 0.2, "h": 0.1},
-        {"label": "a", "x": 10, "y": 20, "w": 30, "h": 40},
+        {"label": "a", "x": 0.1, "y": 0.1, "w": 0.1, "h": 0.1},
+        {"class": "a", "x": 0.9, "y": 0.1, "w": 0.2, "h": 0.1},
+        {"class": "a", "x": -0.1, "y": 0.1, "w": 0.2, "h": 0.1},
+        {"class": "a", "x": "0.1", "y": 0.1, "w": 0.2, "h": 0.1},
+        {"class": "a", "x": 10, "y": 20, "w": 30, "h": 40},
     ],
 )
 def test_coco_refuses_boxes_that_are_not_relative(box):
