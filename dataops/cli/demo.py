@@ -227,6 +227,40 @@ def _labels(run: DemoRun) -> None:
     )
 
 
+def _manifest(run: DemoRun) -> None:
+    """Freeze the accepted labels into a manifest, write its datasheet and verify it."""
+    from dataops.cli.jobrun import run_job
+    from dataops.db import session_scope
+    from dataops.manifests import service
+
+    with session_scope() as session:
+        existing = [m.name for m in service.list_manifests(session)]
+    # each demo run on the same catalog freezes a new generation under a new name
+    name = next(
+        f"demo-digits-{i}"
+        for i in range(1, len(existing) + 2)
+        if f"demo-digits-{i}" not in existing
+    )
+    created = run_job("manifest", {"name": name, "seed": 0}, description="manifest").result or {}
+    with session_scope() as session:
+        report = service.verify_manifest(session, name)
+        _, markdown = service.read_datasheet(service.get_manifest(session, name))
+    run.summary["manifest"] = {
+        **created,
+        "verified": report.ok,
+        "datasheet_lines": markdown.count("\n"),
+    }
+    splits = ", ".join(f"{k}={v}" for k, v in (created.get("splits") or {}).items())
+    run.rows += [
+        ["manifest", f"{name} {created.get('id')}: {created.get('rows')} rows ({splits})"],
+        [
+            "verify",
+            f"{'intact' if report.ok else 'FAILED'}: body + {report.images_checked} images re-hashed; "
+            f"datasheet: `dataops manifest datasheet {name}`",
+        ],
+    ]
+
+
 STEPS: list[Step] = [
     Step("ingest", _ingest),
     Step("dedup", _dedup),
@@ -243,6 +277,7 @@ STEPS: list[Step] = [
         builtin_only=True,
     ),
     Step("labels", _labels, builtin_only=True),
+    Step("manifest", _manifest, builtin_only=True),
 ]
 
 
@@ -256,8 +291,9 @@ def demo(
 
     With no PATH it builds a demo set from images that ship with scikit-learn (so it works on a
     fresh machine with no extra files), trains a tiny CNN on a few labeled digits, scores the
-    catalog and selects an active-learning batch and a hard-negative batch. With a PATH it
-    ingests that folder.
+    catalog, selects an active-learning batch and a hard-negative batch, imports the digits'
+    true labels as accepted, and freezes them into a verified manifest with a datasheet. With a
+    PATH it ingests and deduplicates that folder.
     """
     from dataops import migrate
     from dataops.catalog.demo_data import build_demo_set
