@@ -99,5 +99,9 @@ def get_store(url: str | None = None) -> BlobStore:
 
 def read_uri(uri: str) -> bytes:
     """Bytes of an image location: a local path or any fsspec URL."""
+    if "://" not in uri or uri.startswith("file://"):
+        # fsspec's URL parsing costs a quarter of a millisecond per file: a lot at ingest rates
+        with open(uri.removeprefix("file://"), "rb") as local:
+            return local.read()
     with fsspec.open(uri, "rb") as fh:
         return bytes(fh.read())
