@@ -9,11 +9,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from dataops.api import metrics
+from dataops.audits import router as audits
 from dataops.auth import router as auth
 from dataops.catalog import router as catalog
 from dataops.dedup import router as dedup
 from dataops.jobs import router as jobs
+from dataops.labeling import router as labeling
 from dataops.labelstudio import router as labelstudio
+from dataops.manifests import router as manifests
 from dataops.scoring import router as scoring
 from dataops.selection import router as selection
 
@@ -26,6 +29,9 @@ ROUTERS: list[APIRouter] = [
     labelstudio.router,
     scoring.router,
     selection.router,
+    labeling.router,
+    audits.router,
+    manifests.router,
     metrics.router,
 ]
 
@@ -40,6 +46,15 @@ TAGS: list[dict[str, str]] = [
     {"name": "jobs", "description": "Progress, results and errors of long work."},
     {"name": "models", "description": "Registered model versions and scoring jobs."},
     {"name": "batches", "description": "Batch selection (active learning, hard negatives)."},
+    {"name": "labels", "description": "Label versions from Label Studio and imports."},
+    {
+        "name": "audits",
+        "description": "Batch audits: agreement, gold accuracy, gate decisions and reports.",
+    },
+    {
+        "name": "manifests",
+        "description": "Immutable, content-addressed training manifests and their datasheets.",
+    },
     {
         "name": "labelstudio",
         "description": "Label Studio webhooks (secret header); polling remains the ground truth.",

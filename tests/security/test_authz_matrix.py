@@ -6,7 +6,8 @@ to someone else, so ids cannot be probed); no token at all gets the row's `anony
 
 Adding a domain: append one Row per route. Paths and string values in `json` are formatted
 with the ids of the `world` fixture ({own_image}, {other_image}, {unqueued_image},
-{own_queue}, {other_queue}, {job}, {bystander_token}, {ingest_dir}, {group}, {model}, {own_batch}) and {role}; add ids to
+{own_queue}, {other_queue}, {job}, {bystander_token}, {ingest_dir}, {group}, {model}, {own_batch},
+{audit}, {manifest}) and {role}; add ids to
 `world` when a new domain needs them.
 """
 
@@ -93,6 +94,30 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/dedup/groups", STAFF),
     Row("GET", "/v1/dedup/groups/{group}", STAFF),
     Row("GET", "/v1/dedup/groups/{group}/contact-sheet", STAFF),
+    Row("GET", "/v1/labels", STAFF),
+    Row("GET", "/v1/audits", STAFF),
+    Row("GET", "/v1/audits/{audit}", STAFF),
+    Row("GET", "/v1/audits/{audit}/report.html", STAFF),
+    # The batch has no labels, so each accepted job fails and the batch stays open.
+    Row(
+        "POST",
+        "/v1/audits",
+        frozenset({"admin", "labeling_ops"}),
+        json={"batch_id": "{own_batch}", "gate": 0.9},
+        ok=202,
+    ),
+    Row("GET", "/v1/manifests", STAFF),
+    Row("GET", "/v1/manifests/{manifest}", STAFF),
+    Row("GET", "/v1/manifests/{manifest}/datasheet", STAFF),
+    Row("POST", "/v1/manifests/{manifest}/verify", STAFF),
+    Row("POST", "/v1/manifests/{manifest}/verify", STAFF, params={"body_only": "true"}),
+    Row(
+        "POST",
+        "/v1/manifests",
+        frozenset({"admin", "scientist"}),
+        json={"name": "made-by-{role}", "seed": 1, "splits": "train=0.5,val=0.5"},
+        ok=202,
+    ),
     Row(
         "POST",
         "/v1/labelstudio/webhook/default",
@@ -118,6 +143,8 @@ def world(api: TestClient, tmp_path: Path, ingest_root: Path) -> dict[str, Any]:
     }
     own_queue = make_queue("acme", [own])
     return {
+        "audit": audit_with_report(),
+        "manifest": manifest_of(own),
         "group": _dup_group([own, unqueued]),
         "model": _model_version(),
         "own_batch": _batch_of(own_queue),
@@ -131,6 +158,50 @@ def world(api: TestClient, tmp_path: Path, ingest_root: Path) -> dict[str, Any]:
         "ingest_dir": str(ingest_root),
         "tokens": tokens,
     }
+
+
+def audit_with_report() -> int:
+    """An audit row whose JSON and HTML reports are in the blob store."""
+    from dataops.audits.models import Audit
+    from dataops.db import session_scope
+    from dataops.storage import get_store
+
+    store = get_store()
+    json_key = store.put_named("audits/matrix/report.json", b'{"decision": "accepted"}')
+    html_key = store.put_named("audits/matrix/report.html", b"<html><body>audit</body></html>")
+    with session_scope() as session:
+        audit = Audit(
+            gate=0.9,
+            pass_rate=1.0,
+            decision="accepted",
+            metrics={"gate": {"n_items": 1, "n_passed": 1}, "counts": {"disputed": 0}},
+            report_json_key=json_key,
+            report_html_key=html_key,
+            created_by="test",
+        )
+        session.add(audit)
+        session.flush()
+        return audit.id
+
+
+def manifest_of(image_id: int, name: str = "matrix-v1") -> str:
+    """A manifest over one image, after giving it an accepted label."""
+    from dataops.db import session_scope
+    from dataops.labeling.models import ACCEPTED
+    from dataops.labeling.service import add_label_version
+    from dataops.manifests.service import create_manifest
+
+    with session_scope() as session:
+        add_label_version(
+            session,
+            image_id=image_id,
+            payload={"class": "helmet"},
+            source="csv",
+            source_id=f"matrix-{image_id}",
+            status=ACCEPTED,
+        )
+    with session_scope() as session:
+        return create_manifest(session, name, actor="test").name
 
 
 def _dup_group(image_ids: list[int]) -> int:

@@ -1,0 +1,158 @@
+"""Audits over HTTP: list them, read one with its metrics and HTML report, start a new one.
+
+An audit names annotators and vendors across every queue, so vendors are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from dataops.api.deps import SessionDep, actor, require_roles
+from dataops.api.errors import error_responses
+from dataops.audits import service
+from dataops.audits.errors import AuditNotFound
+from dataops.audits.schemas import AuditDetail, AuditOut
+from dataops.auth.models import User
+from dataops.jobs.router import JobAccepted, accept_job
+
+router = APIRouter(prefix="/v1", tags=["audits"])
+
+_MAX_ID = 2**31 - 1
+
+AuditId = Annotated[int, Path(ge=1, le=_MAX_ID, description="The audit id.")]
+Readers = Annotated[User, Depends(require_roles("labeling_ops", "auditor", "scientist"))]
+Runners = Annotated[User, Depends(require_roles("labeling_ops"))]
+
+_AUDIT = {
+    "id": 3,
+    "batch_id": 5,
+    "decision": "accepted",
+    "gate": 0.95,
+    "pass_rate": 0.97,
+    "n_items": 100,
+    "n_passed": 97,
+    "n_disputed": 3,
+    "relabel_batch_id": 6,
+    "report_json_key": "audits/3/report.json",
+    "report_html_key": "audits/3/report.html",
+    "created_by": "user:ops",
+    "created_at": "2026-11-02T09:31:00Z",
+}
+
+
+class AuditRequest(BaseModel):
+    """Which batch to audit and the pass rate it needs to be accepted."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"batch_id": 5, "gate": 0.95}]}
+    )
+
+    batch_id: int = Field(ge=1, le=_MAX_ID, description="The batch to audit.")
+    gate: float = Field(
+        default=service.DEFAULT_GATE,
+        ge=0.0,
+        le=1.0,
+        description="Accept the batch when its pass rate is at least this.",
+    )
+
+
+@router.get(
+    "/audits",
+    response_model=list[AuditOut],
+    summary="List audits",
+    description="Audits newest first, optionally only those of one batch.",
+    responses={
+        **error_responses(401, 403, 422),
+        200: {"content": {"application/json": {"example": [_AUDIT]}}},
+    },
+)
+def list_audits(
+    session: SessionDep,
+    _user: Readers,
+    batch: Annotated[
+        int | None, Query(ge=1, le=_MAX_ID, description="Only audits of this batch.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+) -> list[AuditOut]:
+    return [service.audit_out(a) for a in service.list_audits(session, batch_id=batch, limit=limit)]
+
+
+@router.get(
+    "/audits/{audit_id}",
+    response_model=AuditDetail,
+    summary="Get an audit",
+    description=(
+        "One audit's gate decision with its metrics: agreement on overlap items, gold "
+        "accuracy, and the per annotator, per vendor and per class tables."
+    ),
+    responses={
+        **error_responses(401, 403, 404, 422),
+        200: {
+            "content": {
+                "application/json": {"example": {**_AUDIT, "metrics": {"gate": {"n_items": 100}}}}
+            }
+        },
+    },
+)
+def get_audit(session: SessionDep, _user: Readers, audit_id: AuditId) -> AuditDetail:
+    audit = service.get_audit(session, audit_id)
+    return AuditDetail(**service.audit_out(audit).model_dump(), metrics=audit.metrics)
+
+
+@router.get(
+    "/audits/{audit_id}/report.html",
+    response_class=HTMLResponse,
+    summary="Get an audit's HTML report",
+    description=(
+        "The self-contained HTML report written when the audit ran: metrics, tables and "
+        "thumbnails of disputed items."
+    ),
+    responses={
+        **error_responses(401, 403, 404, 422),
+        200: {
+            "content": {"text/html": {"schema": {"type": "string"}}},
+            "description": "The report.",
+        },
+    },
+)
+def get_report(session: SessionDep, _user: Readers, audit_id: AuditId) -> HTMLResponse:
+    from dataops.storage import get_store
+
+    audit = service.get_audit(session, audit_id)
+    if audit.report_html_key is None:
+        raise AuditNotFound(f"audit {audit_id} has no HTML report")
+    return HTMLResponse(get_store().get(audit.report_html_key))
+
+
+@router.post(
+    "/audits",
+    status_code=202,
+    response_model=JobAccepted,
+    summary="Audit a batch",
+    description=(
+        "Checks that the batch exists and is still open, then starts an `audit` job: agreement "
+        "on overlap items and gold accuracy, then the batch is accepted or rejected against "
+        "the gate. Disputed items become a new relabel batch; the job's result is the audit."
+    ),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 503),
+)
+def create_audit(
+    session: SessionDep,
+    background: BackgroundTasks,
+    user: Runners,
+    request: AuditRequest,
+) -> JobAccepted:
+    service.check_auditable(session, request.batch_id)
+    params = {
+        "batch_id": request.batch_id,
+        "gate": request.gate,
+        "seed": 0,
+        "resamples": service.DEFAULT_RESAMPLES,
+        "gold_threshold": service.GOLD_THRESHOLD,
+        "task": None,
+    }
+    return accept_job(session, background, "audit", params, actor=actor(user))
