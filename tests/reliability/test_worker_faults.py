@@ -91,3 +91,36 @@ def test_jobs_lost_with_redis_queues_are_recovered(
         done = _wait(job.id, lambda j: j.status in ("succeeded", "failed"))
     assert done.status == "succeeded", done.error
     assert done.result is not None and done.result["new"] == len(list(image_dir.iterdir()))
+
+
+def test_worker_killed_mid_scoring_is_redelivered(
+    pg_catalog: str,
+    redis_url: str,
+    corpus: Path,
+    tmp_path: Path,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataops.catalog.ingest import ingest
+    from dataops.scoring import service as scoring
+    from dataops.scoring.models import Prediction
+    from tests.support.brightness_model import CLASSES, export
+
+    folder = _copy(corpus, tmp_path / "imgs", 600)
+    ingest([str(folder)], session_scope=session_scope)
+    with session_scope() as s:
+        scoring.register_model(
+            s, export(tmp_path / "m.pt"), name="bright", classes=list(CLASSES), actor="test"
+        )
+    _use_broker(monkeypatch, redis_url)
+    with CeleryWorker(service_env(), queues="score") as worker:
+        job = runner.submit("score", {"model": "bright", "batch_size": 5}, actor="test")
+        _wait(job.id, lambda j: j.progress_done >= 100 and j.status == "running")
+        for pid in worker.child_pids():
+            os.kill(pid, signal.SIGKILL)
+        done = _wait(job.id, lambda j: j.status in ("succeeded", "failed"))
+    assert done.status == "succeeded", done.error
+    assert done.attempts >= 2, "the task must have been redelivered after the kill"
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Prediction)) == 600
+        assert s.scalar(select(func.count(func.distinct(Prediction.image_id)))) == 600
