@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dataops.api.deps import SessionDep, actor, require_roles
@@ -105,7 +105,7 @@ def get_audit(session: SessionDep, _user: Readers, audit_id: AuditId) -> AuditDe
 
 @router.get(
     "/audits/{audit_id}/report.html",
-    response_class=HTMLResponse,
+    response_class=Response,
     summary="Get an audit's HTML report",
     description=(
         "The self-contained HTML report written when the audit ran: metrics, tables and "
@@ -114,7 +114,12 @@ def get_audit(session: SessionDep, _user: Readers, audit_id: AuditId) -> AuditDe
     responses={
         **error_responses(401, 403, 404, 422),
         200: {
-            "content": {"text/html": {"schema": {"type": "string"}}},
+            "content": {
+                "text/html": {
+                    "schema": {"type": "string"},
+                    "example": "<!doctype html><html><head><title>Audit 3</title></head>...",
+                }
+            },
             "description": "The report.",
         },
     },
