@@ -148,13 +148,16 @@ def create_vendor(session: Session, name: str, *, actor: str | None = None) -> t
     return vendor, new_id is not None
 
 
-def get_vendor(session: Session, ref: str | int) -> Vendor:
+def _by_id_or_name(session: Session, model: Any, ref: str | int) -> tuple[Any, str]:
+    """A row by its numeric id or its unique name, and the reference as the user typed it."""
     text = str(ref).strip()
-    vendor = (
-        session.get(Vendor, int(text))
-        if text.isdigit()
-        else session.scalar(select(Vendor).where(Vendor.name == text))
-    )
+    if text.isdigit():
+        return session.get(model, int(text)), text
+    return session.scalar(select(model).where(model.name == text)), text
+
+
+def get_vendor(session: Session, ref: str | int) -> Vendor:
+    vendor, text = _by_id_or_name(session, Vendor, ref)
     if vendor is None:
         raise VendorNotFound(f"no vendor {text!r}; create it with `dataops vendors create NAME`")
     return vendor
@@ -407,12 +410,7 @@ def create_queue(
 
 
 def get_queue(session: Session, ref: str | int) -> Queue:
-    text = str(ref).strip()
-    queue = (
-        session.get(Queue, int(text))
-        if text.isdigit()
-        else session.scalar(select(Queue).where(Queue.name == text))
-    )
+    queue, text = _by_id_or_name(session, Queue, ref)
     if queue is None:
         raise QueueNotFound(f"no queue {text!r}; see `dataops queues list`")
     return queue
