@@ -46,6 +46,19 @@ TAGS: list[dict[str, str]] = [
     {"name": "jobs", "description": "Progress, results and errors of long work."},
     {"name": "models", "description": "Registered model versions and scoring jobs."},
     {"name": "batches", "description": "Batch selection (active learning, hard negatives)."},
+    {"name": "vendors", "description": "Labeling vendors."},
+    {
+        "name": "guidelines",
+        "description": "Versioned labeling guidelines (content-hashed) and their Label Studio configs.",
+    },
+    {
+        "name": "queues",
+        "description": (
+            "Vendor queues pinned to one guideline version, and their tasks with signed media "
+            "URLs; vendors see only their own."
+        ),
+    },
+    {"name": "annotators", "description": "Annotators and their Label Studio accounts."},
     {"name": "labels", "description": "Label versions from Label Studio and imports."},
     {
         "name": "audits",
@@ -57,7 +70,10 @@ TAGS: list[dict[str, str]] = [
     },
     {
         "name": "labelstudio",
-        "description": "Label Studio webhooks (secret header); polling remains the ground truth.",
+        "description": (
+            "Push batches to Label Studio and pull annotations back (202 + job), and its "
+            "webhooks (secret header); polling remains the ground truth."
+        ),
     },
     {"name": "operations", "description": "Prometheus metrics and health."},
 ]

@@ -1,28 +1,487 @@
-"""Labels over HTTP: every label version, filtered by image, batch, status or task.
+"""Labeling over HTTP: vendors, guideline versions, vendor queues and their tasks, annotators,
+and every label version.
 
-Labels span every vendor's queues, so vendors are refused; staff who read labels may list them.
+Vendors see only their own queues and those queues' tasks; another vendor's queue answers 404
+exactly like one that does not exist. Labels, guidelines, vendors and annotators span every
+vendor, so vendors are refused; staff read them and labeling ops (and admins) write them.
 """
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from dataops.api.deps import SessionDep, require_roles
+from dataops.api import signing
+from dataops.api.deps import STAFF, SessionDep, VendorScopeDep, actor, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.models import User
+from dataops.catalog.models import Image
+from dataops.config import get_settings
 from dataops.labeling import service
-from dataops.labeling.schemas import LabelVersionOut
+from dataops.labeling.models import Queue, Vendor
+from dataops.labeling.schemas import (
+    AnnotatorMap,
+    AnnotatorOut,
+    GuidelineDetail,
+    GuidelineOut,
+    GuidelinePublish,
+    GuidelinePublished,
+    LabelVersionOut,
+    QueueCreate,
+    QueueCreated,
+    QueueOut,
+    QueueTask,
+    QueueTaskList,
+    VendorCreate,
+    VendorCreated,
+    VendorOut,
+)
+from dataops.selection.models import STATUSES, Batch, BatchItem
 
-router = APIRouter(prefix="/v1", tags=["labels"])
+router = APIRouter(prefix="/v1")
 
 _MAX_ID = 2**31 - 1
 LabelStatus = Literal["submitted", "accepted", "rejected", "adjudicated", "deleted"]
+BatchStatus = Literal[STATUSES]  # type: ignore[valid-type]
+
+Staff = Annotated[User, Depends(require_roles(*STAFF))]
+Ops = Annotated[User, Depends(require_roles("labeling_ops"))]
+QueueRef = Annotated[
+    str,
+    Path(pattern=r"^[^\x00-\x1f/]{1,128}$", description="Queue id or name."),
+]
+GuidelineRef = Annotated[
+    str,
+    Path(
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,127}(:[vV]?[0-9]{1,9})?$",
+        description="NAME (newest version), NAME:VERSION, or a sha256 prefix (8+ hex).",
+    ),
+]
+_CREATED = "Created."
+_EXISTING = "Already there with the same content: the existing one, unchanged."
+
+_TIME = "2026-11-02T09:30:00Z"
+_VENDOR = {"id": 2, "name": "acme", "queues": 1, "annotators": 4, "created_at": _TIME}
+_GUIDELINE = {
+    "id": 4,
+    "name": "ppe-detection",
+    "version": 1,
+    "ref": "ppe-detection:1",
+    "sha256": "5e0f3c2a" * 8,
+    "kind": "detection",
+    "classes": ["person", "helmet", "vest"],
+    "created_by": "user:ops",
+    "created_at": _TIME,
+}
+_QUEUE = {
+    "id": 7,
+    "name": "acme-ppe",
+    "vendor": "acme",
+    "vendor_id": 2,
+    "guideline": "ppe-detection:1",
+    "guideline_id": 4,
+    "guideline_sha256": "5e0f3c2a" * 8,
+    "kind": "detection",
+    "connection": "default",
+    "overlap": 0.2,
+    "gold": 0.05,
+    "due_days": 3.0,
+    "ls_project_id": 12,
+    "batches": 1,
+    "created_at": _TIME,
+}
+_ANNOTATOR = {
+    "id": 9,
+    "name": "alice@acme.example",
+    "email": "alice@acme.example",
+    "vendor": "acme",
+    "vendor_id": 2,
+    "connection": "default",
+    "ls_user_id": 17,
+    "mapped_by": "manual",
+    "created_at": _TIME,
+}
+
+TASK_LIST_EXAMPLE = {
+    "queue_id": 7,
+    "tasks": [
+        {
+            "item_id": 301,
+            "batch_id": 5,
+            "status": "sent",
+            "image_id": 42,
+            "sha256": "9f2c6a1e" * 8,
+            "position": 0,
+            "ls_task_id": 881,
+            "pushed_at": _TIME,
+            "media_url": "https://dataops.example.com/v1/media/42?queue=7&exp=1793000000&sig=...",
+            "media_expires_at": "2026-11-09T09:30:00Z",
+        }
+    ],
+    "limit": 500,
+    "offset": 0,
+}
+
+
+def _example(value: object, description: str = "Success.") -> dict[str, object]:
+    return {"description": description, "content": {"application/json": {"example": value}}}
+
+
+def _created_or_existing(response: Response, created: bool) -> None:
+    """201 for a new row; 200 when the same request had already created it."""
+    response.status_code = 201 if created else 200
+
+
+# --- vendors ------------------------------------------------------------------------------
+
+
+@router.get(
+    "/vendors",
+    tags=["vendors"],
+    response_model=list[VendorOut],
+    summary="List vendors",
+    description="Every labeling vendor by name, with how many queues and annotators it has.",
+    responses={**error_responses(401, 403), 200: _example([_VENDOR])},
+)
+def list_vendors(session: SessionDep, _user: Staff) -> list[VendorOut]:
+    return service.list_vendors(session)
+
+
+@router.post(
+    "/vendors",
+    tags=["vendors"],
+    status_code=201,
+    response_model=VendorCreated,
+    summary="Create a vendor",
+    description=(
+        "Registers a labeling vendor. Idempotent by name: creating an existing vendor again "
+        "answers 200 with it (and `created: false`) instead of 201."
+    ),
+    responses={
+        **error_responses(400, 401, 403, 413, 422),
+        201: _example({**_VENDOR, "queues": 0, "annotators": 0, "created": True}, _CREATED),
+        200: _example({**_VENDOR, "created": False}, _EXISTING),
+    },
+)
+def create_vendor(
+    session: SessionDep, user: Ops, body: VendorCreate, response: Response
+) -> VendorCreated:
+    vendor, created = service.create_vendor(session, body.name, actor=actor(user))
+    _created_or_existing(response, created)
+    return VendorCreated(**service.vendor_out(vendor).model_dump(), created=created)
+
+
+# --- guidelines ---------------------------------------------------------------------------
+
+
+@router.get(
+    "/guidelines",
+    tags=["guidelines"],
+    response_model=list[GuidelineOut],
+    summary="List guideline versions",
+    description="Every published guideline version by name and version, or only one name's.",
+    responses={**error_responses(401, 403, 422), 200: _example([_GUIDELINE])},
+)
+def list_guidelines(
+    session: SessionDep,
+    _user: Staff,
+    name: Annotated[
+        str | None,
+        Query(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="Only this guideline."),
+    ] = None,
+) -> list[GuidelineOut]:
+    return [service.guideline_out(g) for g in service.list_guidelines(session, name)]
+
+
+@router.get(
+    "/guidelines/{ref}",
+    tags=["guidelines"],
+    response_model=GuidelineDetail,
+    summary="Get a guideline version",
+    description=(
+        "One guideline version with its full Markdown text (front matter included) and the "
+        "Label Studio labeling config generated from it."
+    ),
+    responses={
+        **error_responses(401, 403, 404, 422),
+        200: _example(
+            {
+                **_GUIDELINE,
+                "body": "---\nname: ppe-detection\nkind: detection\n...\n---\n\n# PPE ...",
+                "label_config": '<View><Image name="image" value="$image"/>...</View>',
+            }
+        ),
+    },
+)
+def get_guideline(session: SessionDep, _user: Staff, ref: GuidelineRef) -> GuidelineDetail:
+    return service.guideline_detail(service.get_guideline(session, ref))
+
+
+@router.post(
+    "/guidelines",
+    tags=["guidelines"],
+    status_code=201,
+    response_model=GuidelinePublished,
+    summary="Publish a guideline version",
+    description=(
+        "Registers the text of a guideline file (YAML front matter, then Markdown) as the next "
+        "version of its name; its id is the sha256 of the UTF-8 text and the Label Studio "
+        "config is generated from its kind and classes. Publishing the same text again answers "
+        "200 with the version already there. Versions are never edited: a queue stays pinned to "
+        "its version, and a new version needs a new queue (and Label Studio project)."
+    ),
+    responses={
+        **error_responses(400, 401, 403, 409, 413, 422),
+        201: _example({**_GUIDELINE, "created": True}, _CREATED),
+        200: _example({**_GUIDELINE, "created": False}, _EXISTING),
+    },
+)
+def publish_guideline(
+    session: SessionDep, user: Ops, body: GuidelinePublish, response: Response
+) -> GuidelinePublished:
+    guideline, created = service.publish_guideline_text(
+        session, body.markdown, name=body.name, actor=actor(user)
+    )
+    _created_or_existing(response, created)
+    return GuidelinePublished(**service.guideline_out(guideline).model_dump(), created=created)
+
+
+# --- queues -------------------------------------------------------------------------------
+
+
+def _visible_queues(session: Session, scope_vendor: int | None, vendor: str | None) -> list[Queue]:
+    """Staff filter by any vendor; a vendor's filter can only narrow its own queues."""
+    if scope_vendor is None:
+        return service.list_queues(session, vendor=vendor)
+    own = session.get(Vendor, scope_vendor)
+    if own is None or (vendor is not None and vendor.strip() not in (str(own.id), own.name)):
+        return []
+    return service.list_queues(session, vendor=own.id)
+
+
+@router.get(
+    "/queues",
+    tags=["queues"],
+    response_model=list[QueueOut],
+    summary="List queues",
+    description=(
+        "Queues by name with their vendor, pinned guideline version and Label Studio "
+        "connection. Vendors get only their own queues."
+    ),
+    responses={**error_responses(401, 403, 404, 422), 200: _example([_QUEUE])},
+)
+def list_queues(
+    session: SessionDep,
+    scope: VendorScopeDep,
+    vendor: Annotated[
+        str | None,
+        Query(pattern=r"^[^\x00-\x1f]{1,128}$", description="Only this vendor's (name or id)."),
+    ] = None,
+) -> list[QueueOut]:
+    return [
+        service.queue_out(session, q) for q in _visible_queues(session, scope.vendor_id, vendor)
+    ]
+
+
+@router.get(
+    "/queues/{ref}",
+    tags=["queues"],
+    response_model=QueueOut,
+    summary="Get a queue",
+    description=(
+        "One queue's settings. For a vendor, another vendor's queue is 404, like one that does "
+        "not exist."
+    ),
+    responses={**error_responses(401, 403, 404, 422), 200: _example(_QUEUE)},
+)
+def get_queue(session: SessionDep, scope: VendorScopeDep, ref: QueueRef) -> QueueOut:
+    return service.queue_out(session, service.get_queue(session, ref, vendor_id=scope.vendor_id))
+
+
+@router.post(
+    "/queues",
+    tags=["queues"],
+    status_code=201,
+    response_model=QueueCreated,
+    summary="Create a queue",
+    description=(
+        "Creates a vendor queue pinned to one guideline version (`NAME` pins the newest) and "
+        "one Label Studio connection, with its overlap share, gold share and turnaround. "
+        "Repeating the request answers 200 with the existing queue; the same name with other "
+        "settings, or another guideline version, is 409: a new guideline version needs a new "
+        "queue, so labels under different versions are never mixed in one Label Studio "
+        "project. Label Studio OSS has no per-project permissions: a vendor that must not see "
+        "other vendors' work needs its own instance (a named connection)."
+    ),
+    responses={
+        **error_responses(400, 401, 403, 404, 409, 413, 422),
+        201: _example({**_QUEUE, "batches": 0, "ls_project_id": None, "created": True}, _CREATED),
+        200: _example({**_QUEUE, "created": False}, _EXISTING),
+    },
+)
+def create_queue(
+    session: SessionDep, user: Ops, body: QueueCreate, response: Response
+) -> QueueCreated:
+    queue, created = service.create_queue(
+        session,
+        body.name,
+        vendor=body.vendor,
+        guideline=body.guideline,
+        overlap=body.overlap,
+        gold=body.gold,
+        due_days=service.parse_due(body.due) if body.due is not None else None,
+        connection=body.connection,
+        actor=actor(user),
+    )
+    _created_or_existing(response, created)
+    return QueueCreated(**service.queue_out(session, queue).model_dump(), created=created)
+
+
+def _tasks(
+    session: Session,
+    queue_id: int,
+    *,
+    batch_id: int | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> list[QueueTask]:
+    stmt = (
+        select(
+            BatchItem.id,
+            BatchItem.batch_id,
+            Batch.status,
+            BatchItem.image_id,
+            Image.sha256,
+            BatchItem.position,
+            BatchItem.ls_task_id,
+            BatchItem.pushed_at,
+        )
+        .join(Batch, Batch.id == BatchItem.batch_id)
+        .join(Image, Image.id == BatchItem.image_id)
+        .where(Batch.queue_id == queue_id)
+        .order_by(BatchItem.batch_id, BatchItem.position, BatchItem.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    if batch_id is not None:
+        stmt = stmt.where(BatchItem.batch_id == batch_id)
+    if status is not None:
+        stmt = stmt.where(Batch.status == status)
+    now = int(time.time())
+    expires = datetime.fromtimestamp(now + get_settings().signed_url_ttl, UTC)
+    return [
+        QueueTask(
+            item_id=item_id,
+            batch_id=batch,
+            status=batch_status,
+            image_id=image_id,
+            sha256=sha,
+            position=position,
+            ls_task_id=task_id,
+            pushed_at=pushed_at,
+            media_url=signing.signed_image_url(image_id, queue_id, now=now),
+            media_expires_at=expires,
+        )
+        for item_id, batch, batch_status, image_id, sha, position, task_id, pushed_at in (
+            session.execute(stmt)
+        )
+    ]
+
+
+@router.get(
+    "/queues/{ref}/tasks",
+    tags=["queues"],
+    response_model=QueueTaskList,
+    summary="List a queue's tasks",
+    description=(
+        "The images of the queue's batches in batch and pick order, each with its batch's "
+        "status, its Label Studio task once pushed, and a signed, expiring `/v1/media` URL "
+        "that needs no token (valid for DATAOPS_SIGNED_URL_TTL seconds). Vendors see only "
+        "their own queues' tasks; another vendor's queue is 404."
+    ),
+    responses={**error_responses(401, 403, 404, 422), 200: _example(TASK_LIST_EXAMPLE)},
+)
+def list_queue_tasks(
+    session: SessionDep,
+    scope: VendorScopeDep,
+    ref: QueueRef,
+    batch: Annotated[
+        int | None, Query(ge=1, le=_MAX_ID, description="Only this batch's items.")
+    ] = None,
+    status: Annotated[BatchStatus | None, Query(description="Only batches in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="At most this many.")] = 500,
+    offset: Annotated[int, Query(ge=0, le=_MAX_ID, description="Skip this many.")] = 0,
+) -> QueueTaskList:
+    queue = service.get_queue(session, ref, vendor_id=scope.vendor_id)
+    tasks = _tasks(session, queue.id, batch_id=batch, status=status, limit=limit, offset=offset)
+    return QueueTaskList(queue_id=queue.id, tasks=tasks, limit=limit, offset=offset)
+
+
+# --- annotators ---------------------------------------------------------------------------
+
+
+@router.get(
+    "/annotators",
+    tags=["annotators"],
+    response_model=list[AnnotatorOut],
+    summary="List annotators",
+    description=(
+        "Annotators with their vendor, Label Studio account and how the mapping was made "
+        "(`ls_user_id`, `import` or `manual`), optionally of one vendor or connection."
+    ),
+    responses={**error_responses(401, 403, 404, 422), 200: _example([_ANNOTATOR])},
+)
+def list_annotators(
+    session: SessionDep,
+    _user: Staff,
+    vendor: Annotated[
+        str | None,
+        Query(pattern=r"^[^\x00-\x1f]{1,128}$", description="Only this vendor's (name or id)."),
+    ] = None,
+    connection: Annotated[
+        str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Only this instance.")
+    ] = None,
+) -> list[AnnotatorOut]:
+    return service.list_annotators(session, vendor=vendor, connection=connection)
+
+
+@router.post(
+    "/annotators",
+    tags=["annotators"],
+    response_model=AnnotatorOut,
+    summary="Map a Label Studio account",
+    description=(
+        "Ties a Label Studio user id on one connection to a person (by email) and their vendor, "
+        "before or after their labels arrive. Repeating it returns the same annotator; a "
+        "mapping that would give one account two people, or one person two accounts on an "
+        "instance, is 409."
+    ),
+    responses={**error_responses(400, 401, 403, 404, 409, 413, 422), 200: _example(_ANNOTATOR)},
+)
+def map_annotator(session: SessionDep, user: Ops, body: AnnotatorMap) -> AnnotatorOut:
+    annotator = service.map_annotator(
+        session,
+        connection=service.check_connection(body.connection),
+        vendor=body.vendor,
+        email=body.email,
+        ls_user_id=body.ls_user_id,
+        actor=actor(user),
+    )
+    return service.annotator_out(session, annotator)
+
+
+# --- labels -------------------------------------------------------------------------------
 
 
 @router.get(
     "/labels",
+    tags=["labels"],
     response_model=list[LabelVersionOut],
     summary="List label versions",
     description=(

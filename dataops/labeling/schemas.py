@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from dataops.labeling.errors import InvalidLabel
 
@@ -77,6 +77,174 @@ class AnnotatorOut(BaseModel):
     ls_user_id: int | None
     mapped_by: str
     created_at: UtcDatetime
+
+
+_MAX_ID = 2**31 - 1
+
+
+def _plain_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid Unicode text") from None
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_plain_text)]
+
+
+class VendorCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "acme"}]})
+
+    name: PlainText = Field(
+        min_length=1,
+        max_length=128,
+        description="Unique; letters, digits, spaces, '.', '_', '-', '@', '+'; not only digits.",
+    )
+
+
+class VendorCreated(VendorOut):
+    created: bool = Field(description="False when a vendor of that name already existed.")
+
+
+class GuidelinePublish(BaseModel):
+    """A guideline version as the text of a ``guidelines/<name>/v<N>.md`` file."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "ppe-detection",
+                    "markdown": (
+                        "---\nname: ppe-detection\nkind: detection\nclasses:\n"
+                        "  - person: Every visible human being.\n"
+                        "  - helmet: A safety hard hat, worn or not.\n---\n\n"
+                        "# PPE (detection)\n\nDraw a tight box around every person and "
+                        "helmet.\n"
+                    ),
+                }
+            ]
+        },
+    )
+
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$",
+        description="The guideline's name; must equal `name` in the front matter.",
+    )
+    markdown: PlainText = Field(
+        min_length=1,
+        max_length=1_000_000,
+        description=(
+            "YAML front matter between `---` lines (name, kind: classification or detection, "
+            "classes: a list of `Name: one-line definition`), then the Markdown body. Its "
+            "sha256 (UTF-8) is the version id, so the text of a published file is the same "
+            "version."
+        ),
+    )
+
+
+class GuidelinePublished(GuidelineOut):
+    created: bool = Field(description="False when exactly this text was already published.")
+
+
+class QueueCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "acme-ppe",
+                    "vendor": "acme",
+                    "guideline": "ppe-detection:1",
+                    "overlap": 0.2,
+                    "gold": 0.05,
+                    "due": "3d",
+                    "connection": "default",
+                }
+            ]
+        },
+    )
+
+    name: PlainText = Field(min_length=1, max_length=128, description="Unique queue name.")
+    vendor: (
+        Annotated[int, Field(ge=1, le=_MAX_ID)]
+        | Annotated[PlainText, Field(min_length=1, max_length=128)]
+    ) = Field(description="Vendor name or id.")
+    guideline: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,127}(:[vV]?[0-9]{1,9})?$",
+        description="NAME (its newest version, then pinned) or NAME:VERSION.",
+    )
+    overlap: float = Field(
+        default=0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="Share labeled by 2+."
+    )
+    gold: float = Field(
+        default=0.0, ge=0.0, le=0.5, allow_inf_nan=False, description="Share of gold items."
+    )
+    due: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,6}(\.[0-9]{1,6})?[hdwHDW]?$",
+        description="Turnaround, e.g. `3d`, `12h`, `2w` (at most 365 days).",
+    )
+    connection: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Label Studio instance: `default` or a configured connection name.",
+    )
+
+
+class QueueCreated(QueueOut):
+    created: bool = Field(description="False when the queue existed with the same settings.")
+
+
+class QueueTask(BaseModel):
+    """One image of a queue's batch, with a signed URL its annotator's browser can load."""
+
+    item_id: int
+    batch_id: int
+    status: str = Field(description="The batch's status: draft, sent, in_progress, ...")
+    image_id: int
+    sha256: str
+    position: int
+    ls_task_id: int | None = Field(description="The Label Studio task, once pushed.")
+    pushed_at: UtcDatetime | None
+    media_url: str = Field(description="Signed for this image and queue; needs no token.")
+    media_expires_at: UtcDatetime
+
+
+class QueueTaskList(BaseModel):
+    queue_id: int
+    tasks: list[QueueTask]
+    limit: int
+    offset: int
+
+
+class AnnotatorMap(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "connection": "default",
+                    "vendor": "acme",
+                    "email": "alice@acme.example",
+                    "ls_user_id": 17,
+                }
+            ]
+        },
+    )
+
+    connection: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="The Label Studio instance."
+    )
+    vendor: (
+        Annotated[int, Field(ge=1, le=_MAX_ID)]
+        | Annotated[PlainText, Field(min_length=1, max_length=128)]
+    ) = Field(description="Vendor name or id.")
+    email: PlainText = Field(min_length=3, max_length=256, description="The person's email.")
+    ls_user_id: int = Field(ge=1, le=_MAX_ID, description="Their user id on that instance.")
 
 
 class LabelVersionOut(BaseModel):

@@ -37,6 +37,7 @@ from dataops.labeling import importers
 from dataops.labeling.errors import (
     AnnotatorConflict,
     AnnotatorNotFound,
+    GuidelineError,
     GuidelineNotFound,
     InvalidLabel,
     LabelNotFound,
@@ -82,6 +83,7 @@ _NAME = re.compile(r"^\w[\w .@+-]{0,127}$")
 _SOURCE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 _DUE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*$", re.IGNORECASE)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_ID = re.compile(r"[0-9]{1,9}")
 _CHUNK = 500
 
 
@@ -149,9 +151,13 @@ def create_vendor(session: Session, name: str, *, actor: str | None = None) -> t
 
 
 def _by_id_or_name(session: Session, model: Any, ref: str | int) -> tuple[Any, str]:
-    """A row by its numeric id or its unique name, and the reference as the user typed it."""
+    """A row by its numeric id or its unique name, and the reference as the user typed it.
+
+    Names are never only digits, so a longer run of digits (or non-ASCII digits) matches no row
+    instead of overflowing the id column.
+    """
     text = str(ref).strip()
-    if text.isdigit():
+    if _ID.fullmatch(text):
         return session.get(model, int(text)), text
     return session.scalar(select(model).where(model.name == text)), text
 
@@ -230,6 +236,26 @@ def publish_guideline(
     version number of that name. Published versions are never edited.
     """
     parsed, data = guideline_files.read_guideline(path)
+    return _publish(session, parsed, data, actor=actor)
+
+
+def publish_guideline_text(
+    session: Session, text: str, *, name: str | None = None, actor: str | None = None
+) -> tuple[Guideline, bool]:
+    """Register a guideline sent as text; the same text as a UTF-8 file gets the same version.
+
+    ``name``, when given, must be the name in the front matter (a guard against publishing one
+    guideline's text under another's name).
+    """
+    parsed = guideline_files.parse_guideline(text)
+    if name is not None and parsed.name != name:
+        raise GuidelineError(f"the front matter names the guideline {parsed.name!r}, not {name!r}")
+    return _publish(session, parsed, text.encode(), actor=actor)
+
+
+def _publish(
+    session: Session, parsed: guideline_files.ParsedGuideline, data: bytes, *, actor: str | None
+) -> tuple[Guideline, bool]:
     sha = hashlib.sha256(data).hexdigest()
     existing = session.scalar(select(Guideline).where(Guideline.sha256 == sha))
     if existing is not None:
@@ -409,9 +435,10 @@ def create_queue(
     return queue, True
 
 
-def get_queue(session: Session, ref: str | int) -> Queue:
+def get_queue(session: Session, ref: str | int, *, vendor_id: int | None = None) -> Queue:
+    """With ``vendor_id``, another vendor's queue is reported exactly like a missing one."""
     queue, text = _by_id_or_name(session, Queue, ref)
-    if queue is None:
+    if queue is None or (vendor_id is not None and queue.vendor_id != vendor_id):
         raise QueueNotFound(f"no queue {text!r}; see `dataops queues list`")
     return queue
 

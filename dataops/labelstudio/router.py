@@ -1,4 +1,7 @@
-"""Label Studio webhooks: a faster path into the same pull that polling runs anyway.
+"""Label Studio over HTTP: push a batch, pull a queue's annotations, and receive webhooks.
+
+Push and pull are long work: each route checks its target now and answers 202 with the id of
+a `sync` job (the same job `dataops batches push|pull` runs).
 
 Label Studio signs nothing, so each project's webhook sends a secret header
 (``X-Dataops-Webhook-Secret``, derived from the signing key and the connection name) that is
@@ -11,17 +14,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Body, Header, Path
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Header, Path, Query
 from pydantic import BaseModel, Field
 
-from dataops.api.deps import SessionDep
+from dataops.api.deps import SessionDep, actor, require_roles
 from dataops.api.errors import error_responses
-from dataops.errors import DataopsError, NotFound
-from dataops.labeling.service import check_connection
+from dataops.auth.models import User
+from dataops.errors import Conflict, DataopsError, NotFound
+from dataops.jobs.router import JobAccepted, accept_job
+from dataops.labeling.service import check_connection, get_queue
 from dataops.labelstudio import sync
+from dataops.selection import lifecycle
 
 router = APIRouter(prefix="/v1", tags=["labelstudio"])
 
+Ops = Annotated[User, Depends(require_roles("labeling_ops"))]
+PageSize = Annotated[
+    int,
+    Query(ge=1, le=sync.MAX_PAGE_SIZE, description="Tasks per Label Studio request and commit."),
+]
 DELETED_ACTION = "ANNOTATIONS_DELETED"
 _PULL_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED"})
 
@@ -71,8 +82,6 @@ def labelstudio_webhook(
     background: BackgroundTasks,
     secret: Annotated[str | None, Header(alias=sync.WEBHOOK_HEADER)] = None,
 ) -> WebhookResult:
-    from dataops.jobs.router import accept_job
-
     sync.check_webhook_secret(connection, secret)
     try:
         check_connection(connection)
@@ -96,3 +105,58 @@ def labelstudio_webhook(
         params = {"action": "pull", "queue_id": queue_id}
         job_id = accept_job(session, background, "sync", params, actor=actor).job_id
     return WebhookResult(action=action, queue_id=queue_id, job_id=job_id, deleted=0)
+
+
+@router.post(
+    "/batches/{batch_id}/push",
+    status_code=202,
+    response_model=JobAccepted,
+    summary="Push a batch to Label Studio",
+    description=(
+        "Checks that the batch exists, is open and belongs to a vendor queue, then starts a "
+        "`sync` push job: the queue's Label Studio project is created if needed (pinned to the "
+        "queue's guideline version), overlap and gold items are planned, and each item becomes "
+        "a task whose image is a signed, expiring media URL. Idempotent and resumable: items "
+        "already in Label Studio are not sent again, so repeat it after any failure."
+    ),
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+def push_batch(
+    session: SessionDep,
+    background: BackgroundTasks,
+    user: Ops,
+    batch_id: Annotated[int, Path(ge=1, le=2**31 - 1, description="The batch id.")],
+    page_size: PageSize = sync.DEFAULT_PAGE_SIZE,
+) -> JobAccepted:
+    batch = lifecycle.get_batch(session, batch_id)
+    lifecycle.check_open(batch)
+    if batch.queue_id is None:
+        raise Conflict(f"batch {batch.id} has no vendor queue, so it cannot be pushed")
+    params = {"action": "push", "batch_id": batch.id, "page_size": page_size}
+    return accept_job(session, background, "sync", params, actor=actor(user))
+
+
+@router.post(
+    "/queues/{ref}/pull",
+    status_code=202,
+    response_model=JobAccepted,
+    summary="Pull a queue's annotations",
+    description=(
+        "Checks that the queue exists, then starts a `sync` pull job that stores the "
+        "annotations made in its Label Studio project since the last pull as label versions "
+        "(recording the queue's guideline version); pulling again adds nothing new. `full` "
+        "reads every task and also records annotations deleted in Label Studio."
+    ),
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+def pull_queue(
+    session: SessionDep,
+    background: BackgroundTasks,
+    user: Ops,
+    ref: Annotated[str, Path(pattern=r"^[^\x00-\x1f/]{1,128}$", description="Queue id or name.")],
+    full: Annotated[bool, Query(description="Read every task, not only changed ones.")] = False,
+    page_size: PageSize = sync.DEFAULT_PAGE_SIZE,
+) -> JobAccepted:
+    queue = get_queue(session, ref)
+    params = {"action": "pull", "queue_id": queue.id, "full": full, "page_size": page_size}
+    return accept_job(session, background, "sync", params, actor=actor(user))
