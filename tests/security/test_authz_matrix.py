@@ -7,7 +7,7 @@ to someone else, so ids cannot be probed); no token at all gets the row's `anony
 Adding a domain: append one Row per route. Paths and string values in `json` are formatted
 with the ids of the `world` fixture ({own_image}, {other_image}, {unqueued_image},
 {own_queue}, {other_queue}, {job}, {bystander_token}, {ingest_dir}, {group}, {model}, {own_batch},
-{audit}, {manifest}) and {role}; add ids to
+{audit}, {manifest}, {guideline}) and {role}; add ids to
 `world` when a new domain needs them.
 """
 
@@ -34,6 +34,11 @@ EVERYONE = frozenset(ROLES)
 STAFF = EVERYONE - {"vendor"}
 ADMIN = frozenset({"admin"})
 NOBODY: frozenset[str] = frozenset()
+OPS = frozenset({"admin", "labeling_ops"})
+GUIDELINE_TEXT = (
+    "---\nname: made-by-{role}\nkind: classification\nclasses:\n"
+    "  - helmet: A safety hard hat.\n  - none: No hard hat in sight.\n---\n\n# Helmets\n"
+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,45 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/dedup/groups/{group}", STAFF),
     Row("GET", "/v1/dedup/groups/{group}/contact-sheet", STAFF),
     Row("GET", "/v1/labels", STAFF),
+    Row("GET", "/v1/vendors", STAFF),
+    Row("POST", "/v1/vendors", OPS, json={"name": "made-by-{role}"}, ok=201),
+    Row("GET", "/v1/guidelines", STAFF),
+    Row("GET", "/v1/guidelines/{guideline}", STAFF),
+    Row(
+        "POST",
+        "/v1/guidelines",
+        OPS,
+        json={"name": "made-by-{role}", "markdown": GUIDELINE_TEXT},
+        ok=201,
+    ),
+    # Vendors list and read only their own queues; guessing another vendor's id gives 404.
+    Row("GET", "/v1/queues", EVERYONE),
+    Row("GET", "/v1/queues/{own_queue}", EVERYONE),
+    Row("GET", "/v1/queues/{other_queue}", STAFF),
+    Row("GET", "/v1/queues/{own_queue}/tasks", EVERYONE),
+    Row("GET", "/v1/queues/{other_queue}/tasks", STAFF),
+    Row(
+        "POST",
+        "/v1/queues",
+        OPS,
+        json={"name": "made-by-{role}", "vendor": "acme", "guideline": "{guideline}"},
+        ok=201,
+    ),
+    # Label Studio is not configured here, so each accepted sync job fails on its own.
+    Row("POST", "/v1/batches/{own_batch}/push", OPS, ok=202),
+    Row("POST", "/v1/queues/{own_queue}/pull", OPS, ok=202),
+    Row("GET", "/v1/annotators", STAFF),
+    Row(
+        "POST",
+        "/v1/annotators",
+        OPS,
+        json={
+            "connection": "default",
+            "vendor": "acme",
+            "email": "a@acme.example",
+            "ls_user_id": 7,
+        },
+    ),
     Row("GET", "/v1/audits", STAFF),
     Row("GET", "/v1/audits/{audit}", STAFF),
     Row("GET", "/v1/audits/{audit}/report.html", STAFF),
@@ -152,6 +196,7 @@ def world(api: TestClient, tmp_path: Path, ingest_root: Path) -> dict[str, Any]:
         "other_image": other,
         "unqueued_image": unqueued,
         "own_queue": own_queue,
+        "guideline": _guideline_of(own_queue),
         "other_queue": make_queue("globex", [other]),
         "job": job.id,
         "bystander_token": bystander.split("_")[1],
@@ -246,6 +291,18 @@ def _batch_of(queue_id: int) -> int:
 
     with session_scope() as session:
         return int(session.scalars(select(Batch.id).where(Batch.queue_id == queue_id)).one())
+
+
+def _guideline_of(queue_id: int) -> str:
+    from dataops.db import session_scope
+    from dataops.labeling.models import Guideline, Queue
+
+    with session_scope() as session:
+        queue = session.get(Queue, queue_id)
+        assert queue is not None
+        guideline = session.get(Guideline, queue.guideline_id)
+        assert guideline is not None
+        return guideline.name
 
 
 def _fill(value: Any, ctx: dict[str, Any]) -> Any:
