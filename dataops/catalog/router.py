@@ -125,7 +125,7 @@ def _under_roots(location: str, roots: list[str]) -> bool:
     return False
 
 
-def _check_ingest_path(raw: str, roots: list[str]) -> str:
+def check_ingest_path(raw: str, roots: list[str]) -> str:
     """Only absolute paths (or URLs) inside a configured root; no `..`, even percent-encoded."""
     decoded = raw
     for _ in range(3):
@@ -294,7 +294,7 @@ def ingest(
     from dataops.catalog.ingest import expand_inputs
 
     roots = api_settings().ingest_roots
-    paths = [_check_ingest_path(p, roots) for p in body.paths]
+    paths = [check_ingest_path(p, roots) for p in body.paths]
     # Fails now on a missing path, before a job is recorded; and what folders, globs and
     # list files expand to (through symlinks too) must stay inside the roots as well.
     outside = [loc for loc in expand_inputs(paths) if not _under_roots(loc, roots)]

@@ -1,4 +1,4 @@
-"""Duplicate groups over HTTP: list, inspect, and look at a group's contact sheet.
+"""Duplicate groups over HTTP: run dedup (202), list, inspect, and look at a contact sheet.
 
 Groups span the whole catalog, so vendors (who see only their own queues) are refused.
 """
@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Path, Query, Response
 
-from dataops.api.deps import STAFF, SessionDep, require_roles
+from dataops.api.deps import STAFF, SessionDep, actor, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.models import User
 from dataops.dedup import service
-from dataops.dedup.schemas import GroupDetail, GroupPage
+from dataops.dedup.schemas import DedupRunRequest, GroupDetail, GroupPage
+from dataops.jobs.router import JobAccepted, accept_job
 
 router = APIRouter(prefix="/v1", tags=["dedup"])
 
@@ -26,6 +27,33 @@ _MEMBER = {
 
 GroupId = Annotated[int, Path(ge=1, le=_MAX_ID, description="Duplicate group id.")]
 Staff = Annotated[User, Depends(require_roles(*STAFF))]
+
+
+@router.post(
+    "/dedup/run",
+    status_code=202,
+    response_model=JobAccepted,
+    summary="Find duplicates",
+    description=(
+        "Starts a `dedup` job, as `dataops dedup run` does: images added since the last run are "
+        "matched against the index (pHash confirmed by dHash, mirrored images too unless "
+        "DATAOPS_DEDUP__FLIP is false; with `semantic` also model embeddings) and the groups "
+        "updated; `full` recomputes every pair. The job's result is the run summary. "
+        "`semantic` is checked now: it needs a current model version whose embeddings were "
+        "computed."
+    ),
+    responses=error_responses(400, 401, 403, 413, 422, 503),
+)
+def run_dedup(
+    session: SessionDep,
+    background: BackgroundTasks,
+    user: Annotated[User, Depends(require_roles("scientist"))],
+    request: Annotated[DedupRunRequest | None, Body()] = None,
+) -> JobAccepted:
+    body = request or DedupRunRequest()
+    if body.semantic:
+        service.embedding_source(session)
+    return accept_job(session, background, "dedup", body.model_dump(), actor=actor(user))
 
 
 @router.get(

@@ -4,7 +4,30 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DedupRunRequest(BaseModel):
+    """The options of `dataops dedup run`; the match thresholds come from DATAOPS_DEDUP__*."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"radius": 10, "semantic": False, "full": False},
+                {"semantic": True},
+            ]
+        },
+    )
+
+    radius: int | None = Field(
+        default=None, ge=0, le=32, description="pHash Hamming radius (default: dedup.radius)."
+    )
+    semantic: bool = Field(
+        default=False,
+        description="Also match model embeddings (needs a scored model with an embedding).",
+    )
+    full: bool = Field(default=False, description="Recompute every pair and reconcile the groups.")
 
 
 class DedupSummary(BaseModel):

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from dataops.scoring.inference import InputSpec
+
 
 def _utc(value: datetime) -> datetime:
     # SQLite returns stored UTC timestamps without their zone.
@@ -18,32 +20,29 @@ UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(:v?[0-9]{1,9})?$"
 
 
+MODEL_VERSION_EXAMPLE: dict[str, Any] = {
+    "id": 3,
+    "name": "helmet",
+    "version": 2,
+    "ref": "helmet:2",
+    "sha256": "4be1c0d9" + "0" * 56,
+    "classes": ["helmet", "no_helmet"],
+    "input_spec": {
+        "size": [224, 224],
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "channels": 3,
+    },
+    "has_embedding": True,
+    "is_current": True,
+    "predictions": 120000,
+    "created_by": "cli:alice",
+    "created_at": "2026-11-02T09:30:00Z",
+}
+
+
 class ModelVersionOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 3,
-                    "name": "helmet",
-                    "version": 2,
-                    "ref": "helmet:2",
-                    "sha256": "4be1c0d9" + "0" * 56,
-                    "classes": ["helmet", "no_helmet"],
-                    "input_spec": {
-                        "size": [224, 224],
-                        "mean": [0.485, 0.456, 0.406],
-                        "std": [0.229, 0.224, 0.225],
-                        "channels": 3,
-                    },
-                    "has_embedding": True,
-                    "is_current": True,
-                    "predictions": 120000,
-                    "created_by": "cli:alice",
-                    "created_at": "2026-11-02T09:30:00Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [MODEL_VERSION_EXAMPLE]})
 
     id: int
     name: str
@@ -75,3 +74,62 @@ class ScoreRequest(BaseModel):
     rescore: bool = Field(
         default=False, description="Score images that already have a prediction again."
     )
+
+
+class RegisterModelRequest(BaseModel):
+    """A TorchScript file on the server, registered like `dataops model register` does."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "helmet",
+                    "classes": ["helmet", "no_helmet"],
+                    "path": "/data/incoming/models/helmet-2026-11-02.pt",
+                },
+                {
+                    "name": "helmet",
+                    "classes": ["helmet", "no_helmet"],
+                    "path": "/data/incoming/models/helmet-traced.pt",
+                    "input_spec": {
+                        "size": [224, 224],
+                        "mean": [0.485, 0.456, 0.406],
+                        "std": [0.229, 0.224, 0.225],
+                        "channels": 3,
+                    },
+                    "current": False,
+                },
+            ]
+        },
+    )
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="Model name; versions are numbered per name.",
+    )
+    classes: list[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]] = (
+        Field(min_length=2, max_length=10_000, description="Class names in output order.")
+    )
+    path: str = Field(
+        min_length=1,
+        max_length=4096,
+        pattern=r"^[^\x00]+$",
+        description=(
+            "Absolute server-side path of the TorchScript file; it must lie inside one of "
+            "DATAOPS_API__INGEST_ROOTS."
+        ),
+    )
+    input_spec: InputSpec | None = Field(
+        default=None,
+        description="Overrides the input spec stored in the file; required when it has none.",
+    )
+    current: bool = Field(default=True, description="Make the new version the current one.")
+
+
+class RegisteredModel(ModelVersionOut):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**MODEL_VERSION_EXAMPLE, "created": True}]}
+    )
+
+    created: bool = Field(description="False when these bytes already were this version.")

@@ -7,7 +7,7 @@ to someone else, so ids cannot be probed); no token at all gets the row's `anony
 Adding a domain: append one Row per route. Paths and string values in `json` are formatted
 with the ids of the `world` fixture ({own_image}, {other_image}, {unqueued_image},
 {own_queue}, {other_queue}, {job}, {bystander_token}, {ingest_dir}, {group}, {model}, {own_batch},
-{audit}, {manifest}, {guideline}) and {role}; add ids to
+{audit}, {manifest}, {model_file}, {guideline}) and {role}; add ids to
 `world` when a new domain needs them.
 """
 
@@ -90,12 +90,24 @@ MATRIX: list[Row] = [
     Row("POST", "/v1/models/{model}/score", frozenset({"admin", "scientist"}), ok=202),
     Row(
         "POST",
+        "/v1/models",
+        frozenset({"admin", "scientist"}),
+        json={
+            "name": "made-by-{role}",
+            "classes": ["dark", "light", "other"],
+            "path": "{model_file}",
+        },
+        ok=201,
+    ),
+    Row(
+        "POST",
         "/v1/batches",
         frozenset({"admin", "scientist", "labeling_ops"}),
         json={"strategy": "random", "size": 1, "purpose": "cold_start"},
         ok=202,
     ),
     Row("GET", "/v1/batches/{own_batch}", STAFF),
+    Row("POST", "/v1/dedup/run", frozenset({"admin", "scientist"}), json={"radius": 4}, ok=202),
     Row("GET", "/v1/dedup/groups", STAFF),
     Row("GET", "/v1/dedup/groups/{group}", STAFF),
     Row("GET", "/v1/dedup/groups/{group}/contact-sheet", STAFF),
@@ -201,6 +213,7 @@ def world(api: TestClient, tmp_path: Path, ingest_root: Path) -> dict[str, Any]:
         "job": job.id,
         "bystander_token": bystander.split("_")[1],
         "ingest_dir": str(ingest_root),
+        "model_file": _model_file(ingest_root / "models"),
         "tokens": tokens,
     }
 
@@ -281,6 +294,14 @@ def _model_version() -> str:
             )
         )
     return "matrix"
+
+
+def _model_file(folder: Path) -> str:
+    """A TorchScript file with its input spec, inside the ingest root."""
+    from tests.support import brightness_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(brightness_model.export(folder / "brightness.pt"))
 
 
 def _batch_of(queue_id: int) -> int:
