@@ -82,6 +82,10 @@ def parse_guideline(text: str) -> ParsedGuideline:
         meta = yaml.safe_load(front)
     except yaml.YAMLError as exc:
         raise GuidelineError(f"the front matter is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise GuidelineError(
+            "the front matter nests too deeply: keep it to name, kind, classes"
+        ) from None
     if not isinstance(meta, dict):
         raise GuidelineError("the front matter must be a mapping with name, kind and classes")
     missing = [key for key in ("name", "kind", "classes") if key not in meta]

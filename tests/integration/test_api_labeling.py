@@ -177,6 +177,8 @@ def test_bad_input_is_a_4xx_json_error(api: TestClient, ops: dict[str, str]) -> 
     )
     mismatch = api.post("/v1/guidelines", json={"name": "clothing", "markdown": text}, headers=ops)
     assert "'digits'" in _error(mismatch, 400)
+    deep = "---\nname: " + "[" * 5000 + "]" * 5000 + "\n---\nbody\n"
+    _error(api.post("/v1/guidelines", json={"name": "x", "markdown": deep}, headers=ops), 400)
     broken = text.replace("kind: classification", "kind: segmentation")
     _error(
         api.post("/v1/guidelines", json={"name": "digits", "markdown": broken}, headers=ops), 400
