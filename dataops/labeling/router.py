@@ -55,6 +55,10 @@ QueueRef = Annotated[
     str,
     Path(pattern=r"^[^\x00-\x1f/]{1,128}$", description="Queue id or name."),
 ]
+VendorFilter = Annotated[
+    str | None,
+    Query(pattern=r"^[^\x00-\x1f]{1,128}$", description="Only this vendor's (name or id)."),
+]
 GuidelineRef = Annotated[
     str,
     Path(
@@ -278,10 +282,7 @@ def _visible_queues(session: Session, scope_vendor: int | None, vendor: str | No
 def list_queues(
     session: SessionDep,
     scope: VendorScopeDep,
-    vendor: Annotated[
-        str | None,
-        Query(pattern=r"^[^\x00-\x1f]{1,128}$", description="Only this vendor's (name or id)."),
-    ] = None,
+    vendor: VendorFilter = None,
 ) -> list[QueueOut]:
     return [
         service.queue_out(session, q) for q in _visible_queues(session, scope.vendor_id, vendor)
@@ -440,10 +441,7 @@ def list_queue_tasks(
 def list_annotators(
     session: SessionDep,
     _user: Staff,
-    vendor: Annotated[
-        str | None,
-        Query(pattern=r"^[^\x00-\x1f]{1,128}$", description="Only this vendor's (name or id)."),
-    ] = None,
+    vendor: VendorFilter = None,
     connection: Annotated[
         str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Only this instance.")
     ] = None,

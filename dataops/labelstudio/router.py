@@ -22,6 +22,7 @@ from dataops.api.errors import error_responses
 from dataops.auth.models import User
 from dataops.errors import Conflict, DataopsError, NotFound
 from dataops.jobs.router import JobAccepted, accept_job
+from dataops.labeling.router import QueueRef
 from dataops.labeling.service import check_connection, get_queue
 from dataops.labelstudio import sync
 from dataops.selection import lifecycle
@@ -153,7 +154,7 @@ def pull_queue(
     session: SessionDep,
     background: BackgroundTasks,
     user: Ops,
-    ref: Annotated[str, Path(pattern=r"^[^\x00-\x1f/]{1,128}$", description="Queue id or name.")],
+    ref: QueueRef,
     full: Annotated[bool, Query(description="Read every task, not only changed ones.")] = False,
     page_size: PageSize = sync.DEFAULT_PAGE_SIZE,
 ) -> JobAccepted:
