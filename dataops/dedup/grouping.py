@@ -205,12 +205,16 @@ def find_pairs(
     """All confirmed duplicate pairs among ``hashes``.
 
     ``index`` must hold the pHashes of exactly these images; one is built when not given.
+    Mirrored candidates come from each image's mirrored pHash against the images indexed
+    before it (see :meth:`HashIndex.mirror_pairs`); :func:`match` then checks both
+    orientations.
     """
     if index is None:
         index = HashIndex.build(hashes.ids, hashes.phash)
     parts = [index.range_pairs(params.radius)]
     if params.flip and hashes.phash_flip is not None:
-        parts.append(index.query(hashes.phash_flip, params.radius, ids=hashes.ids))
+        flips = hashes.phash_flip[hashes.positions(index.ids)]
+        parts.append(index.mirror_pairs(flips, params.radius))
     return confirm_pairs(hashes, Pairs.concat(parts), params)
 
 
@@ -222,19 +226,15 @@ def find_new_pairs(
     ``hashes`` covers old and new images; ``index`` holds the old ones. Together with the
     pairs found before, the result equals :func:`find_pairs` on everything.
     """
-    new_pos = hashes.positions(new_ids)
-    new = hashes.subset(new_pos)
-    parts = [index.add_and_pair(new.ids, new.phash, params.radius)]
-    if params.flip and hashes.phash_flip is not None and new.phash_flip is not None:
-        # Mirrored new vs all, and mirrored old vs new: the flip relation is not symmetric.
+    new = hashes.subset(hashes.positions(new_ids))
+    parts: list[Pairs] = []
+    if params.flip and new.phash_flip is not None:
+        # As in find_pairs, the later image of a pair is the mirrored one: new vs old here,
+        # and new vs earlier new below.
         parts.append(index.query(new.phash_flip, params.radius, ids=new.ids))
-        old_mask = np.ones(len(hashes), dtype=bool)
-        old_mask[new_pos] = False
-        if old_mask.any():
-            new_only = HashIndex.build(new.ids, new.phash, gpu=False)
-            parts.append(
-                new_only.query(hashes.phash_flip[old_mask], params.radius, ids=hashes.ids[old_mask])
-            )
+        new_only = HashIndex.build(new.ids, new.phash, gpu=False)
+        parts.append(new_only.mirror_pairs(new.phash_flip, params.radius))
+    parts.append(index.add_and_pair(new.ids, new.phash, params.radius))
     return confirm_pairs(hashes, Pairs.concat(parts), params)
 
 
@@ -302,10 +302,23 @@ def _graph(n: int, a: np.ndarray, b: np.ndarray) -> object:
 
 
 def _components(graph: object, members: np.ndarray) -> list[np.ndarray]:
-    """Connected components of the subgraph on ``members`` (rows of ``graph``)."""
+    """Connected components of the subgraph on ``members`` (rows of ``graph``).
+
+    Only the members' rows are read (slicing the columns would cost a pass over the graph).
+    """
+    from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    sub = graph[members][:, members]  # type: ignore[index]
+    edges = graph[members].tocoo()  # type: ignore[index]
+    local = np.argsort(members)
+    ordered = members[local]
+    at = np.minimum(np.searchsorted(ordered, edges.col), members.shape[0] - 1)
+    inside = ordered[at] == edges.col
+    size = members.shape[0]
+    sub = coo_matrix(
+        (np.ones(int(inside.sum()), np.int8), (edges.row[inside], local[at[inside]])),
+        shape=(size, size),
+    )
     count, labels = connected_components(sub, directed=False)
     order = np.argsort(labels, kind="stable")
     bounds = np.cumsum(np.bincount(labels, minlength=count))[:-1]
@@ -363,9 +376,19 @@ def group_pairs(
     splits: list[SplitComponent] = []
     sizes = np.bincount(comp)
     in_multi = np.flatnonzero(sizes[comp] > 1)
-    order = in_multi[np.argsort(comp[in_multi], kind="stable")]
-    bounds = np.cumsum(sizes[sizes > 1])[:-1]
-    for members in np.split(order, bounds) if order.size else []:
+    # Each component's best-ranked member first; most components match it whole, and those
+    # become groups in one vectorised pass. The others go through the guard one by one.
+    order = in_multi[np.lexsort((rank_arr[in_multi], comp[in_multi]))]
+    sorted_comp = comp[order]
+    starts = np.flatnonzero(np.r_[True, sorted_comp[1:] != sorted_comp[:-1]][: order.size])
+    rep_of = np.repeat(order[starts], np.diff(np.r_[starts, order.size]))
+    ok, _ = match(hashes, rep_of, order, params, params.representative_radius)
+    whole = np.ones(sizes.shape[0], dtype=bool)
+    whole[comp[order[~(ok | (order == rep_of))]]] = False
+    for members in np.split(order, starts[1:]) if order.size else []:
+        if whole[comp[members[0]]]:
+            groups.append(members)
+            continue
         parts = _guarded_groups(hashes, graph, members, rank_arr, params)
         if len(parts) > 1:
             reps = sorted((p[0] for p in parts), key=lambda r: rank_arr[r])
@@ -419,12 +442,28 @@ class MergePlan:
         """New group assignment for ``ids``; new groups are numbered from ``next_id``."""
         ids_arr = np.asarray(ids, dtype=np.int64)
         out = np.array(group_of, dtype=np.int64, copy=True)
-        for merge in self.merges:
-            out[np.isin(out, merge.absorbed)] = merge.target
-            out[np.isin(ids_arr, merge.joined)] = merge.target
-        for offset, members in enumerate(self.new_groups):
-            out[np.isin(ids_arr, members)] = next_id + offset
+        absorbed = np.array([g for m in self.merges for g in m.absorbed], dtype=np.int64)
+        into = np.array([m.target for m in self.merges for _ in m.absorbed], dtype=np.int64)
+        _assign(out, out, absorbed, into)
+        members = [m.joined for m in self.merges] + list(self.new_groups)
+        labels = [m.target for m in self.merges] + [
+            next_id + k for k in range(len(self.new_groups))
+        ]
+        if members:
+            sizes = [len(m) for m in members]
+            _assign(out, ids_arr, np.concatenate(members), np.repeat(labels, sizes))
         return out
+
+
+def _assign(out: np.ndarray, keys: np.ndarray, find: np.ndarray, values: np.ndarray) -> None:
+    """``out[k] = values[m]`` wherever ``keys[k] == find[m]`` (``find`` unique), in one pass."""
+    if find.size == 0 or keys.size == 0:
+        return
+    order = np.argsort(find, kind="stable")
+    find, values = find[order], values[order]
+    at = np.minimum(np.searchsorted(find, keys), find.shape[0] - 1)
+    hit = find[at] == keys
+    out[hit] = values[at[hit]]
 
 
 class _Merger:

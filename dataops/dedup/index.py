@@ -1,10 +1,13 @@
 """FAISS indexes over perceptual hashes and embeddings, keyed by image id.
 
-Why a flat (exhaustive) binary index: on 2 cores it does all-pairs at Hamming ≤ 10 over 100k
-64-bit codes in seconds and over 1M in minutes, and it is exact. ``IndexBinaryMultiHash`` was
-slower at every size we measured, even on uniform random codes, and real pHashes are skewed
-(many near-uniform product shots), which makes hash buckets worse still. So there is no
-size threshold at which we switch index type.
+Why flat (exhaustive) binary indexes: faiss compares 64-bit codes at about a billion pairs
+a second per core, and the search is exact. ``IndexBinaryMultiHash`` was slower at every size
+we measured. What makes 1M images affordable is pigeonhole bucketing on top of the flat
+search: cut the 64 bits into ``radius + 1`` blocks; two codes within ``radius`` agree exactly
+on at least one block, so each block's buckets (codes sharing that block's value) are
+searched flat among themselves, about a fifth of the all-pairs work at radius 10. Real
+pHashes are skewed, so the bucket sizes are checked first and the search stays one flat pass
+when bucketing would not save at least half of it.
 
 Persistence writes the ids and codes themselves (the flat index is rebuilt from them with
 one memcpy) plus a JSON sidecar with the count and an order-independent checksum. After a
@@ -194,6 +197,137 @@ def _range_via_knn(
     return np.concatenate(q_parts), np.concatenate(l_parts), np.concatenate(d_parts)
 
 
+# Below this many query × indexed comparisons one flat pass is cheaper than bucketing.
+_FLAT_WORK = 1 << 28
+# Bucketing is used only when it does at most this share of the flat pass's comparisons.
+_BUCKET_SHARE = 0.5
+_MIN_CHUNK = 1024
+_MIN_BLOCKS = 4
+
+
+def _blocks(radius: int) -> list[tuple[int, int]]:
+    """(shift, width) of disjoint bit blocks covering the 64-bit code.
+
+    More than ``radius`` blocks, so codes within ``radius`` agree on one; at least four,
+    so a block's buckets fit a bincount.
+    """
+    count = max(radius + 1, _MIN_BLOCKS)
+    if count > HASH_BITS:
+        return []
+    base, extra = divmod(HASH_BITS, count)
+    widths = [base + 1] * extra + [base] * (count - extra)
+    shifts = np.cumsum([0, *widths[:-1]]).tolist()
+    return list(zip(shifts, widths, strict=True))
+
+
+def _block_keys(words: np.ndarray, shift: int, width: int) -> np.ndarray:
+    mask = np.uint64((1 << width) - 1)
+    return ((words >> np.uint64(shift)) & mask).astype(np.intp)
+
+
+def _flat_search(
+    queries: np.ndarray,
+    q_pos: np.ndarray,
+    base: np.ndarray,
+    b_pos: np.ndarray,
+    radius: int,
+    earlier: bool,
+    chunk: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query row, base row, distance) of hits at Hamming ≤ radius, by one flat search.
+
+    With ``earlier``, only base rows positioned before their query count (``q_pos`` and
+    ``b_pos`` ascending): each chunk of queries searches only the prefix of the base that can
+    hold partners, which halves the work of an all-pairs pass.
+    """
+    import faiss
+
+    rows_out: list[np.ndarray] = []
+    cols_out: list[np.ndarray] = []
+    dist_out: list[np.ndarray] = []
+    full: Any = None
+    for start in range(0, queries.shape[0], chunk):
+        stop = min(start + chunk, queries.shape[0])
+        limit = int(np.searchsorted(b_pos, q_pos[stop - 1])) if earlier else base.shape[0]
+        if limit == 0:
+            continue
+        if limit == base.shape[0] and full is not None:
+            index = full
+        else:
+            index = faiss.IndexBinaryFlat(HASH_BITS)
+            index.add(base[:limit])
+            if limit == base.shape[0]:
+                full = index
+        # faiss keeps binary range-search hits strictly below the radius.
+        lims, dist, labels = index.range_search(queries[start:stop], radius + 1)
+        rows = start + _hit_rows(lims)
+        cols = labels.astype(np.int64)
+        if earlier:
+            keep = b_pos[cols] < q_pos[rows]
+            rows, cols, dist = rows[keep], cols[keep], dist[keep]
+        rows_out.append(rows)
+        cols_out.append(cols)
+        dist_out.append(dist.astype(np.int32))
+    if not rows_out:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
+    return np.concatenate(rows_out), np.concatenate(cols_out), np.concatenate(dist_out)
+
+
+def _bucketed_search(
+    queries: np.ndarray,
+    q_pos: np.ndarray,
+    base: np.ndarray,
+    b_pos: np.ndarray,
+    radius: int,
+    *,
+    earlier: bool,
+    chunk: int = DEFAULT_CHUNK,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_flat_search`, restricted to the pigeonhole buckets when that saves work.
+
+    Each hit is found once per block the two codes agree on, so hits are de-duplicated.
+    """
+    nq, nb = queries.shape[0], base.shape[0]
+    blocks = _blocks(radius)
+    if nq == 0 or nb == 0 or not blocks or nq * nb <= _FLAT_WORK:
+        return _flat_search(queries, q_pos, base, b_pos, radius, earlier, chunk)
+    q_words = queries.view(np.uint64).reshape(-1)
+    b_words = base.view(np.uint64).reshape(-1)
+    keys = [
+        (_block_keys(q_words, shift, width), _block_keys(b_words, shift, width), width)
+        for shift, width in blocks
+    ]
+    counts = [
+        (np.bincount(qk, minlength=1 << w), np.bincount(bk, minlength=1 << w)) for qk, bk, w in keys
+    ]
+    work = sum(float(np.dot(qc.astype(np.float64), bc)) for qc, bc in counts)
+    if work > _BUCKET_SHARE * nq * nb:
+        return _flat_search(queries, q_pos, base, b_pos, radius, earlier, chunk)
+    rows_out: list[np.ndarray] = []
+    cols_out: list[np.ndarray] = []
+    dist_out: list[np.ndarray] = []
+    for (qk, bk, _), (qc, bc) in zip(keys, counts, strict=True):
+        # Stable sorts keep positions ascending inside each bucket.
+        q_order = np.argsort(qk, kind="stable")
+        b_order = np.argsort(bk, kind="stable")
+        q_end, b_end = np.cumsum(qc), np.cumsum(bc)
+        for value in np.flatnonzero((qc > 0) & (bc > 0)).tolist():
+            qm = q_order[q_end[value] - qc[value] : q_end[value]]
+            bm = b_order[b_end[value] - bc[value] : b_end[value]]
+            step = max(_MIN_CHUNK, -(-qm.shape[0] // 8)) if earlier else chunk
+            rows, cols, dist = _flat_search(
+                queries[qm], q_pos[qm], base[bm], b_pos[bm], radius, earlier, step
+            )
+            rows_out.append(qm[rows])
+            cols_out.append(bm[cols])
+            dist_out.append(dist)
+    if not rows_out:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
+    rows, cols = np.concatenate(rows_out), np.concatenate(cols_out)
+    _, first = np.unique(rows * nb + cols, return_index=True)
+    return rows[first], cols[first], np.concatenate(dist_out)[first]
+
+
 class HashIndex:
     """Exact Hamming search over 64-bit perceptual hashes, returning image ids."""
 
@@ -271,42 +405,60 @@ class HashIndex:
         id_arr = np.asarray(ids, dtype=np.int64)
         return id_arr.shape[0] == len(self) and fingerprint(id_arr, code_arr) == self.fingerprint()
 
-    def _search(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, ...]:
-        """(query row, index position, distance) for every hit at Hamming ≤ radius."""
+    def _gpu_search(
+        self, queries: np.ndarray, radius: int, chunk_size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query row, index position, distance) of every hit, in bounded GPU batches."""
+        parts = []
+        for start in range(0, queries.shape[0], chunk_size):
+            rows, pos, dist = _range_via_knn(
+                self._gpu, self._cpu, queries[start : start + chunk_size], radius, _GPU_K
+            )
+            parts.append((rows + start, pos, dist))
+        if not parts:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
+        rows, pos, dist = zip(*parts, strict=True)
+        return np.concatenate(rows), np.concatenate(pos), np.concatenate(dist)
+
+    def _earlier_hits(self, queries: np.ndarray, radius: int, chunk_size: int) -> Pairs:
+        """Pairs (id of query row k, id of an indexed code positioned before k) within radius.
+
+        ``queries`` are aligned with the index (row k belongs to the image at position k).
+        """
+        n = len(self)
+        pos = np.arange(n, dtype=np.int64)
         if self._gpu is not None:
-            return _range_via_knn(self._gpu, self._cpu, queries, radius, _GPU_K)
-        # faiss keeps binary range-search hits strictly below the radius.
-        lims, dist, labels = self._cpu.range_search(queries, radius + 1)
-        rows = _hit_rows(lims)
-        return rows, labels.astype(np.int64), dist.astype(np.int32)
+            rows, cols, dist = self._gpu_search(queries, radius, chunk_size)
+            keep = cols < rows
+            rows, cols, dist = rows[keep], cols[keep], dist[keep]
+        else:
+            rows, cols, dist = _bucketed_search(
+                queries, pos, self._codes, pos, radius, earlier=True, chunk=chunk_size
+            )
+        return Pairs(self._ids[rows], self._ids[cols], dist)
 
     def range_pairs(self, radius: int, *, chunk_size: int = DEFAULT_CHUNK) -> Pairs:
         """Every indexed pair at Hamming ≤ radius, once, with i < j.
 
-        Queries go in chunks so memory stays bounded by the hits of one chunk; faiss spreads
-        each chunk over its OpenMP threads.
+        Each code is compared only with codes indexed before it, in chunks so memory stays
+        bounded by the hits of one chunk; faiss spreads each chunk over its OpenMP threads.
         """
-        import faiss
+        return self._earlier_hits(self._codes, radius, chunk_size).canonical()
 
-        n = len(self)
-        parts: list[Pairs] = []
-        for start in range(0, n, chunk_size):
-            stop = min(start + chunk_size, n)
-            queries = self._codes[start:stop]
-            if self._gpu is not None:
-                rows, pos, dist = self._search(queries, radius)
-                rows = rows + start
-            else:
-                # Only later rows can be partners, so search the tail: half the work overall.
-                tail = faiss.IndexBinaryFlat(HASH_BITS)
-                tail.add(self._codes[start:])
-                lims, d, labels = tail.range_search(queries, radius + 1)
-                rows = start + _hit_rows(lims)
-                pos = start + labels.astype(np.int64)
-                dist = d.astype(np.int32)
-            keep = pos > rows
-            parts.append(Pairs(self._ids[rows[keep]], self._ids[pos[keep]], dist[keep]))
-        return Pairs.concat(parts).canonical()
+    def mirror_pairs(
+        self, codes: np.ndarray | list[int], radius: int, *, chunk_size: int = DEFAULT_CHUNK
+    ) -> Pairs:
+        """Pairs where the mirrored code of an image is within radius of an earlier image.
+
+        ``codes`` are the mirrored hashes, aligned with the index. Mirroring ``a`` to meet
+        ``b`` and mirroring ``b`` to meet ``a`` compare the same two pictures, so one
+        orientation per pair is searched: the later image mirrored (the one an incremental
+        run adds), against everything indexed before it. ``i`` is the mirrored image's id.
+        """
+        queries = as_codes(codes)
+        if queries.shape[0] != len(self):
+            raise ValueError(f"{queries.shape[0]} mirrored codes for {len(self)} indexed")
+        return self._earlier_hits(queries, radius, chunk_size)
 
     def query(
         self,
@@ -330,11 +482,20 @@ class HashIndex:
             raise ValueError(f"{qids.shape[0]} ids for {queries.shape[0]} queries")
         if len(self) == 0 or queries.shape[0] == 0:
             return Pairs.empty()
-        parts: list[Pairs] = []
-        for start in range(0, queries.shape[0], chunk_size):
-            rows, pos, dist = self._search(queries[start : start + chunk_size], radius)
-            parts.append(Pairs(qids[start + rows], self._ids[pos], dist))
-        return Pairs.concat(parts)
+        if self._gpu is not None:
+            rows, pos, dist = self._gpu_search(queries, radius, chunk_size)
+        else:
+            no_pos = np.zeros(queries.shape[0], np.int64)
+            rows, pos, dist = _bucketed_search(
+                queries,
+                no_pos,
+                self._codes,
+                np.arange(len(self)),
+                radius,
+                earlier=False,
+                chunk=chunk_size,
+            )
+        return Pairs(qids[rows], self._ids[pos], dist)
 
     def add_and_pair(
         self, ids: np.ndarray | list[int], codes: np.ndarray | list[int], radius: int

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataops.catalog.hashing import to_codes, to_signed64
+from dataops.dedup import index as index_module
 from dataops.dedup.index import (
     EmbeddingIndex,
     HashIndex,
@@ -127,6 +128,53 @@ def test_query_matches_brute_force_and_reports_query_ids() -> None:
     }
     assert _as_set(pairs) == expected
     assert len(expected) >= 50
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    n=st.integers(min_value=2, max_value=200),
+    radius=st.integers(min_value=0, max_value=12),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_pigeonhole_buckets_find_exactly_the_flat_pairs(n: int, radius: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = _clustered(rng, n)
+    mirrored = np.where(rng.random(n) < 0.5, values[rng.permutation(n)], _clustered(rng, n))
+    mirrored ^= np.uint64(1) << rng.integers(0, 64, size=n, dtype=np.uint64)
+    ids = rng.permutation(10 * n)[:n].astype(np.int64)
+    dist = np.bitwise_count(mirrored[:, None] ^ values[None, :])
+    rows, cols = np.nonzero(dist <= radius)
+    hits = {(int(ids[r]), int(ids[c]), int(dist[r, c])) for r, c in zip(rows, cols, strict=True)}
+    earlier = {
+        (int(ids[r]), int(ids[c]), int(dist[r, c]))
+        for r, c in zip(rows, cols, strict=True)
+        if c < r
+    }
+
+    # Force bucketing at any size, so small inputs take the path large catalogs take.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(index_module, "_FLAT_WORK", 0)
+        patch.setattr(index_module, "_BUCKET_SHARE", 1.0)
+        patch.setattr(index_module, "_MIN_CHUNK", 16)
+        index = HashIndex.build(ids, values, gpu=False)
+        assert _as_set(index.range_pairs(radius)) == _brute_pairs(ids, values, radius)
+        assert _as_set(index.query(mirrored, radius, ids=ids)) == hits
+        assert _as_set(index.mirror_pairs(mirrored, radius)) == earlier
+
+
+def test_skewed_codes_fall_back_to_one_flat_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    flat = index_module._flat_search
+    monkeypatch.setattr(index_module, "_FLAT_WORK", 0)
+    monkeypatch.setattr(
+        index_module, "_flat_search", lambda q, *rest: calls.append(q.shape[0]) or flat(q, *rest)
+    )
+    # Every code shares its low 48 bits: every block but the top ones is one bucket.
+    values = np.arange(300, dtype=np.uint64) << np.uint64(48)
+    index = HashIndex.build(np.arange(300), values, gpu=False)
+
+    assert _as_set(index.range_pairs(4)) == _brute_pairs(np.arange(300), values, 4)
+    assert calls == [300]
 
 
 def test_incremental_pairs_equal_full_recompute() -> None:
