@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from dataops.scoring.inference import InputSpec
 
@@ -18,6 +18,7 @@ def _utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(:v?[0-9]{1,9})?$"
+MAX_INPUT_SIDE = 4096
 
 
 MODEL_VERSION_EXAMPLE: dict[str, Any] = {
@@ -122,9 +123,19 @@ class RegisterModelRequest(BaseModel):
     )
     input_spec: InputSpec | None = Field(
         default=None,
-        description="Overrides the input spec stored in the file; required when it has none.",
+        description=(
+            "Overrides the input spec stored in the file; required when it has none. At most "
+            f"{MAX_INPUT_SIDE} pixels per side."
+        ),
     )
     current: bool = Field(default=True, description="Make the new version the current one.")
+
+    @model_validator(mode="after")
+    def _bounded_input(self) -> RegisterModelRequest:
+        # The dry run allocates an input of this size in the API process.
+        if self.input_spec is not None and max(self.input_spec.size) > MAX_INPUT_SIDE:
+            raise ValueError(f"input_spec.size is at most {MAX_INPUT_SIDE} pixels per side")
+        return self
 
 
 class RegisteredModel(ModelVersionOut):

@@ -260,6 +260,9 @@ def test_ingest_to_verified_manifest(
     outside = shutil.copy(model_file, tmp_path / "outside.pt")
     refused = stack.api.post("/v1/models", json={**body, "path": str(outside)}, headers=sci)
     assert refused.status_code == 403, refused.text
+    huge = {"size": [65536, 65536], "mean": [0.5] * 3, "std": [0.25] * 3}
+    too_big = stack.api.post("/v1/models", json={**body, "input_spec": huge}, headers=sci)
+    assert too_big.status_code == 422, too_big.text
 
     # Score every image.
     scored = stack.job(
