@@ -1,13 +1,21 @@
 """Perceptual hashes computed in the same decode pass as validation.
 
-The pHash matches ``imagehash.phash`` bit for bit on the same pixels; we compute it from one
-32x32 grayscale thumbnail so the mirrored-image hash (flip-robust dedup) costs one extra DCT
-instead of a second decode.
+The pHash and dHash match ``imagehash.phash``/``imagehash.dhash`` bit for bit on the same
+pixels; we compute them from one grayscale array so the mirrored-image hash (flip-robust
+dedup) costs one extra DCT instead of a second decode.
+
+The LANCZOS thumbnails are Pillow's 8-bit fixed-point resampling (same weights, same rounding,
+same pass order) written as matrix products with the weight matrices cached per size: Pillow
+recomputes thousands of sinc weights on every call, which made the two resizes the costliest
+step of hashing a small JPEG. Being our own code, the hashes also stay put across Pillow
+upgrades; ``tests/unit/test_hashing.py`` checks them against Pillow and imagehash.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -68,12 +76,10 @@ def compute_hashes(img: Image.Image) -> Hashes:
     Only the 8x8 low-frequency block of the 32x32 DCT is needed, so it is two small matrix
     products; mirroring the image is mirroring the DCT basis, so the flip hash is nearly free.
     """
-    gray = to_gray(img)
-    small = np.asarray(
-        gray.resize((_PHASH_SIZE, _PHASH_SIZE), Image.Resampling.LANCZOS), dtype=np.float64
-    )
-    diff_img = np.asarray(
-        gray.resize((_HASH_SIZE + 1, _HASH_SIZE), Image.Resampling.LANCZOS), dtype=np.int16
+    gray = img if img.mode == "L" else to_gray(img)
+    small, diff_img = lanczos_thumbnails(
+        np.asarray(gray, dtype=np.float64),
+        ((_PHASH_SIZE, _PHASH_SIZE), (_HASH_SIZE + 1, _HASH_SIZE)),
     )
     rows = _DCT @ small
     return Hashes(
@@ -81,6 +87,122 @@ def compute_hashes(img: Image.Image) -> Hashes:
         dhash=_bits_to_int(diff_img[:, 1:] > diff_img[:, :-1]),
         phash_flip=_above_median(rows @ _DCT_MIRRORED.T),
     )
+
+
+# Pillow's 8-bit resampling (libImaging/Resample.c) uses 22-bit fixed-point weights.
+_PRECISION_BITS = 22
+_LANCZOS_SUPPORT = 3.0
+
+
+def _sinc(x: float) -> float:
+    if x == 0.0:
+        return 1.0
+    x = x * math.pi
+    return math.sin(x) / x
+
+
+def _lanczos(x: float) -> float:
+    return _sinc(x) * _sinc(x / 3) if -3.0 <= x < 3.0 else 0.0
+
+
+@lru_cache(maxsize=1024)
+def _lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
+    """Pillow's fixed-point LANCZOS weights as an (out, in) matrix, divided by 2**22.
+
+    The float operations run in Pillow's order, so every weight is the same integer; dividing
+    by a power of two is exact, and so are the products and sums with 8-bit pixels (< 2**53).
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = _LANCZOS_SUPPORT * filterscale
+    inv_filterscale = 1.0 / filterscale
+    one = float(1 << _PRECISION_BITS)
+    weights = np.zeros((out_size, in_size), dtype=np.float64)
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        count = min(int(center + support + 0.5), in_size) - xmin
+        taps = [_lanczos((x + xmin - center + 0.5) * inv_filterscale) for x in range(count)]
+        total = 0.0
+        for w in taps:  # a plain running sum, as in C (sum() may compensate rounding)
+            total += w
+        for x, w in enumerate(taps):
+            k = w / total if total != 0.0 else w
+            weights[xx, xmin + x] = int(k * one - 0.5) if k < 0 else int(k * one + 0.5)
+    weights /= one
+    weights.flags.writeable = False
+    return weights
+
+
+@lru_cache(maxsize=256)
+def _stacked_weights(in_size: int, out_sizes: tuple[int, ...]) -> np.ndarray:
+    stacked = np.ascontiguousarray(np.vstack([_lanczos_weights(in_size, n) for n in out_sizes]).T)
+    stacked.flags.writeable = False
+    return stacked
+
+
+# OpenBLAS hands bigger products to its thread pool, whose threads spin while they wait: on a
+# busy machine (and in every pool worker) that burns ~10x the CPU of the product itself.
+_SINGLE_THREAD_MNK = 1 << 18
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in row blocks small enough for BLAS to compute on the calling thread."""
+    m, k = a.shape
+    rows = max(1, _SINGLE_THREAD_MNK // (k * b.shape[1]))
+    if rows >= m:
+        return a @ b
+    out = np.empty((m, b.shape[1]), dtype=np.float64)
+    for start in range(0, m, rows):
+        np.matmul(a[start : start + rows], b, out=out[start : start + rows])
+    return out
+
+
+def _to_8bit(acc: np.ndarray) -> np.ndarray:
+    """Pillow's rounding of a weighted sum to a pixel: floor(sum + 1/2), clipped to 0..255."""
+    acc += 0.5
+    np.floor(acc, out=acc)
+    np.maximum(acc, 0.0, out=acc)
+    return np.minimum(acc, 255.0, out=acc)
+
+
+def _vertical_first(in_width: int, in_height: int, width: int, height: int) -> bool:
+    """Pillow's pass order: vertical first when the height shrinks twice as much as the width."""
+    return in_height - height > 0 and in_height - height > (in_width - width) * 2
+
+
+def resize_lanczos(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``Image.resize((width, height), LANCZOS)`` of an 8-bit grayscale array, as float64."""
+    in_height, in_width = pixels.shape
+    out = pixels
+    vertical_first = _vertical_first(in_width, in_height, width, height)
+    if vertical_first:
+        out = _to_8bit(_matmul(_lanczos_weights(in_height, height), out))
+    if width != in_width:
+        out = _to_8bit(_matmul(out, _lanczos_weights(in_width, width).T))
+    if not vertical_first and height != in_height:
+        out = _to_8bit(_matmul(_lanczos_weights(in_height, height), out))
+    return out
+
+
+def lanczos_thumbnails(pixels: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
+    """:func:`resize_lanczos` to several sizes; thumbnails that start with the horizontal pass
+    share one matrix product."""
+    in_height, in_width = pixels.shape
+    shared = [
+        (w, h) for w, h in sizes if w != in_width and not _vertical_first(in_width, in_height, w, h)
+    ]
+    done: dict[tuple[int, int], np.ndarray] = {}
+    if len(shared) > 1:
+        wide = _to_8bit(_matmul(pixels, _stacked_weights(in_width, tuple(w for w, _ in shared))))
+        start = 0
+        for w, h in shared:
+            part = wide[:, start : start + w]
+            start += w
+            done[w, h] = (
+                part if h == in_height else _to_8bit(_matmul(_lanczos_weights(in_height, h), part))
+            )
+    return [done[size] if size in done else resize_lanczos(pixels, *size) for size in sizes]
 
 
 def to_signed64(value: int) -> int:

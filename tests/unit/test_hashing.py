@@ -5,7 +5,7 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
@@ -13,6 +13,7 @@ from dataops.catalog.hashing import (
     compute_hashes,
     from_signed64,
     hamming,
+    lanczos_thumbnails,
     to_codes,
     to_signed64,
 )
@@ -63,3 +64,24 @@ def test_codes_are_big_endian_bytes(values: list[int]) -> None:
 @pytest.mark.parametrize(("a", "b", "d"), [(0, 0, 0), (0, 1, 1), (0, 2**64 - 1, 64), (5, 6, 2)])
 def test_hamming(a: int, b: int, d: int) -> None:
     assert hamming(a, b) == d
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=900),
+    st.integers(min_value=1, max_value=900),
+    st.integers(min_value=1, max_value=64),
+    st.integers(min_value=1, max_value=64),
+    st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_lanczos_thumbnails_equal_pillow_resize(
+    width: int, height: int, out_w: int, out_h: int, seed: int
+) -> None:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width), dtype=np.uint8)
+    img = Image.fromarray(pixels)
+    sizes = ((32, 32), (9, 8), (out_w, out_h))
+    for size, thumb in zip(
+        sizes, lanczos_thumbnails(pixels.astype(np.float64), sizes), strict=True
+    ):
+        expected = np.asarray(img.resize(size, Image.Resampling.LANCZOS))
+        assert np.array_equal(thumb, expected), (width, height, size)
