@@ -17,6 +17,7 @@ Each scale measurement runs in its own process so peak RSS is its own.
 
     python benchmarks/dedup.py            # full run (the 1M all-pairs takes minutes)
     python benchmarks/dedup.py --quick    # small sizes, a smoke test
+    python benchmarks/dedup.py --skip-quality --skip-baseline --sizes 1000000
 """
 
 from __future__ import annotations
@@ -299,6 +300,29 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _Clock:
+    """Records ``<phase>_s`` (wall) and ``<phase>_cpu`` (this process's CPU) per phase.
+
+    CPU seconds over the thread count is what the phase takes on idle cores, which is the
+    number to compare when other work shares the machine.
+    """
+
+    def __init__(self, out: dict[str, Any]) -> None:
+        self.out = out
+        self.phase = ""
+
+    def __call__(self, phase: str) -> _Clock:
+        self.phase = phase
+        return self
+
+    def __enter__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def __exit__(self, *exc: object) -> None:
+        self.out[f"{self.phase}_s"] = time.perf_counter() - self.wall
+        self.out[f"{self.phase}_cpu"] = time.process_time() - self.cpu
+
+
 def scale_worker(n: int, seed: int) -> dict[str, Any]:
     """The default dedup pipeline over ``n`` synthetic images, then ``INCREMENT`` new ones."""
     import faiss
@@ -318,28 +342,25 @@ def scale_worker(n: int, seed: int) -> dict[str, Any]:
     params = DedupParams()
     timings: dict[str, Any] = {"n": n, "threads": faiss.omp_get_max_threads()}
 
-    start = time.perf_counter()
-    index = HashIndex.build(old.ids, old.phash, gpu=False)
-    timings["build_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    direct = index.range_pairs(params.radius)
-    timings["pairs_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    mirrored = index.query(old.phash_flip, params.radius, ids=old.ids)
-    timings["mirror_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    confirmed = confirm_pairs(old, Pairs.concat([direct, mirrored]), params)
-    grouping = group_pairs(old, confirmed, np.arange(n), params)
-    timings["group_s"] = time.perf_counter() - start
+    clock = _Clock(timings)
+    with clock("build"):
+        index = HashIndex.build(old.ids, old.phash, gpu=False)
+    with clock("pairs"):
+        direct = index.range_pairs(params.radius)
+    assert old.phash_flip is not None
+    with clock("mirror"):
+        mirrored = index.mirror_pairs(old.phash_flip, params.radius)
+    with clock("group"):
+        confirmed = confirm_pairs(old, Pairs.concat([direct, mirrored]), params)
+        grouping = group_pairs(old, confirmed, np.arange(n), params)
     timings["candidates"] = len(direct) + len(mirrored)
     timings["groups"] = len(grouping)
 
     group_of = np.concatenate([grouping.labels, np.full(INCREMENT, -1)])
     reps = {label: int(rep) for label, rep in enumerate(grouping.representatives)}
-    start = time.perf_counter()
-    new_pairs = find_new_pairs(index, hashes, hashes.ids[n:], params)
-    plan = plan_merges(hashes, group_of, reps, new_pairs, np.arange(total), params)
-    timings["increment_s"] = time.perf_counter() - start
+    with clock("increment"):
+        new_pairs = find_new_pairs(index, hashes, hashes.ids[n:], params)
+        plan = plan_merges(hashes, group_of, reps, new_pairs, np.arange(total), params)
     timings["increment_pairs"] = len(new_pairs)
     timings["increment_changes"] = len(plan.merges) + len(plan.new_groups)
     timings["rss_mib"] = peak_rss_mib()
@@ -388,29 +409,42 @@ def run_worker(*argv: str) -> dict[str, Any]:
 
 
 def scale(args: argparse.Namespace) -> None:
-    sizes = [10_000, 20_000] if args.quick else [100_000, 1_000_000]
+    sizes = args.sizes or ([10_000, 20_000] if args.quick else [100_000, 1_000_000])
     print(f"### Scale: synthetic 64-bit codes, default settings (pHash ≤ {RADIUS}), CPU\n")
     print(
-        "All pairs: the pHash range search. Mirrored pass: every mirrored pHash against the "
-        "index (flip-robust matching). Confirm + group: dHash confirmation and guarded "
+        "All pairs: the pHash range search. Mirrored pass: each mirrored pHash against the "
+        "images indexed before it (flip-robust matching, one orientation per pair). Confirm + group: dHash confirmation and guarded "
         f"grouping. Incremental: {INCREMENT:,} new images against the index (pairs, mirrored "
-        "both ways, merge plan).\n"
+        "pairs, merge plan).\n"
+    )
+    print(
+        "Each time is wall clock, then in brackets CPU seconds / faiss threads (the time on "
+        "otherwise idle cores); the load average is read after each size.\n"
     )
     print(
         "| images | faiss threads | build | all pairs | mirrored pass | confirm + group "
-        "| full run | candidates | groups | incremental | peak RSS |"
+        "| full run | candidates | groups | incremental | peak RSS | load |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for n in sizes:
         r = run_worker("--scale-worker", str(n))
-        full = r["build_s"] + r["pairs_s"] + r["mirror_s"] + r["group_s"]
+        phases = ("build", "pairs", "mirror", "group")
+        r["full_s"] = sum(r[f"{p}_s"] for p in phases)
+        r["full_cpu"] = sum(r[f"{p}_cpu"] for p in phases)
+        cells = {
+            p: f"{_duration(r[f'{p}_s'])} ({_duration(r[f'{p}_cpu'] / r['threads'])})"
+            for p in (*phases, "full", "increment")
+        }
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
-            f"| {n:,} | {r['threads']} | {r['build_s']:.2f} s | {_duration(r['pairs_s'])} "
-            f"| {_duration(r['mirror_s'])} | {r['group_s']:.1f} s | {_duration(full)} "
-            f"| {r['candidates']:,} | {r['groups']:,} | {r['increment_s']:.1f} s "
-            f"| {r['rss_mib']:.0f} MiB |"
+            f"| {n:,} | {r['threads']} | {cells['build']} | {cells['pairs']} "
+            f"| {cells['mirror']} | {cells['group']} | {cells['full']} "
+            f"| {r['candidates']:,} | {r['groups']:,} | {cells['increment']} "
+            f"| {r['rss_mib']:.0f} MiB | {load} |"
         )
     print()
+    if args.skip_baseline:
+        return
     if imagededup_version() is None:
         print("imagededup not installed: baseline search not run\n")
         return
@@ -451,6 +485,12 @@ def main() -> None:
     parser.add_argument("--cosine", type=float, default=0.9, help="semantic match threshold")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument(
+        "--skip-baseline", action="store_true", help="scale: dataops only, no imagededup search"
+    )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", help="scale: catalog sizes (default 100000 1000000)"
+    )
     parser.add_argument("--scale-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--imagededup-worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0)
