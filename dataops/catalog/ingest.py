@@ -34,7 +34,7 @@ def _is_url(text: str) -> bool:
 
 
 def _is_image_name(name: str) -> bool:
-    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
 def _read_list(path: Path) -> list[str]:
@@ -69,11 +69,13 @@ def _absolute(item: str, base: Path) -> str:
 
 
 def _walk(root: Path) -> Iterator[str]:
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    # Symlinked folders are not entered, so below a resolved root only file links need resolving.
+    for dirpath, dirnames, filenames in os.walk(root.resolve(), followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
             if _is_image_name(name):
-                yield str(Path(dirpath, name).resolve())
+                path = os.path.join(dirpath, name)
+                yield os.path.realpath(path) if os.path.islink(path) else path
 
 
 def _expand_url(url: str) -> list[str]:
@@ -156,6 +158,12 @@ def _pool_size(configured: int) -> int:
     return configured or (os.cpu_count() or 1)
 
 
+def _chunksize(files: int, workers: int) -> int:
+    """Up to 16 files per task (fewer round trips) but at least 4 tasks per worker, so that a
+    handful of large photos is spread over every worker instead of landing on one."""
+    return max(1, min(16, files // (workers * 4)))
+
+
 def ingest(
     inputs: list[str],
     *,
@@ -189,7 +197,11 @@ def ingest(
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
         # The pool keeps decoding while finished results are written batch by batch.
-        stream = pool.map(run, todo, chunksize=16) if pool else map(run, todo)
+        stream = (
+            pool.map(run, todo, chunksize=_chunksize(len(todo), workers))
+            if pool
+            else map(run, todo)
+        )
         while inspections := list(islice(stream, settings.ingest.batch_size)):
             for item in inspections:
                 if item.sha256 is None:

@@ -96,9 +96,11 @@ def record_inspections(
             "dhash": item.dhash,
             "phash_flip": item.phash_flip,
         }
-    # executemany form: one cached statement, batched by SQLAlchemy's insertmanyvalues
-    stmt = _insert(session, Image).on_conflict_do_nothing(index_elements=["sha256"])
-    inserted = set(session.scalars(stmt.returning(Image.sha256), list(rows.values())))
+    # Core executemany on the tables (one cached statement, batched by insertmanyvalues):
+    # the ORM bulk path would build a state object per row first.
+    images = Image.__table__
+    stmt = _insert(session, images).on_conflict_do_nothing(index_elements=["sha256"])
+    inserted = set(session.scalars(stmt.returning(images.c.sha256), list(rows.values())))
     counts.new = len(inserted)
     counts.existing = len(inspections) - counts.new
     counts.quarantined = sum(1 for sha in inserted if rows[sha]["status"] == QUARANTINED)
@@ -114,12 +116,13 @@ def record_inspections(
         if i.sha256 in ids
     ]
     # A location whose bytes changed moves to the new image; the old image keeps its history.
-    loc_stmt = _insert(session, ImageLocation)
+    location_table = ImageLocation.__table__
+    loc_stmt = _insert(session, location_table)
     loc_stmt = loc_stmt.on_conflict_do_update(
         index_elements=["uri"],
         set_={"image_id": loc_stmt.excluded.image_id, "seen_at": utcnow()},
-        where=ImageLocation.image_id != loc_stmt.excluded.image_id,
-    ).returning(ImageLocation.id)
+        where=location_table.c.image_id != loc_stmt.excluded.image_id,
+    ).returning(location_table.c.id)
     counts.locations_added = len(list(session.scalars(loc_stmt, locations)))
     session.flush()
     return counts
