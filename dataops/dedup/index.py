@@ -6,8 +6,8 @@ we measured. What makes 1M images affordable is pigeonhole bucketing on top of t
 search: cut the 64 bits into ``radius + 1`` blocks; two codes within ``radius`` agree exactly
 on at least one block, so each block's buckets (codes sharing that block's value) are
 searched flat among themselves, about a fifth of the all-pairs work at radius 10. Real
-pHashes are skewed, so the bucket sizes are checked first and the search stays one flat pass
-when bucketing would not save at least half of it.
+pHashes are skewed and faiss pays a fixed cost per query, so the bucket sizes are checked
+first and the search stays one flat pass when bucketing would not save a fifth of it.
 
 Persistence writes the ids and codes themselves (the flat index is rebuilt from them with
 one memcpy) plus a JSON sidecar with the count and an order-independent checksum. After a
@@ -199,8 +199,11 @@ def _range_via_knn(
 
 # Below this many query × indexed comparisons one flat pass is cheaper than bucketing.
 _FLAT_WORK = 1 << 28
-# Bucketing is used only when it does at most this share of the flat pass's comparisons.
-_BUCKET_SHARE = 0.5
+# Bucketing is used only when its estimated cost is at most this share of the flat pass's.
+_BUCKET_SHARE = 0.8
+# What faiss spends on each query of a range search besides comparing, in comparisons:
+# a bucketed search runs every query once per block, which makes it lose below ~200k codes.
+_QUERY_OVERHEAD = 5000
 _MIN_CHUNK = 1024
 _MIN_BLOCKS = 4
 
@@ -300,8 +303,10 @@ def _bucketed_search(
     counts = [
         (np.bincount(qk, minlength=1 << w), np.bincount(bk, minlength=1 << w)) for qk, bk, w in keys
     ]
-    work = sum(float(np.dot(qc.astype(np.float64), bc)) for qc, bc in counts)
-    if work > _BUCKET_SHARE * nq * nb:
+    share = 0.5 if earlier else 1.0
+    work = share * sum(float(np.dot(qc.astype(np.float64), bc)) for qc, bc in counts)
+    work += _QUERY_OVERHEAD * nq * len(blocks)
+    if work > _BUCKET_SHARE * share * nq * nb:
         return _flat_search(queries, q_pos, base, b_pos, radius, earlier, chunk)
     rows_out: list[np.ndarray] = []
     cols_out: list[np.ndarray] = []

@@ -155,6 +155,7 @@ def test_pigeonhole_buckets_find_exactly_the_flat_pairs(n: int, radius: int, see
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(index_module, "_FLAT_WORK", 0)
         patch.setattr(index_module, "_BUCKET_SHARE", 1.0)
+        patch.setattr(index_module, "_QUERY_OVERHEAD", 0)
         patch.setattr(index_module, "_MIN_CHUNK", 16)
         index = HashIndex.build(ids, values, gpu=False)
         assert _as_set(index.range_pairs(radius)) == _brute_pairs(ids, values, radius)
@@ -166,6 +167,7 @@ def test_skewed_codes_fall_back_to_one_flat_pass(monkeypatch: pytest.MonkeyPatch
     calls: list[int] = []
     flat = index_module._flat_search
     monkeypatch.setattr(index_module, "_FLAT_WORK", 0)
+    monkeypatch.setattr(index_module, "_QUERY_OVERHEAD", 0)
     monkeypatch.setattr(
         index_module, "_flat_search", lambda q, *rest: calls.append(q.shape[0]) or flat(q, *rest)
     )
