@@ -105,7 +105,7 @@ def _lanczos(x: float) -> float:
     return _sinc(x) * _sinc(x / 3) if -3.0 <= x < 3.0 else 0.0
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=128)  # a few hundred KB each at most; photo sets repeat a few sizes
 def _lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
     """Pillow's fixed-point LANCZOS weights as an (out, in) matrix, divided by 2**22.
 
@@ -134,7 +134,7 @@ def _lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
     return weights
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def _stacked_weights(in_size: int, out_sizes: tuple[int, ...]) -> np.ndarray:
     stacked = np.ascontiguousarray(np.vstack([_lanczos_weights(in_size, n) for n in out_sizes]).T)
     stacked.flags.writeable = False
