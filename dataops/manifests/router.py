@@ -21,6 +21,7 @@ router = APIRouter(prefix="/v1", tags=["manifests"])
 
 Staff = Annotated[User, Depends(require_roles(*STAFF))]
 Creators = Annotated[User, Depends(require_roles("scientist"))]
+QueryValue = Annotated[str, Field(max_length=512, pattern=r"^[^\x00]*$")]
 ManifestRef = Annotated[
     str,
     Path(
@@ -54,7 +55,17 @@ class ManifestRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"name": "helmets-v1", "seed": 0, "splits": service.DEFAULT_SPLITS}]
+            "examples": [
+                {"name": "helmets-v1", "seed": 0, "splits": service.DEFAULT_SPLITS},
+                {
+                    "name": "helmets-v2",
+                    "splits": "train=0.8,val=0.2",
+                    "query": {"site": "lab-3"},
+                    "stratify_by": "label",
+                    "parent": "helmets-v1",
+                    "task": "helmets",
+                },
+            ]
         },
     )
 
@@ -70,6 +81,37 @@ class ManifestRequest(BaseModel):
         min_length=1,
         max_length=256,
         description="Split names and ratios, in order.",
+    )
+    from_batches: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Only images of these batches (default: every labeled image).",
+    )
+    query: dict[Annotated[str, Field(min_length=1, max_length=128)], QueryValue] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Filters: `source` is the ingest source, any other key an image attribute.",
+    )
+    stratify_by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"\S",
+        description="`label` or an attribute: report each stratum's split balance.",
+    )
+    parent: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="Previous generation: its images keep their split, new duplicates join them.",
+    )
+    task: str = Field(
+        default=service.DEFAULT_TASK,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\x00]+$",
+        description="Labeling task whose accepted labels to freeze (a guideline's name).",
     )
 
 
@@ -215,10 +257,12 @@ def verify_manifest(
     summary="Create a manifest",
     description=(
         "Checks the request (name free, splits valid) now and starts a `manifest` job that "
-        "freezes the accepted labels of the default task into a new immutable manifest: body, "
-        "Parquet copy, datasheet and rows. The job's result is the manifest."
+        "freezes the accepted labels of `task` (all labeled images, or those of `from_batches` "
+        "and matching `query`) into a new immutable manifest: body, Parquet copy, datasheet "
+        "and rows. With `parent`, images already in the parent keep their split. The job's "
+        "result is the manifest."
     ),
-    responses=error_responses(400, 401, 403, 409, 413, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 503),
 )
 def create_manifest(
     session: SessionDep,
@@ -231,18 +275,18 @@ def create_manifest(
         request.name,
         seed=request.seed,
         splits=request.splits,
-        from_batches=None,
-        stratify_by=None,
-        parent=None,
+        from_batches=request.from_batches,
+        stratify_by=request.stratify_by,
+        parent=request.parent,
     )
     params = {
         "name": request.name,
         "seed": request.seed,
         "splits": request.splits,
-        "from_batches": None,
-        "query": {},
-        "stratify_by": None,
-        "parent": None,
-        "task": service.DEFAULT_TASK,
+        "from_batches": request.from_batches,
+        "query": request.query,
+        "stratify_by": request.stratify_by,
+        "parent": request.parent,
+        "task": request.task,
     }
     return accept_job(session, background, "manifest", params, actor=actor(user))

@@ -81,6 +81,42 @@ def test_manifest_create_is_a_job_and_names_are_unique(api: TestClient, image: i
     assert clash.status_code == 409 and clash.json()["error"]["code"] == "manifest_exists"
 
 
+def test_manifest_create_takes_the_cli_options(api: TestClient, tmp_path: Path) -> None:
+    (image,) = ingest_files([write_photo(tmp_path / "lab.jpg", seed=5)], source="lab-3")
+    manifest_of(image, name="gen-1")
+    scientist = bearer(create_user_token("scientist"))
+    request = {
+        "name": "gen-2",
+        "seed": 7,
+        "splits": "train=0.5,val=0.3,test=0.2",
+        "query": {"source": "lab-3"},
+        "stratify_by": "label",
+        "parent": "gen-1",
+        "task": "default",
+    }
+    accepted = api.post("/v1/manifests", json=request, headers=scientist)
+    assert accepted.status_code == 202, accepted.text
+    job = api.get(f"/v1/jobs/{accepted.json()['job_id']}", headers=scientist).json()
+    assert job["status"] == "succeeded", job["error"]
+    assert (job["result"]["parent"], job["result"]["seed"]) == ("gen-1", 7)
+    assert sum(job["result"]["splits"].values()) == 1
+    # Another task has no accepted labels here, and a filter can leave nothing: refused.
+    for name, extra in (("other-task", {"task": "boxes"}), ("no-site", {"query": {"site": "x"}})):
+        response = api.post("/v1/manifests", json={"name": name, **extra}, headers=scientist)
+        job = api.get(f"/v1/jobs/{response.json()['job_id']}", headers=scientist).json()
+        assert job["status"] == "failed", job
+        assert "no image in scope has an accepted label" in job["error"], job["error"]
+    for body, status in (
+        ({"name": "x1", "parent": "no-such-manifest"}, 404),
+        ({"name": "x2", "from_batches": [999999]}, 404),
+        ({"name": "x3", "query": {"": "v"}}, 422),
+        ({"name": "x4", "stratify_by": "   "}, 422),
+    ):
+        response = api.post("/v1/manifests", json=body, headers=scientist)
+        assert response.status_code == status, (body, response.text)
+        assert set(response.json()) == {"error"}
+
+
 def test_unknown_manifest_is_404_json(api: TestClient, staff: dict[str, str]) -> None:
     for method, path in (
         ("GET", "/v1/manifests/nothing-here"),
