@@ -94,42 +94,41 @@ _PRECISION_BITS = 22
 _LANCZOS_SUPPORT = 3.0
 
 
-def _sinc(x: float) -> float:
-    if x == 0.0:
-        return 1.0
+def _sinc(x: np.ndarray) -> np.ndarray:
+    """sin(pi x) / (pi x) with libm's sin (numpy's SIMD sin may differ in the last bit)."""
     x = x * math.pi
-    return math.sin(x) / x
-
-
-def _lanczos(x: float) -> float:
-    return _sinc(x) * _sinc(x / 3) if -3.0 <= x < 3.0 else 0.0
+    sin = np.fromiter(map(math.sin, x.ravel().tolist()), dtype=np.float64, count=x.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(x == 0.0, 1.0, sin.reshape(x.shape) / x)
 
 
 @lru_cache(maxsize=128)  # a few hundred KB each at most; photo sets repeat a few sizes
 def _lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
     """Pillow's fixed-point LANCZOS weights as an (out, in) matrix, divided by 2**22.
 
-    The float operations run in Pillow's order, so every weight is the same integer; dividing
-    by a power of two is exact, and so are the products and sums with 8-bit pixels (< 2**53).
+    Every float operation is Pillow's, in its order (elementwise IEEE arithmetic is the same
+    in numpy), so every weight is the same integer; dividing by a power of two is exact, and
+    so are the products and sums with 8-bit pixels (< 2**53).
     """
     scale = in_size / out_size
     filterscale = max(scale, 1.0)
     support = _LANCZOS_SUPPORT * filterscale
-    inv_filterscale = 1.0 / filterscale
+    ksize = math.ceil(support) * 2 + 1
+    center = (np.arange(out_size) + 0.5) * scale
+    xmin = np.maximum((center - support + 0.5).astype(np.int64), 0)  # C casts truncate
+    xmax = np.minimum((center + support + 0.5).astype(np.int64), in_size) - xmin
+    taps = np.arange(ksize)
+    valid = taps[None, :] < xmax[:, None]
+    x = ((taps[None, :] + xmin[:, None]) - center[:, None] + 0.5) * (1.0 / filterscale)
+    inside = valid & (x >= -_LANCZOS_SUPPORT) & (x < _LANCZOS_SUPPORT)
+    w = np.where(inside, _sinc(x) * _sinc(x / 3), 0.0)
+    total = np.cumsum(w, axis=1)[:, -1]  # a running sum, in order, as in C
+    k = np.where(total[:, None] != 0.0, w / np.where(total == 0.0, 1.0, total)[:, None], w)
     one = float(1 << _PRECISION_BITS)
+    fixed = np.trunc(np.where(k < 0, k * one - 0.5, k * one + 0.5))
     weights = np.zeros((out_size, in_size), dtype=np.float64)
-    for xx in range(out_size):
-        center = (xx + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)
-        count = min(int(center + support + 0.5), in_size) - xmin
-        taps = [_lanczos((x + xmin - center + 0.5) * inv_filterscale) for x in range(count)]
-        total = 0.0
-        for w in taps:  # a plain running sum, as in C (sum() may compensate rounding)
-            total += w
-        for x, w in enumerate(taps):
-            k = w / total if total != 0.0 else w
-            weights[xx, xmin + x] = int(k * one - 0.5) if k < 0 else int(k * one + 0.5)
-    weights /= one
+    rows, cols = np.nonzero(valid)
+    weights[rows, xmin[rows] + cols] = fixed[rows, cols] / one
     weights.flags.writeable = False
     return weights
 
