@@ -50,13 +50,11 @@ _TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
     ("blob_key", str),
     ("uri", str),
     ("split", str),
-    ("label_version_id", int),
     ("label", dict),
     ("guideline_version", (str, type(None))),
-    ("dup_group_id", (int, type(None))),
-    ("width", int),
-    ("height", int),
 )
+# Integer fields must be plain ints: a bool would pass isinstance but is written as true/false.
+_INTS = ("label_version_id", "width", "height")
 _HEADER_FIELDS = frozenset({"format", "version", "seed", "splits", "rows"})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 20_000
@@ -66,6 +64,8 @@ _MAX_PROBLEMS = 20
 _encode: Callable[[Any], str] = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 ).encode
+# The string escaper that encoder uses (ensure_ascii=False): quotes and escapes one string.
+_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 class ManifestRow(TypedDict):
@@ -142,20 +142,52 @@ def _prepare(
         for name, kind in _TYPES:
             if not isinstance(values[name], kind):
                 raise ManifestError(f"row {sha}: {name} {values[name]!r} has the wrong type")
+        for name in _INTS:
+            if type(values[name]) is not int:
+                raise ManifestError(f"row {sha}: {name} {values[name]!r} has the wrong type")
+        if row["dup_group_id"] is not None and type(row["dup_group_id"]) is not int:
+            raise ManifestError(
+                f"row {sha}: dup_group_id {row['dup_group_id']!r} has the wrong type"
+            )
         if row["split"] not in ratios:
             raise ManifestError(f"row {sha}: split {row['split']!r} is not in the spec")
         previous = sha
     return _header(seed, ratios, len(ordered)), ordered
 
 
-def _chunks(header: Mapping[str, Any], ordered: Sequence[ManifestRow]) -> Iterator[bytes]:
+def _label_texts(ordered: Sequence[ManifestRow]) -> list[str]:
+    """Canonical JSON of every label, encoded once for both the JSONL and the Parquet copy."""
     try:
-        yield (_encode(header) + "\n").encode()
-        for start in range(0, len(ordered), _CHUNK):
-            batch = ordered[start : start + _CHUNK]
-            yield ("\n".join(map(_encode, batch)) + "\n").encode()
+        return [_encode(row["label"]) for row in ordered]
     except (TypeError, ValueError) as exc:
         raise ManifestError(f"rows cannot be written as canonical JSON: {exc}") from exc
+
+
+def _row_line(row: ManifestRow, label: str) -> str:
+    """``_encode(row)`` spelled out for a row :func:`_prepare` checked, with its label encoded.
+
+    The fields are fixed and in sorted order, strings go through the JSON encoder's own
+    string escaper and ints are plain ints, so the bytes are the same; this is about three
+    times faster than encoding the whole row as a dict.
+    """
+    group, guideline = row["dup_group_id"], row["guideline_version"]
+    return (
+        f'{{"blob_key":{_string(row["blob_key"])},'
+        f'"dup_group_id":{"null" if group is None else group},'
+        f'"guideline_version":{"null" if guideline is None else _string(guideline)},'
+        f'"height":{row["height"]},"label":{label},'
+        f'"label_version_id":{row["label_version_id"]},"sha256":"{row["sha256"]}",'
+        f'"split":{_string(row["split"])},"uri":{_string(row["uri"])},"width":{row["width"]}}}'
+    )
+
+
+def _chunks(
+    header: Mapping[str, Any], ordered: Sequence[ManifestRow], labels: Sequence[str]
+) -> Iterator[bytes]:
+    yield (_encode(header) + "\n").encode()
+    for start in range(0, len(ordered), _CHUNK):
+        lines = map(_row_line, ordered[start : start + _CHUNK], labels[start : start + _CHUNK])
+        yield ("\n".join(lines) + "\n").encode()
 
 
 def canonical_jsonl(
@@ -163,7 +195,7 @@ def canonical_jsonl(
 ) -> bytes:
     """The canonical body of these rows; hash it with :func:`manifest_id`."""
     header, ordered = _prepare(rows, seed, spec)
-    return b"".join(_chunks(header, ordered))
+    return b"".join(_chunks(header, ordered, _label_texts(ordered)))
 
 
 def _atomic_write(
@@ -184,25 +216,29 @@ def _atomic_write(
     return tmp
 
 
-def _parquet_table(ordered: Sequence[Mapping[str, Any]]) -> Any:
+def _parquet_table(ordered: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> Any:
     import pyarrow as pa
 
-    def column(name: str) -> list[Any]:
-        return [row[name] for row in ordered]
-
-    columns = {
-        "sha256": pa.array(column("sha256"), pa.string()),
-        "blob_key": pa.array(column("blob_key"), pa.string()),
-        "uri": pa.array(column("uri"), pa.string()),
-        "split": pa.array(column("split"), pa.string()),
-        "label_version_id": pa.array(column("label_version_id"), pa.int64()),
-        "label": pa.array([_encode(row["label"]) for row in ordered], pa.string()),
-        "guideline_version": pa.array(column("guideline_version"), pa.string()),
-        "dup_group_id": pa.array(column("dup_group_id"), pa.int64()),
-        "width": pa.array(column("width"), pa.int64()),
-        "height": pa.array(column("height"), pa.int64()),
+    text, integer = pa.string(), pa.int64()
+    types = {
+        "sha256": text,
+        "blob_key": text,
+        "uri": text,
+        "split": text,
+        "label_version_id": integer,
+        "label": text,
+        "guideline_version": text,
+        "dup_group_id": integer,
+        "width": integer,
+        "height": integer,
     }
-    return pa.table(columns)
+    names = [name for name in types if name != "label"]
+    # One pass over the rows, whose fields sit together in memory, then transposed: several
+    # times faster at a million rows than one pass per column.
+    transposed = zip(*map(itemgetter(*names), ordered), strict=True)
+    columns: dict[str, Sequence[Any]] = dict(zip(names, transposed, strict=True)) if ordered else {}
+    columns["label"] = labels
+    return pa.table({name: pa.array(columns.get(name, ()), kind) for name, kind in types.items()})
 
 
 def write_body(
@@ -210,32 +246,37 @@ def write_body(
     rows: Iterable[ManifestRow],
     seed: int,
     spec: str | Mapping[str, float],
+    on_id: Callable[[str], object] | None = None,
 ) -> BodyFiles:
     """Write ``<hex>.jsonl`` and ``<hex>.parquet`` atomically; idempotent for the same body.
 
     The JSONL is streamed through the hash, so the body is never held in memory whole.
+    ``on_id`` is called with the id as soon as it is known, before the Parquet copy is
+    written, so a caller can start work that needs the id (storing rows) meanwhile.
     """
     import pyarrow.parquet as pq
 
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     header, ordered = _prepare(rows, seed, spec)
-    table = _parquet_table(ordered)
+    labels = _label_texts(ordered)
     hasher = hashlib.sha256()
 
     def write_jsonl(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
-            for chunk in _chunks(header, ordered):
+            for chunk in _chunks(header, ordered, labels):
                 hasher.update(chunk)
                 handle.write(chunk)
 
     tmp_jsonl = _atomic_write(target, ".jsonl", write_jsonl)
     hex_digest = hasher.hexdigest()
     ident = "sha256:" + hex_digest
-    table = table.replace_schema_metadata(
-        {PARQUET_METADATA_KEY: _encode({**header, "id": ident}).encode()}
-    )
     try:
+        if on_id is not None:
+            on_id(ident)
+        table = _parquet_table(ordered, labels).replace_schema_metadata(
+            {PARQUET_METADATA_KEY: _encode({**header, "id": ident}).encode()}
+        )
         tmp_parquet = _atomic_write(
             target, ".parquet", lambda tmp: pq.write_table(table, tmp, compression="zstd")
         )
@@ -457,7 +498,7 @@ def verify_parquet(path: str | os.PathLike[str], expected_id: str) -> list[str]:
         ratios = normalize_split_spec(meta["splits"])
         header = _header(meta["seed"], ratios, parquet.metadata.num_rows)
         hasher = hashlib.sha256()
-        for chunk in _chunks(header, []):
+        for chunk in _chunks(header, [], []):
             hasher.update(chunk)
         for rows in _parquet_batches(parquet):
             hasher.update(("\n".join(map(_encode, rows)) + "\n").encode())

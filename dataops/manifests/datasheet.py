@@ -76,6 +76,7 @@ class Facts:
     balance: list[StratumBalance] | None
     straddling: list[str]
     scope: dict[str, Any]
+    catalog: dict[str, Any]
     body_key: str
     parquet_key: str
 
@@ -185,8 +186,7 @@ def _by_id(session: Session, model: Any, ids: Iterable[int], *columns: Any) -> d
     return found
 
 
-def _labeling(session: Session, facts: Facts) -> dict[str, Any]:
-    frozen = facts.frozen
+def _labeling(session: Session, frozen: Frozen) -> dict[str, Any]:
     annotators = Counter(a for a in frozen.annotator_ids if a is not None)
     batches = Counter(b for b in frozen.batch_ids if b is not None)
     annotator_vendor = _by_id(session, Annotator, annotators, Annotator.vendor_id)
@@ -229,10 +229,10 @@ def _labeling(session: Session, facts: Facts) -> dict[str, Any]:
     }
 
 
-def _collection(session: Session, facts: Facts) -> dict[str, Any]:
-    sources = Counter(facts.frozen.source_ids)
+def _collection(session: Session, frozen: Frozen) -> dict[str, Any]:
+    sources = Counter(frozen.source_ids)
     names = _by_id(session, Source, (s for s in sources if s is not None), Source.name)
-    stored = sum(1 for row in facts.frozen.rows if row["blob_key"])
+    stored = sum(1 for row in frozen.rows if row["blob_key"])
     return {
         "sources": dict(
             sorted(
@@ -241,7 +241,7 @@ def _collection(session: Session, facts: Facts) -> dict[str, Any]:
             )
         ),
         "copied_into_blob_store": stored,
-        "referenced_at_original_location": len(facts.frozen.rows) - stored,
+        "referenced_at_original_location": len(frozen.rows) - stored,
     }
 
 
@@ -300,7 +300,16 @@ def _limitations(facts: Facts, doc: dict[str, Any]) -> list[str]:
     return notes
 
 
-def build(session: Session, facts: Facts) -> dict[str, Any]:
+def catalog_sections(session: Session, frozen: Frozen) -> dict[str, Any]:
+    """The sections that read the catalog (sources, vendors, audits), for :attr:`Facts.catalog`.
+
+    Looked up before the rows are stored, so that :func:`build` needs no session and can run
+    while the database loads them.
+    """
+    return {"collection": _collection(session, frozen), "labeling": _labeling(session, frozen)}
+
+
+def build(facts: Facts) -> dict[str, Any]:
     """The datasheet document of a manifest being created."""
     selection = facts.selection
     doc: dict[str, Any] = {
@@ -321,7 +330,7 @@ def build(session: Session, facts: Facts) -> dict[str, Any]:
             "selection": selection,
         },
         "composition": _composition(facts),
-        "collection": _collection(session, facts),
+        "collection": facts.catalog["collection"],
         "preprocessing": {
             **facts.scope,
             "pii": {
@@ -329,7 +338,7 @@ def build(session: Session, facts: Facts) -> dict[str, Any]:
                 "never_stored": NEVER_STORED,
             },
         },
-        "labeling": _labeling(session, facts),
+        "labeling": facts.catalog["labeling"],
         "splits": {
             "seed": facts.seed,
             "spec": facts.spec,

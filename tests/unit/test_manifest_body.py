@@ -151,6 +151,8 @@ def test_manifest_id_is_sha256_of_body(rows):
         (lambda rows: rows[0].update(width="640"), "width '640' has the wrong type"),
         (lambda rows: rows[0].update(label="helmet"), "label 'helmet' has the wrong type"),
         (lambda rows: rows[0].update(dup_group_id=1.5), "dup_group_id 1.5 has the wrong type"),
+        (lambda rows: rows[0].update(height=True), "height True has the wrong type"),
+        (lambda rows: rows[0].update(dup_group_id=False), "dup_group_id False has the wrong type"),
         (lambda rows: rows[0].pop("sha256"), "every row needs a sha256"),
     ],
 )
