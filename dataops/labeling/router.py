@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dataops.api import signing
 from dataops.api.deps import STAFF, SessionDep, VendorScopeDep, actor, require_roles
-from dataops.api.errors import error_responses
+from dataops.api.errors import error_json, error_responses
 from dataops.auth.models import User
 from dataops.catalog.models import Image
 from dataops.config import get_settings
@@ -31,6 +32,8 @@ from dataops.labeling.schemas import (
     GuidelineOut,
     GuidelinePublish,
     GuidelinePublished,
+    ImportReport,
+    LabelImport,
     LabelVersionOut,
     QueueCreate,
     QueueCreated,
@@ -536,3 +539,43 @@ def list_labels(
         session, image_id=image, batch_id=batch, status=status, task=task, limit=limit
     )
     return service.label_outs(session, versions)
+
+
+@router.post(
+    "/labels/import",
+    tags=["labels"],
+    response_model=ImportReport,
+    summary="Import a label file",
+    description=(
+        "All or nothing, like `dataops labels import`: every row is checked first (image known "
+        "and usable, label valid for the guideline); any problem answers 422 with one "
+        "`details` entry per bad row and stores nothing. Importing the same file again creates "
+        "nothing (`existing` counts those rows)."
+    ),
+    responses={
+        **error_responses(400, 401, 403, 404, 413, 422),
+        200: _example({"rows": 2, "created": 2, "existing": 0, "skipped": 0, "errors": []}),
+    },
+)
+def import_labels(session: SessionDep, user: Ops, body: LabelImport) -> ImportReport | JSONResponse:
+    suffix = ".csv" if body.format == "csv" else ".json"
+    report = service.import_labels(
+        session,
+        body.content.encode("utf-8"),
+        filename=f"labels{suffix}",
+        fmt=body.format,
+        accept=body.accept,
+        task=body.task,
+        guideline=body.guideline,
+        vendor=body.vendor,
+        connection=body.connection,
+        actor=actor(user),
+    )
+    if not report.errors:
+        return report
+    return error_json(
+        422,
+        "label_import_rejected",
+        f"{len(report.errors)} problems in the file; nothing was imported",
+        details=[error.model_dump() for error in report.errors],
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -282,6 +282,59 @@ class ImportReport(BaseModel):
     existing: int = 0
     skipped: int = 0
     errors: list[RowError] = []
+
+
+class LabelImport(BaseModel):
+    """A label file's text, as `dataops labels import` reads it from disk."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "format": "csv",
+                    "content": "image,annotator,label\n" + "9f2c6a1e" * 8 + ",curator,helmet\n",
+                    "accept": True,
+                    "guideline": "helmets:2",
+                }
+            ]
+        },
+    )
+
+    format: Literal["csv", "labelstudio"] = Field(
+        description="`csv` (image,annotator,label) or a Label Studio JSON export."
+    )
+    content: str = Field(
+        min_length=1,
+        pattern=r"^[^\x00]*$",
+        description="The file's text. CSV images are a sha256 or an absolute path/URI they "
+        "were ingested from.",
+    )
+    accept: bool = Field(default=False, description="Labels vetted elsewhere: store as accepted.")
+    task: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\x00]+$",
+        description="Labeling task (default: the guideline's name, else `default`).",
+    )
+    guideline: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[a-z0-9][a-z0-9._:-]*$",
+        description="Check labels against this guideline (NAME[:VERSION]).",
+    )
+    vendor: (
+        Annotated[int, Field(ge=1, le=_MAX_ID)]
+        | Annotated[PlainText, Field(min_length=1, max_length=128)]
+        | None
+    ) = Field(default=None, description="The vendor the annotators work for (name or id).")
+    connection: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="The Label Studio instance a JSON export came from.",
+    )
 
 
 def text_problem(value: str) -> str | None:

@@ -312,3 +312,47 @@ def test_push_and_pull_through_the_api_with_label_studio(
     assert {(label["guideline"], label["payload"]["class"]) for label in labels} == {
         ("garments:1", "Pants")
     }
+
+
+def test_label_import_is_all_or_nothing(
+    api: TestClient, ops: dict[str, str], make_user: MakeUser, tmp_path: Path
+) -> None:
+    text = (DIGITS / "v1.md").read_text(encoding="utf-8")
+    assert api.post(
+        "/v1/guidelines", json={"name": "digits", "markdown": text}, headers=ops
+    ).is_success
+    first, second = ingest_files([write_photo(tmp_path / f"d{i}.jpg", seed=i) for i in (1, 2)])
+    images = [api.get(f"/v1/images/{i}", headers=ops).json() for i in (first, second)]
+    good = "image,annotator,label\n" + "".join(
+        f"{image['sha256']},curator,{digit}\n" for image, digit in zip(images, "37", strict=True)
+    )
+    body = {"format": "csv", "content": good, "accept": True, "guideline": "digits"}
+    imported = api.post("/v1/labels/import", json=body, headers=ops)
+    assert imported.status_code == 200, imported.text
+    assert (imported.json()["created"], imported.json()["errors"]) == (2, [])
+    again = api.post("/v1/labels/import", json=body, headers=ops).json()
+    assert (again["created"], again["existing"]) == (0, 2)
+    labels = api.get("/v1/labels", headers=ops).json()
+    assert sorted((lv["image_id"], lv["payload"]["class"], lv["status"]) for lv in labels) == [
+        (first, "3", "accepted"),
+        (second, "7", "accepted"),
+    ]
+    digest = hashlib.sha256(good.encode()).hexdigest()
+    assert _events("labels.imported") == [("user:ops", digest)] * 2
+
+    # One good row, a class the guideline lacks, an image nobody ingested: nothing is stored.
+    bad = (
+        "image,annotator,label\n"
+        f"{images[0]['sha256']},second-opinion,5\n"
+        f"{images[1]['sha256']},second-opinion,eleven\n"
+        f"{'0' * 64},second-opinion,4\n"
+    )
+    rejected = api.post("/v1/labels/import", json={**body, "content": bad}, headers=ops)
+    _error(rejected, 422)
+    details = rejected.json()["error"]["details"]
+    assert [(d["line"], d["field"]) for d in details] == [(3, "label"), (4, "image")], details
+    assert len(api.get("/v1/labels", headers=ops).json()) == 2
+
+    vendor = bearer(make_user("vendor", name="acme-bot", vendor="acme"))
+    _error(api.post("/v1/labels/import", json=body, headers=vendor), 403)
+    _error(api.post("/v1/labels/import", json={**body, "format": "xml"}, headers=ops), 422)

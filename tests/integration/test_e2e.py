@@ -29,7 +29,6 @@ from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 
 from tests.support.api import bearer, create_user_token
-from tests.support.cli import run_json
 from tests.support.labelstudio import LabelStudioInstance, free_port
 from tests.support.services import CeleryWorker, service_env
 
@@ -50,7 +49,7 @@ OVERLAP = 0.25
 GOLD = 0.25
 GATE = 0.75
 JOB_TIMEOUT = 120.0
-TASK = "default"  # the guideline's name is the labeling task the manifest freezes
+TASK = "garments"  # the guideline's name is the labeling task the manifest freezes
 
 GUIDELINE = f"""---
 name: {TASK}
@@ -201,17 +200,16 @@ def _train_model(root: Path, names: list[str], truth: dict[str, str], path: Path
     return path
 
 
-def _import_vetted(tmp_path: Path, root: Path, names: list[str], truth: dict[str, str]) -> None:
-    """Labels vetted elsewhere, imported as accepted: the pool gold items are drawn from.
-
-    The API has no label import route; the CLI imports them, as a team would.
-    """
-    table = tmp_path / "vetted.csv"
-    with table.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["image", "annotator", "label"])
-        writer.writerows([str(root / n), "curator", truth[n]] for n in names)
-    report = run_json("labels", "import", str(table), "--accept", "--guideline", TASK)
+def _import_vetted(stack: Stack, root: Path, names: list[str], truth: dict[str, str]) -> None:
+    """Labels vetted elsewhere, imported as accepted: the pool gold items are drawn from."""
+    rows = "".join(f"{root / name},curator,{truth[name]}\n" for name in names)
+    body = {
+        "format": "csv",
+        "content": "image,annotator,label\n" + rows,
+        "accept": True,
+        "guideline": TASK,
+    }
+    report = stack.call("POST", "/v1/labels/import", stack.ops, json=body)
     assert (report["rows"], report["created"], report["errors"]) == (len(names), len(names), [])
 
 
@@ -284,7 +282,7 @@ def test_ingest_to_verified_manifest(
         "POST", "/v1/guidelines", ops, json={"name": TASK, "markdown": GUIDELINE}
     )
     assert (guideline["version"], guideline["classes"]) == (1, CLASSES)
-    _import_vetted(tmp_path, stack.root, pool, truth)
+    _import_vetted(stack, stack.root, pool, truth)
     queue_body = {
         "name": "acme-garments",
         "vendor": "acme",
@@ -419,7 +417,7 @@ def test_ingest_to_verified_manifest(
             "POST",
             "/v1/manifests",
             sci,
-            json={"name": "garments-v1", "seed": 1, "splits": "train=0.8,val=0.2"},
+            json={"name": "garments-v1", "seed": 1, "splits": "train=0.8,val=0.2", "task": TASK},
         ),
         sci,
     )

@@ -112,6 +112,12 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/dedup/groups/{group}", STAFF),
     Row("GET", "/v1/dedup/groups/{group}/contact-sheet", STAFF),
     Row("GET", "/v1/labels", STAFF),
+    Row(
+        "POST",
+        "/v1/labels/import",
+        frozenset({"admin", "labeling_ops"}),
+        json={"format": "csv", "content": "image,annotator,label\n"},
+    ),
     Row("GET", "/v1/vendors", STAFF),
     Row("POST", "/v1/vendors", OPS, json={"name": "made-by-{role}"}, ok=201),
     Row("GET", "/v1/guidelines", STAFF),
