@@ -93,6 +93,7 @@ def _plain_text(value: str) -> str:
 
 
 PlainText = Annotated[str, AfterValidator(_plain_text)]
+TaskName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
 
 
 class VendorCreate(BaseModel):
@@ -311,12 +312,8 @@ class LabelImport(BaseModel):
         "were ingested from.",
     )
     accept: bool = Field(default=False, description="Labels vetted elsewhere: store as accepted.")
-    task: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        pattern=r"^[^\x00]+$",
-        description="Labeling task (default: the guideline's name, else `default`).",
+    task: TaskName | None = Field(
+        default=None, description="Labeling task (default: the guideline's name, else `default`)."
     )
     guideline: str | None = Field(
         default=None,

@@ -14,6 +14,7 @@ from dataops.api.deps import STAFF, SessionDep, actor, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.models import User
 from dataops.jobs.router import JobAccepted, accept_job
+from dataops.labeling.schemas import TaskName
 from dataops.manifests import service
 from dataops.manifests.schemas import ManifestDetail, ManifestOut, VerifyReport
 
@@ -106,11 +107,8 @@ class ManifestRequest(BaseModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
         description="Previous generation: its images keep their split, new duplicates join them.",
     )
-    task: str = Field(
+    task: TaskName = Field(
         default=service.DEFAULT_TASK,
-        min_length=1,
-        max_length=128,
-        pattern=r"^[^\x00]+$",
         description="Labeling task whose accepted labels to freeze (a guideline's name).",
     )
 
