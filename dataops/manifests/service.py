@@ -35,7 +35,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -426,7 +426,8 @@ def _freeze(
         )
         .join(chosen, chosen.c.image_id == Image.id)
         .join(version, version.id == chosen.c.id)
-        .where(Image.status == OK),
+        .where(Image.status == OK)
+        .order_by(Image.sha256),
         query,
         batch_ids,
     )
@@ -437,7 +438,7 @@ def _freeze(
         )
     }
     if not is_sqlite(session):
-        # One large read: the hash joins fit in memory instead of spilling to disk,
+        # One large read: hash joins and the sort fit in memory instead of spilling to disk,
         # and compiling it (JIT) costs seconds that a plain hash join does not need.
         session.execute(text("SET LOCAL work_mem = '256MB'"))
         session.execute(text("SET LOCAL jit = off"))
@@ -469,22 +470,7 @@ def _freeze(
         frozen.annotator_ids += [row[12] for row in chunk]
         frozen.batch_ids += [row[13] for row in chunk]
         frozen.statuses += [row[14] for row in chunk]
-    return _in_sha256_order(frozen)
-
-
-def _in_sha256_order(frozen: Frozen) -> Frozen:
-    """The rows in body order, each list of ``frozen`` permuted alike.
-
-    Sorting here rather than in the query: at a million rows PostgreSQL's sort of the wide
-    rows spills hundreds of MB to disk, while Python sorts the keys in about a second.
-    """
-    order = sorted(range(len(frozen.rows)), key=lambda index: frozen.rows[index]["sha256"])
-    return Frozen(
-        **{
-            column.name: [getattr(frozen, column.name)[i] for i in order]
-            for column in fields(Frozen)
-        }
-    )
+    return frozen
 
 
 def _parent_splits(
