@@ -440,7 +440,7 @@ def _freeze(
     if not is_sqlite(session):
         # One large read: hash joins and the sort fit in memory instead of spilling to disk,
         # and compiling it (JIT) costs seconds that a plain hash join does not need.
-        session.execute(text("SET LOCAL work_mem = '256MB'"))
+        session.execute(text("SET LOCAL work_mem = '1GB'"))
         session.execute(text("SET LOCAL jit = off"))
     frozen = Frozen()
     result = session.connection().execute(stmt.execution_options(yield_per=_FETCH_CHUNK))
