@@ -333,7 +333,23 @@ def _bucketed_search(
     return rows[first], cols[first], np.concatenate(dist_out)[first]
 
 
-class HashIndex:
+class _IdIndex:
+    """What both indexes share: the catalog ids of the rows, in insertion order."""
+
+    _ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self._ids.shape[0])
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Indexed ids, in insertion order (read-only view)."""
+        view = self._ids.view()
+        view.flags.writeable = False
+        return view
+
+
+class HashIndex(_IdIndex):
     """Exact Hamming search over 64-bit perceptual hashes, returning image ids."""
 
     def __init__(self, *, gpu: bool | None = None) -> None:
@@ -363,16 +379,6 @@ class HashIndex:
         index = cls(gpu=gpu)
         index.add(ids, codes)
         return index
-
-    def __len__(self) -> int:
-        return int(self._ids.shape[0])
-
-    @property
-    def ids(self) -> np.ndarray:
-        """Indexed ids, in insertion order (read-only view)."""
-        view = self._ids.view()
-        view.flags.writeable = False
-        return view
 
     @property
     def codes(self) -> np.ndarray:
@@ -541,7 +547,7 @@ def _normalised(vectors: np.ndarray, dim: int) -> np.ndarray:
     return arr
 
 
-class EmbeddingIndex:
+class EmbeddingIndex(_IdIndex):
     """Cosine-similarity search over model embeddings, returning image ids.
 
     Vectors are L2-normalised on the way in, so inner product is cosine similarity.
@@ -561,16 +567,6 @@ class EmbeddingIndex:
         index = cls(int(arr.shape[1]))
         index.add(ids, arr)
         return index
-
-    def __len__(self) -> int:
-        return int(self._ids.shape[0])
-
-    @property
-    def ids(self) -> np.ndarray:
-        """Indexed ids, in insertion order (read-only view)."""
-        view = self._ids.view()
-        view.flags.writeable = False
-        return view
 
     def _vectors(self) -> np.ndarray:
         """The stored (normalised) vectors, viewed in place: embeddings are too big to copy."""
