@@ -30,7 +30,18 @@ class WorkerSettings(BaseModel):
     time_limit: int = 3900
     visibility_timeout: int = 4000
     stale_after: int = Field(
-        default=900, description="Seconds without a heartbeat before a running job is stale."
+        default=900, description="Seconds before a pending job that no queue holds is re-sent."
+    )
+    lease: float = Field(
+        default=60,
+        gt=0,
+        description=(
+            "Seconds a running job's lease lasts; a heartbeat renews it every third of that "
+            "while the handler runs, and recovery re-queues the job once it has expired."
+        ),
+    )
+    recover_every: float = Field(
+        default=30, gt=0, description="Seconds between recovery sweeps on the beat schedule."
     )
 
 

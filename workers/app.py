@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 from kombu import Queue
 
 from dataops.config import get_settings
@@ -29,7 +30,12 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     beat_schedule={
-        "recover-stale-jobs": {"task": "dataops.jobs.recover", "schedule": 300.0},
+        # Cheap (one indexed query): a job whose worker died is re-sent within one lease
+        # plus one sweep, not after the broker's visibility timeout.
+        "recover-stale-jobs": {
+            "task": "dataops.jobs.recover",
+            "schedule": settings.worker.recover_every,
+        },
         "labelstudio-poll": {"task": "dataops.sync.poll", "schedule": 120.0},
     },
 )
@@ -42,3 +48,17 @@ def _fresh_connections(**_: Any) -> None:
     from dataops.db import dispose_engines
 
     dispose_engines()
+
+
+@worker_ready.connect
+def _recover_on_start(**_: Any) -> None:
+    """A worker that (re)starts picks up jobs whose worker died, without waiting for beat."""
+    from dataops.jobs.recovery import recover_stale
+
+    try:
+        recovered = recover_stale()
+    except Exception as exc:  # a worker must start even while the catalog is briefly away
+        logging.getLogger(__name__).warning("could not recover stale jobs at start: %s", exc)
+        return
+    if recovered:
+        logging.getLogger(__name__).warning("re-sent stale jobs: %s", ", ".join(recovered))

@@ -173,6 +173,7 @@ def ingest(
     actor: str | None = None,
     session_scope: Callable[[], Any],
     progress: Callable[[int, int], None] | None = None,
+    on_batch: Callable[[Any, service.RecordCounts], None] | None = None,
 ) -> IngestResult:
     settings = get_settings()
     uris = expand_inputs(inputs)
@@ -216,6 +217,8 @@ def ingest(
                         i.uri: a for i in inspections if (a := _attributes_for(i.uri, attributes))
                     },
                 )
+                if on_batch is not None:  # in the batch's own transaction
+                    on_batch(session, counts)
             result.new += counts.new
             result.skipped += counts.existing
             result.quarantined += counts.quarantined
@@ -240,7 +243,31 @@ def run_ingest_job(ctx: Any) -> dict[str, Any]:
         actor=ctx.actor,
         session_scope=ctx.session,
         progress=lambda done, total: ctx.progress(done, total, "ingest"),
+        on_batch=lambda session, counts: ctx.count(session, _tally(counts)),
     )
+    result = _across_attempts(result, ctx.counters())
     with ctx.session() as session:
         service.record_ingest_event(session, result, actor=ctx.actor, job_id=ctx.job_id)
     return result.model_dump(exclude={"job_id"})
+
+
+def _tally(counts: service.RecordCounts) -> dict[str, int]:
+    return {
+        "new": counts.new,
+        "quarantined": counts.quarantined,
+        "locations_added": counts.locations_added,
+    }
+
+
+def _across_attempts(result: IngestResult, totals: dict[str, int]) -> IngestResult:
+    """What the job did over all its attempts: files an earlier, interrupted attempt wrote
+    are new to this job, not skipped, though this attempt found them in the catalog."""
+    earlier = max(0, totals.get("new", result.new) - result.new)
+    return result.model_copy(
+        update={
+            "new": result.new + earlier,
+            "skipped": max(0, result.skipped - earlier),
+            "quarantined": totals.get("quarantined", result.quarantined),
+            "locations_added": totals.get("locations_added", result.locations_added),
+        }
+    )

@@ -1,4 +1,4 @@
-from dataops.errors import NotFound, ServiceUnavailable
+from dataops.errors import Conflict, NotFound, ServiceUnavailable
 
 
 class JobNotFound(NotFound):
@@ -7,3 +7,7 @@ class JobNotFound(NotFound):
 
 class BrokerUnavailable(ServiceUnavailable):
     pass
+
+
+class LeaseLost(Conflict):
+    """Another attempt now holds the job: this one must stop without writing its outcome."""

@@ -33,3 +33,9 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The attempt that may run the job now, and until when; renewed by a heartbeat thread
+    # whatever the handler's progress, so an expired lease means nobody is on the job.
+    lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Counts that must add up across attempts, written in the transaction of the work counted.
+    counters: Mapped[dict[str, Any]] = mapped_column(default=dict)

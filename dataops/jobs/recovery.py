@@ -1,31 +1,41 @@
-"""Stale-job recovery: nothing queued may silently disappear (broker restart, lost worker)."""
+"""Stale-job recovery: nothing queued may silently disappear (broker restart, lost worker).
+
+A running job is stale once its lease has expired (its heartbeat stopped: the process that
+ran it is gone); a pending job once it has waited `stale_after` seconds and no broker queue
+holds its message. A job whose message still waits, or whose lease is alive, is left alone.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from dataops.config import get_settings
-from dataops.db import session_scope, utcnow
+from dataops.db import session_scope
 from dataops.jobs import service
-from dataops.jobs.models import PENDING
+from dataops.jobs.models import PENDING, Job
 
 
 def recover_stale(older_than: int | None = None) -> list[str]:
-    """Put stale jobs back to pending and enqueue them again; handlers are idempotent."""
-    from dataops.jobs.runner import enqueue, execute
+    """Put stale jobs back to pending and send them again; returns their ids."""
+    from dataops.jobs.runner import enqueue, execute, queued_job_ids
 
     settings = get_settings()
     age = timedelta(seconds=older_than if older_than is not None else settings.worker.stale_after)
     with session_scope() as session:
         stale = service.stale_jobs(session, older_than=age)
-        for job in stale:
-            job.status = PENDING
-            job.heartbeat_at = utcnow()
-        session.flush()
-        jobs = list(stale)
-    for job in jobs:
+    queued: set[str] | None = set()
+    if settings.broker_url and any(job.status == PENDING for job in stale):
+        queued = queued_job_ids()
+    recovered: list[Job] = []
+    for job in stale:
+        if job.status == PENDING and queued is not None and job.id in queued:
+            continue  # its message is still on its way to a worker
+        with session_scope() as session:
+            if service.requeue(session, job):  # a conditional update: one sweeper wins
+                recovered.append(job)
+    for job in recovered:
         if settings.broker_url:
             enqueue(job)
         else:
             execute(job.id)
-    return [job.id for job in jobs]
+    return [job.id for job in recovered]

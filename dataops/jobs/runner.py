@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -15,7 +20,7 @@ from dataops.config import get_settings
 from dataops.db import session_scope
 from dataops.errors import DataopsError
 from dataops.jobs import service
-from dataops.jobs.errors import BrokerUnavailable
+from dataops.jobs.errors import BrokerUnavailable, LeaseLost
 from dataops.jobs.models import FAILED, SUCCEEDED, Job
 from dataops.jobs.registry import QUEUES, handler_for, task_name
 
@@ -32,6 +37,7 @@ class JobContext:
     params: dict[str, Any]
     actor: str | None
     on_progress: ProgressCallback | None = None
+    owner: str | None = None
     _last_write: float = field(default=0.0, repr=False)
 
     @contextmanager
@@ -48,6 +54,25 @@ class JobContext:
             self._last_write = now
             with session_scope() as session:
                 service.set_progress(session, self.job_id, done, total)
+
+    def count(self, session: Session, counts: dict[str, int]) -> None:
+        """Add to the job's counters in the transaction of the work counted, so totals add up
+        across attempts; raises LeaseLost (rolling that work back) if another attempt took over."""
+        service.add_counters(session, self.job_id, self.owner, counts)
+
+    def counters(self) -> dict[str, int]:
+        with session_scope() as session:
+            return dict(service.get_job(session, self.job_id).counters or {})
+
+
+# Named points where tests hold an attempt still (to force a race) without sleeping.
+PAUSE_POINTS: dict[str, Callable[[], None]] = {}
+
+
+def pause_point(name: str) -> None:
+    hook = PAUSE_POINTS.get(name)
+    if hook is not None:
+        hook()
 
 
 def check_broker(url: str) -> None:
@@ -95,29 +120,140 @@ def enqueue(job: Job) -> None:
     app.send_task(task_name(job.kind), args=[job.id], queue=QUEUES[job.kind])
 
 
+def queued_job_ids() -> set[str] | None:
+    """Ids of jobs whose message waits in a broker queue; None when that cannot be known."""
+    broker_url = get_settings().broker_url
+    if not broker_url:
+        return None
+    from workers.queues import queued_job_ids as read_queues
+
+    return read_queues(broker_url)
+
+
 def execute(job_id: str, *, on_progress: ProgressCallback | None = None) -> Job:
-    """Run a job's handler; a redelivered job that already finished is left alone."""
+    """Run one attempt of a job, unless it has finished or a live attempt holds its lease.
+
+    The attempt holds a lease on the job row, renewed by a heartbeat thread whatever the
+    handler's progress; its outcome is written only while it still holds that lease.
+    """
+    lease = timedelta(seconds=get_settings().worker.lease)
+    owner = _new_owner()
+    if not _claim(job_id, owner, lease):
+        with session_scope() as session:
+            job = service.get_job(session, job_id)
+        log.info(
+            "job %s is %s (lease %s): this delivery is dropped", job_id, job.status, job.lease_owner
+        )
+        return job
     with session_scope() as session:
         job = service.get_job(session, job_id)
-        if job.status == SUCCEEDED:
-            return job
-        service.mark_running(session, job)
         kind, params, actor = job.kind, dict(job.params), job.created_by
-    ctx = JobContext(job_id=job_id, params=params, actor=actor, on_progress=on_progress)
-    try:
-        result = handler_for(kind)(ctx)
-    except DataopsError as exc:
-        _finish(job_id, error=str(exc))
-        raise
-    except Exception as exc:
-        _finish(job_id, error=f"{type(exc).__name__}: {exc}")
-        raise
-    return _finish(job_id, result=result)
+    ctx = JobContext(
+        job_id=job_id, params=params, actor=actor, on_progress=on_progress, owner=owner
+    )
+    with Heartbeat(job_id, owner, lease):
+        try:
+            result = handler_for(kind)(ctx)
+        except LeaseLost as exc:
+            log.warning("job %s: %s; this attempt stops", job_id, exc)
+            return _current(job_id)
+        except DataopsError as exc:
+            # The kind of failure travels with the job, so a CLI waiting on a worker can exit
+            # as if the error had happened in its own process (3 for a service that is down).
+            failure = {"error": {"code": exc.code, "status": exc.status_code}}
+            _finish(job_id, owner, error=str(exc), result=failure)
+            raise
+        except Exception as exc:
+            _finish(job_id, owner, error=f"{type(exc).__name__}: {exc}")
+            raise
+        return _finish(job_id, owner, result=result)
 
 
-def _finish(job_id: str, *, result: dict[str, Any] | None = None, error: str | None = None) -> Job:
+def _new_owner() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def _claim(job_id: str, owner: str, lease: timedelta) -> bool:
     with session_scope() as session:
-        job = service.get_job(session, job_id)
+        if service.claim(session, job_id, owner, lease):
+            return True
+        holder = service.get_job(session, job_id).lease_owner
+    # A pool process killed on this machine cannot renew its lease: take over at once
+    # rather than wait for the lease to run out.
+    if holder is None or not _died_here(holder):
+        return False
+    with session_scope() as session:
+        if not service.take_over(session, job_id, holder):
+            return False
+    log.warning("job %s: its attempt %s died; taking over", job_id, holder)
+    with session_scope() as session:
+        return service.claim(session, job_id, owner, lease)
+
+
+def _died_here(owner: str) -> bool:
+    host, _, rest = owner.partition("/")
+    pid_text = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed process nobody has reaped yet still answers signal 0
+        with open(f"/proc/{pid_text}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+class Heartbeat:
+    """Renews a job's lease every third of its length from a thread of its own, so a step
+    that reports no progress for longer than the lease still shows a live attempt."""
+
+    def __init__(self, job_id: str, owner: str, lease: timedelta) -> None:
+        self.job_id, self.owner, self.lease = job_id, owner, lease
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+
+    def _run(self) -> None:
+        interval = self.lease.total_seconds() / 3
+        while not self._stop.wait(interval):
+            try:
+                with session_scope() as session:
+                    held = service.renew_lease(session, self.job_id, self.owner, self.lease)
+            except Exception as exc:  # the database may be briefly away; the lease has slack
+                log.warning("job %s: could not renew its lease: %s", self.job_id, exc)
+                continue
+            if not held:
+                self.lost.set()
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _current(job_id: str) -> Job:
+    with session_scope() as session:
+        return service.get_job(session, job_id)
+
+
+def _finish(
+    job_id: str, owner: str, *, result: dict[str, Any] | None = None, error: str | None = None
+) -> Job:
+    with session_scope() as session:
+        try:
+            job = service.lock_owned(session, job_id, owner)
+        except LeaseLost as exc:
+            log.warning("job %s: %s; its outcome is not recorded", job_id, exc)
+            return service.get_job(session, job_id)
         service.mark_finished(session, job, result=result, error=error)
         if error:
             log.warning("job %s (%s) failed: %s", job_id, job.kind, error)

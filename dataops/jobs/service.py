@@ -3,12 +3,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dataops.db import utcnow
 from dataops.events import service as events
-from dataops.jobs.errors import JobNotFound
+from dataops.jobs.errors import JobNotFound, LeaseLost
 from dataops.jobs.models import FAILED, PENDING, RUNNING, SUCCEEDED, Job
 
 
@@ -38,12 +38,80 @@ def list_jobs(
     return list(session.scalars(stmt))
 
 
-def mark_running(session: Session, job: Job) -> None:
-    job.status = RUNNING
-    job.attempts += 1
-    job.started_at = job.heartbeat_at = utcnow()
-    job.error = None
+def claim(session: Session, job_id: str, owner: str, lease: timedelta) -> bool:
+    """Start an attempt: one conditional UPDATE, so of two deliveries at most one wins.
+
+    A job can be claimed while pending, or while running under a lease that has expired;
+    a finished job, or one whose lease is alive, is left to whoever holds it.
+    """
+    now = utcnow()
+    claimed = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status.in_([PENDING, RUNNING]),
+            or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now),
+        )
+        .values(
+            status=RUNNING,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            error=None,
+            lease_owner=owner,
+            lease_expires_at=now + lease,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(claimed) == 1
+
+
+def take_over(session: Session, job_id: str, dead_owner: str) -> bool:
+    """Expire the lease of an attempt known to be dead, unless someone else got it first."""
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == RUNNING, Job.lease_owner == dead_owner)
+        .values(lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(taken) == 1
+
+
+def renew_lease(session: Session, job_id: str, owner: str, lease: timedelta) -> bool:
+    """The heartbeat: extend the lease while this attempt still holds it."""
+    now = utcnow()
+    renewed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == RUNNING, Job.lease_owner == owner)
+        .values(heartbeat_at=now, lease_expires_at=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(renewed) == 1
+
+
+def lock_owned(session: Session, job_id: str, owner: str | None) -> Job:
+    """Lock the job row for the caller's transaction; raise LeaseLost if another attempt
+    holds it, so work done under an expired lease rolls back instead of doubling up."""
+    job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    if job is None:
+        raise JobNotFound(f"no job {job_id!r} (see `dataops jobs list`)")
+    if owner is not None and job.lease_owner != owner:
+        raise LeaseLost(f"job {job_id} is now run by another attempt ({job.lease_owner})")
+    return job
+
+
+def add_counters(session: Session, job_id: str, owner: str | None, counts: dict[str, int]) -> None:
+    """Add to the job's counters in the transaction that did the counted work."""
+    job = lock_owned(session, job_id, owner)
+    totals = dict(job.counters or {})
+    for key, value in counts.items():
+        totals[key] = int(totals.get(key, 0)) + int(value)
+    job.counters = totals
     session.flush()
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def set_progress(session: Session, job_id: str, done: int, total: int) -> None:
@@ -57,6 +125,7 @@ def set_progress(session: Session, job_id: str, done: int, total: int) -> None:
 def mark_finished(
     session: Session, job: Job, *, result: dict[str, Any] | None = None, error: str | None = None
 ) -> None:
+    job.lease_owner = job.lease_expires_at = None
     job.status = FAILED if error else SUCCEEDED
     job.result = result
     job.error = error
@@ -75,8 +144,33 @@ def mark_finished(
 def stale_jobs(
     session: Session, *, older_than: timedelta, now: datetime | None = None
 ) -> list[Job]:
-    """Pending or running jobs nobody has touched for a while (lost broker message, dead worker)."""
-    cutoff = (now or utcnow()) - older_than
+    """Jobs nobody is on: running under an expired lease (or, without a lease, silent for
+    `older_than`), or pending for `older_than` (their message may be lost)."""
+    now = now or utcnow()
+    cutoff = now - older_than
     last_seen = func.coalesce(Job.heartbeat_at, Job.created_at)
-    stmt = select(Job).where(Job.status.in_([PENDING, RUNNING]), last_seen < cutoff)
-    return list(session.scalars(stmt))
+    expired = and_(
+        Job.status == RUNNING,
+        or_(
+            Job.lease_expires_at < now,
+            and_(Job.lease_expires_at.is_(None), last_seen < cutoff),
+        ),
+    )
+    forgotten = and_(Job.status == PENDING, last_seen < cutoff)
+    return list(session.scalars(select(Job).where(or_(expired, forgotten))))
+
+
+def requeue(session: Session, job: Job) -> bool:
+    """Put a stale job back to pending unless it changed since it was found stale."""
+    same_lease = (
+        Job.lease_owner.is_(None) if job.lease_owner is None else Job.lease_owner == job.lease_owner
+    )
+    now = utcnow()
+    expired = or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == job.status, same_lease, expired)
+        .values(status=PENDING, lease_owner=None, lease_expires_at=None, heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(done) == 1

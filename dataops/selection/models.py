@@ -39,6 +39,8 @@ class Batch(Base):
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The select job that made this batch: unique, so redeliveries cannot make a second one.
+    job_id: Mapped[str | None] = mapped_column(String(32), unique=True, index=True, default=None)
 
 
 class BatchItem(Base):

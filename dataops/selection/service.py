@@ -49,6 +49,7 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from dataops.catalog.models import OK, Image
@@ -695,6 +696,7 @@ def select_batch(
         overlap=plan.queue.overlap if plan.queue is not None else 0.0,
         gold=plan.queue.gold if plan.queue is not None else 0.0,
         requested_by=actor,
+        job_id=job_id,
     )
     session.add(batch)
     session.flush()  # first write: on SQLite this takes the lock that serialises selections
@@ -825,16 +827,28 @@ SELECT_PARAMS = (
 
 
 def run_select_job(ctx: Any) -> dict[str, Any]:
-    """Job handler: params are select_batch's keyword arguments; a redelivered job reuses its batch."""
-    with ctx.session() as session:
-        existing = session.scalar(
-            select(Batch).where(Batch.params["job_id"].as_string() == ctx.job_id)
-        )
-        batch = existing or select_batch(
-            session,
-            **{k: ctx.params[k] for k in SELECT_PARAMS if k in ctx.params},
-            actor=ctx.actor,
-            job_id=ctx.job_id,
-        )
-        out = batch_out(session, batch)
+    """Job handler: params are select_batch's keyword arguments; a redelivered job reuses its batch.
+
+    `batches.job_id` is unique: of two attempts racing, the second one's insert waits for the
+    first to commit and then fails, and that attempt answers with the first one's batch.
+    """
+    from dataops.jobs.runner import pause_point
+
+    try:
+        with ctx.session() as session:
+            existing = session.scalar(select(Batch).where(Batch.job_id == ctx.job_id))
+            batch = existing or select_batch(
+                session,
+                **{k: ctx.params[k] for k in SELECT_PARAMS if k in ctx.params},
+                actor=ctx.actor,
+                job_id=ctx.job_id,
+            )
+            pause_point("select.before_commit")
+            out = batch_out(session, batch)
+    except IntegrityError:
+        with ctx.session() as session:
+            batch = session.scalar(select(Batch).where(Batch.job_id == ctx.job_id))
+            if batch is None:
+                raise
+            out = batch_out(session, batch)
     return out.model_dump(mode="json")

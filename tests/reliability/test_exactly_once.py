@@ -1,0 +1,261 @@
+"""One outcome per job id, whatever the redeliveries and recoveries.
+
+Attempts of one job are held apart by a lease on the job row (claimed with one conditional
+UPDATE, renewed by a heartbeat thread whatever the handler's progress) and, where two
+attempts still meet, by constraints: a select job's batch is unique per job id.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import func, select, text
+
+from dataops.catalog import service as catalog_service
+from dataops.catalog.models import Image
+from dataops.config import reset_settings
+from dataops.db import session_scope
+from dataops.jobs import runner
+from dataops.jobs import service as jobs
+from dataops.jobs.models import Job
+from dataops.jobs.recovery import recover_stale
+from dataops.selection import service as selection
+from dataops.selection.models import Batch, BatchItem, ImageClaim
+from tests.reliability.test_concurrent_selection import seed_catalog
+
+SIZE = 30
+SELECT = {"strategy": "margin", "size": SIZE, "seed": 1}
+
+
+def _new_job(kind: str, params: dict[str, Any]) -> str:
+    with session_scope() as session:
+        return jobs.create_job(session, kind, params, "test").id
+
+
+def _job(job_id: str) -> Job:
+    with session_scope() as session:
+        return jobs.get_job(session, job_id)
+
+
+def _until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _one_batch_with_its_claims() -> None:
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Batch)) == 1
+        batch_id = session.scalar(select(Batch.id))
+        assert session.scalar(select(func.count()).select_from(BatchItem)) == SIZE
+        claims = session.scalars(select(ImageClaim.batch_id)).all()
+        assert len(claims) == SIZE and set(claims) == {batch_id}
+
+
+def _in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(target())
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _set_worker(monkeypatch: pytest.MonkeyPatch, **values: float) -> None:
+    for key, value in values.items():
+        monkeypatch.setenv(f"DATAOPS_WORKER__{key.upper()}", str(value))
+    reset_settings()
+
+
+@pytest.mark.postgres
+def test_two_attempts_of_one_select_job_racing_make_one_batch(
+    pg_catalog: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both attempts look for the job's batch before either inserts one (a lease taken over
+    from a stalled attempt): the unique job id lets one batch through, the other attempt
+    waits for it and answers with it."""
+    seed_catalog(60)
+    job_id = _new_job("select", SELECT)
+    both_looked = threading.Barrier(2, timeout=60)
+    real = selection.select_batch
+
+    def after_both_looked(*args: Any, **kwargs: Any) -> Batch:
+        both_looked.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(selection, "select_batch", after_both_looked)
+    ctx = runner.JobContext(job_id=job_id, params=SELECT, actor="test")
+    threads = [_in_thread(lambda: selection.run_select_job(ctx)) for _ in range(2)]
+    for thread, _ in threads:
+        thread.join(timeout=120)
+    answers = [out[0] for _, out in threads]
+    assert not [a for a in answers if isinstance(a, BaseException)], answers
+    assert answers[0]["id"] == answers[1]["id"]
+    _one_batch_with_its_claims()
+
+
+@pytest.mark.postgres
+def test_a_second_delivery_while_the_first_runs_does_not_run_the_job(
+    pg_catalog: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_catalog(60)
+    job_id = _new_job("select", SELECT)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold_first_attempt() -> None:
+        inside.set()
+        assert release.wait(60)
+
+    monkeypatch.setitem(runner.PAUSE_POINTS, "select.before_commit", hold_first_attempt)
+    thread, out = _in_thread(lambda: runner.execute(job_id))
+    assert inside.wait(60)
+    second = runner.execute(job_id)  # a redelivered or re-queued message
+    assert (second.status, second.attempts) == ("running", 1)
+    release.set()
+    thread.join(timeout=120)
+    done = out[0]
+    assert not isinstance(done, BaseException), done
+    assert (done.status, done.attempts) == ("succeeded", 1)
+    _one_batch_with_its_claims()
+
+
+@pytest.mark.postgres
+def test_a_long_step_without_progress_keeps_its_lease(
+    pg_catalog: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step several leases long that reports no progress is not recovered beside itself."""
+    seed_catalog(60)
+    _set_worker(monkeypatch, lease=0.6, stale_after=1)
+    job_id = _new_job("select", SELECT)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        inside.set()
+        assert release.wait(60)
+
+    monkeypatch.setitem(runner.PAUSE_POINTS, "select.before_commit", hold)
+    thread, out = _in_thread(lambda: runner.execute(job_id))
+    assert inside.wait(60)
+    started = _job(job_id).started_at
+    assert started is not None
+    # Three leases' worth of silence from the handler: only the heartbeat keeps the job alive.
+    _until(
+        lambda: (_job(job_id).heartbeat_at or started) - started > timedelta(seconds=1.8),
+        "the heartbeat to renew the lease",
+    )
+    assert recover_stale(older_than=0) == []
+    assert recover_stale() == []
+    job = _job(job_id)
+    assert (job.status, job.attempts) == ("running", 1)
+    release.set()
+    thread.join(timeout=120)
+    assert not isinstance(out[0], BaseException), out
+    assert (out[0].status, out[0].attempts) == ("succeeded", 1)
+    assert recover_stale(older_than=0) == []
+    _one_batch_with_its_claims()
+
+
+class _Died(BaseException):
+    """The attempt's process went away: nothing after this point ran."""
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_expired_lease_is_recovered_and_the_next_attempt_runs(
+    catalog: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_catalog(60)
+    _set_worker(monkeypatch, lease=0.3)
+
+    def die() -> None:
+        raise _Died
+
+    monkeypatch.setitem(runner.PAUSE_POINTS, "select.before_commit", die)
+    job_id = _new_job("select", SELECT)
+    with pytest.raises(_Died):
+        runner.execute(job_id)
+    assert _job(job_id).status == "running"
+    monkeypatch.delitem(runner.PAUSE_POINTS, "select.before_commit")
+    _until(lambda: recover_stale(older_than=0) == [job_id], "the dead attempt's lease to expire")
+    job = _job(job_id)
+    assert (job.status, job.attempts) == ("succeeded", 2)
+    _one_batch_with_its_claims()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_pending_job_whose_message_still_waits_is_not_sent_twice(
+    pg_catalog: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAOPS_BROKER_URL", redis_url)
+    reset_settings()
+    job = runner.submit("select", SELECT, actor="test")  # no worker: the message waits
+    client = redis.Redis.from_url(redis_url)
+    assert client.llen("dedup") == 1
+    assert recover_stale(older_than=0) == []
+    assert client.llen("dedup") == 1
+    client.flushdb()  # the broker lost it
+    assert recover_stale(older_than=0) == [job.id]
+    assert client.llen("dedup") == 1
+    assert recover_stale(older_than=0) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_ingest_finished_by_a_later_attempt_reports_every_new_image(
+    catalog: str, image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAOPS_INGEST__BATCH_SIZE", "4")
+    monkeypatch.setenv("DATAOPS_INGEST__WORKERS", "1")
+    _set_worker(monkeypatch, lease=0.3)
+    folder = tmp_path / "twelve"
+    folder.mkdir()
+    for src in sorted(image_dir.glob("*.jpg"))[:12]:
+        shutil.copy(src, folder / src.name)
+    real = catalog_service.record_inspections
+    calls = []
+
+    def die_on_the_third_batch(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise _Died
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(catalog_service, "record_inspections", die_on_the_third_batch)
+    job_id = _new_job("ingest", {"paths": [str(folder)]})
+    with pytest.raises(_Died):
+        runner.execute(job_id)
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Image)) == 8
+    _until(lambda: recover_stale(older_than=0) == [job_id], "the dead attempt's lease to expire")
+    job = _job(job_id)
+    assert (job.status, job.attempts) == ("succeeded", 2)
+    assert job.result is not None
+    assert (job.result["files"], job.result["new"], job.result["skipped"]) == (12, 12, 0)
+    again = runner.submit("ingest", {"paths": [str(folder)]}, actor="test")
+    assert again.result is not None
+    assert (again.result["new"], again.result["skipped"]) == (0, 12)
+
+
+@pytest.mark.postgres
+def test_a_batch_names_its_job_once(pg_catalog: str) -> None:
+    seed_catalog(60)
+    job_id = _new_job("select", SELECT)
+    with session_scope() as session:
+        selection.select_batch(session, strategy="margin", size=5, job_id=job_id, actor="t")
+    with pytest.raises(Exception, match="ix_batches_job_id"), session_scope() as session:
+        selection.select_batch(session, strategy="margin", size=5, job_id=job_id, actor="t")
+    with session_scope() as session:
+        assert session.execute(text("SELECT count(*) FROM batches")).scalar_one() == 1
