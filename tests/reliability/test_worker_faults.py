@@ -66,9 +66,69 @@ def test_worker_killed_mid_ingest_is_redelivered(
         done = _wait(job.id, lambda j: j.status in ("succeeded", "failed"))
     assert done.status == "succeeded", done.error
     assert done.attempts >= 2, "the task must have been redelivered after the kill"
+    assert done.result is not None
+    # The killed attempt's images count as new: results add up across attempts.
+    assert (done.result["new"], done.result["skipped"]) == (600, 0)
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Image)) == 600
         assert s.scalar(select(func.count(func.distinct(Image.sha256)))) == 600
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_main_worker_process_killed_mid_ingest_is_picked_up_by_a_new_worker(
+    pg_catalog: str,
+    redis_url: str,
+    corpus: Path,
+    tmp_path: Path,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGKILL of the Celery main process (its pool dies with it): the message stays unacked
+    until the broker's visibility timeout (4,000 s), but the job's lease stops being renewed,
+    so a new worker's recovery sends the job again within seconds and it completes once."""
+    folder = _copy(corpus, tmp_path / "imgs", 300)
+    monkeypatch.setenv("DATAOPS_INGEST__BATCH_SIZE", "20")
+    monkeypatch.setenv("DATAOPS_WORKER__LEASE", "3")
+    monkeypatch.setenv("DATAOPS_WORKER__RECOVER_EVERY", "1")
+    _use_broker(monkeypatch, redis_url)
+    env = service_env()
+    first = CeleryWorker(env, queues="ingest", name="w1").start()
+    try:
+        job = runner.submit("ingest", {"paths": [str(folder)]}, actor="test")
+        _wait(job.id, lambda j: j.progress_done >= 40 and j.status == "running")
+        pool = first.child_pids()
+        assert first.proc is not None and pool
+        os.kill(first.proc.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        first.proc.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while not all(_gone(pid) for pid in pool):
+            assert time.monotonic() < deadline, "the pool outlived its main process"
+            time.sleep(0.1)
+    finally:
+        first.stop()
+    with session_scope() as s:
+        assert jobs_service.get_job(s, job.id).status == "running"  # nobody is on it
+    beat = ("--beat", "--schedule", str(isolated_env / "beat-schedule"))
+    with CeleryWorker(env, queues="ingest,maintenance", name="w2", extra=beat):
+        _wait(job.id, lambda j: j.attempts >= 2)
+        resent_after = time.monotonic() - killed_at
+        print(f"main process killed: new attempt {resent_after:.1f} s later")
+        done = _wait(job.id, lambda j: j.status in ("succeeded", "failed"))
+    assert done.status == "succeeded", done.error
+    assert resent_after < 60, f"the job waited {resent_after:.0f} s for a new attempt"
+    assert done.attempts == 2
+    assert done.result is not None
+    assert (done.result["files"], done.result["new"], done.result["skipped"]) == (300, 300, 0)
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Image)) == 300
 
 
 def test_jobs_lost_with_redis_queues_are_recovered(

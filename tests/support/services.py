@@ -63,9 +63,15 @@ class CeleryWorker:
     """A real `celery worker` subprocess on the given queues, stopped with the test."""
 
     def __init__(
-        self, env: dict[str, str], queues: str, concurrency: int = 1, name: str = "w1"
+        self,
+        env: dict[str, str],
+        queues: str,
+        concurrency: int = 1,
+        name: str = "w1",
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.env = env
+        self.extra = extra
         self.queues = queues
         self.concurrency = concurrency
         self.name = name
@@ -78,6 +84,7 @@ class CeleryWorker:
             sys.executable, "-m", "celery", "-A", "workers.app", "worker",
             "-Q", self.queues, "-c", str(self.concurrency), "-n", f"{self.name}@%h",
             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            *self.extra,
         ]  # fmt: skip
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
