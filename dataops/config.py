@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8000"
     signed_url_ttl: int = Field(default=7 * 24 * 3600, description="Seconds a signed URL lives.")
+    gold_repeat_days: float = Field(
+        default=180.0,
+        ge=0,
+        description="A gold image is not shown to a vendor who saw it within this many days.",
+    )
     labelstudio_url: str | None = None
     labelstudio_token: SecretStr | None = None
     labelstudio_connections: dict[str, LabelStudioConnection] = Field(default_factory=dict)

@@ -358,3 +358,47 @@ def get_media(
             "Referrer-Policy": "no-referrer",
         },
     )
+
+
+@media_router.get(
+    "/media/t/{task_key}",
+    response_class=Response,
+    summary="Get a task's image through a signed URL",
+    description=(
+        "The image of one pushed labeling task, upright and stripped of EXIF and other "
+        "metadata, for Label Studio. The URL names only the task's opaque key (the same shape "
+        "for gold and regular tasks) and needs no bearer token: `sig` binds the key and the "
+        "expiry. Expired or altered signatures are refused with 403; a key that no longer "
+        "exists is 404."
+    ),
+    responses={
+        **error_responses(403, 404, 409, 422),
+        200: {"content": _IMAGE_PNG_JPEG, "description": "The image."},
+    },
+)
+def get_task_media(
+    session: SessionDep,
+    task_key: Annotated[str, Path(pattern=signing.TASK_KEY_PATTERN)],
+    exp: Annotated[int | None, Query(ge=0, le=2**40, description="Expiry, Unix seconds.")] = None,
+    sig: Annotated[str | None, Query(max_length=64, description="Signature.")] = None,
+) -> Response:
+    from dataops.labeling.tasks import media_target
+
+    expires = signing.verify_task(task_key, exp, sig)
+    target = media_target(session, task_key)
+    image = session.get(Image, target[0]) if target is not None else None
+    if image is None:
+        raise ImageNotFound("no such task")
+    rendered = media.clean_image(
+        media.load_bytes(image), max_pixels=get_settings().ingest.max_pixels
+    )
+    max_age = max(0, min(3600, expires - int(time.time())))
+    return Response(
+        rendered.data,
+        media_type=rendered.media_type,
+        headers={
+            "Cache-Control": f"private, max-age={max_age}",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )

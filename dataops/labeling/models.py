@@ -114,3 +114,21 @@ class LabelVersion(Base):
     status: Mapped[str] = mapped_column(String(16), default=SUBMITTED, index=True)
     created_by: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TaskKey(Base):
+    """The only name a vendor ever sees for an item: a random token, the same shape for gold
+    and regular work, mapped back to the batch item, image, gold flag and queue here."""
+
+    __tablename__ = "task_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    batch_item_id: Mapped[int] = mapped_column(
+        ForeignKey("batch_items.id", ondelete="CASCADE"), unique=True
+    )
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"), index=True)
+    is_gold: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

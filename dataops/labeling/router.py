@@ -8,22 +8,17 @@ vendor, so vendors are refused; staff read them and labeling ops (and admins) wr
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dataops.api import signing
 from dataops.api.deps import STAFF, SessionDep, VendorScopeDep, actor, require_roles
 from dataops.api.errors import error_json, error_responses
 from dataops.auth.models import User
-from dataops.catalog.models import Image
-from dataops.config import get_settings
 from dataops.labeling import service
+from dataops.labeling import tasks as task_keys
 from dataops.labeling.models import Queue, Vendor
 from dataops.labeling.schemas import (
     AnnotatorMap,
@@ -38,13 +33,12 @@ from dataops.labeling.schemas import (
     QueueCreate,
     QueueCreated,
     QueueOut,
-    QueueTask,
     QueueTaskList,
     VendorCreate,
     VendorCreated,
     VendorOut,
 )
-from dataops.selection.models import STATUSES, Batch, BatchItem
+from dataops.selection.models import STATUSES
 
 router = APIRouter(prefix="/v1")
 
@@ -271,6 +265,14 @@ def _visible_queues(session: Session, scope_vendor: int | None, vendor: str | No
     return service.list_queues(session, vendor=own.id)
 
 
+def _queue_view(session: Session, queue: Queue, scope_vendor: int | None) -> QueueOut:
+    """A vendor never learns the gold or overlap share: both would help it spot gold."""
+    out = service.queue_out(session, queue)
+    if scope_vendor is not None:
+        out = out.model_copy(update={"overlap": None, "gold": None})
+    return out
+
+
 @router.get(
     "/queues",
     tags=["queues"],
@@ -288,7 +290,8 @@ def list_queues(
     vendor: VendorFilter = None,
 ) -> list[QueueOut]:
     return [
-        service.queue_out(session, q) for q in _visible_queues(session, scope.vendor_id, vendor)
+        _queue_view(session, q, scope.vendor_id)
+        for q in _visible_queues(session, scope.vendor_id, vendor)
     ]
 
 
@@ -304,7 +307,8 @@ def list_queues(
     responses={**error_responses(401, 403, 404, 422), 200: _example(_QUEUE)},
 )
 def get_queue(session: SessionDep, scope: VendorScopeDep, ref: QueueRef) -> QueueOut:
-    return service.queue_out(session, service.get_queue(session, ref, vendor_id=scope.vendor_id))
+    queue = service.get_queue(session, ref, vendor_id=scope.vendor_id)
+    return _queue_view(session, queue, scope.vendor_id)
 
 
 @router.post(
@@ -346,68 +350,18 @@ def create_queue(
     return QueueCreated(**service.queue_out(session, queue).model_dump(), created=created)
 
 
-def _tasks(
-    session: Session,
-    queue_id: int,
-    *,
-    batch_id: int | None,
-    status: str | None,
-    limit: int,
-    offset: int,
-) -> list[QueueTask]:
-    stmt = (
-        select(
-            BatchItem.id,
-            BatchItem.batch_id,
-            Batch.status,
-            BatchItem.image_id,
-            Image.sha256,
-            BatchItem.position,
-            BatchItem.ls_task_id,
-            BatchItem.pushed_at,
-        )
-        .join(Batch, Batch.id == BatchItem.batch_id)
-        .join(Image, Image.id == BatchItem.image_id)
-        .where(Batch.queue_id == queue_id)
-        .order_by(BatchItem.batch_id, BatchItem.position, BatchItem.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    if batch_id is not None:
-        stmt = stmt.where(BatchItem.batch_id == batch_id)
-    if status is not None:
-        stmt = stmt.where(Batch.status == status)
-    now = int(time.time())
-    expires = datetime.fromtimestamp(now + get_settings().signed_url_ttl, UTC)
-    return [
-        QueueTask(
-            item_id=item_id,
-            batch_id=batch,
-            status=batch_status,
-            image_id=image_id,
-            sha256=sha,
-            position=position,
-            ls_task_id=task_id,
-            pushed_at=pushed_at,
-            media_url=signing.signed_image_url(image_id, queue_id, now=now),
-            media_expires_at=expires,
-        )
-        for item_id, batch, batch_status, image_id, sha, position, task_id, pushed_at in (
-            session.execute(stmt)
-        )
-    ]
-
-
 @router.get(
     "/queues/{ref}/tasks",
     tags=["queues"],
     response_model=QueueTaskList,
     summary="List a queue's tasks",
     description=(
-        "The images of the queue's batches in batch and pick order, each with its batch's "
-        "status, its Label Studio task once pushed, and a signed, expiring `/v1/media` URL "
-        "that needs no token (valid for DATAOPS_SIGNED_URL_TTL seconds). Vendors see only "
-        "their own queues' tasks; another vendor's queue is 404."
+        "Staff: the images of the queue's batches in batch and pick order, each with its "
+        "batch's status, task key, gold and overlap flags, its Label Studio task once pushed, "
+        "and a signed, expiring `/v1/media` URL that needs no token (valid for "
+        "DATAOPS_SIGNED_URL_TTL seconds). Vendors: only their own queues' pushed tasks, in "
+        "push order, as opaque task keys with a `/v1/media/t/{key}` URL; nothing names an "
+        "image, a batch or gold. Another vendor's queue is 404."
     ),
     responses={**error_responses(401, 403, 404, 422), 200: _example(TASK_LIST_EXAMPLE)},
 )
@@ -423,7 +377,8 @@ def list_queue_tasks(
     offset: Annotated[int, Query(ge=0, le=_MAX_ID, description="Skip this many.")] = 0,
 ) -> QueueTaskList:
     queue = service.get_queue(session, ref, vendor_id=scope.vendor_id)
-    tasks = _tasks(session, queue.id, batch_id=batch, status=status, limit=limit, offset=offset)
+    listing = task_keys.staff_tasks if scope.vendor_id is None else task_keys.vendor_tasks
+    tasks = listing(session, queue.id, batch_id=batch, status=status, limit=limit, offset=offset)
     return QueueTaskList(queue_id=queue.id, tasks=tasks, limit=limit, offset=offset)
 
 

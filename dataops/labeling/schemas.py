@@ -59,8 +59,10 @@ class QueueOut(BaseModel):
     guideline_sha256: str
     kind: str
     connection: str
-    overlap: float
-    gold: float
+    overlap: float | None = Field(
+        description="Share of items answered twice (null for vendor tokens)."
+    )
+    gold: float | None = Field(description="Share of gold items (null for vendor tokens).")
     due_days: float | None
     ls_project_id: int | None
     batches: int = 0
@@ -211,13 +213,27 @@ class QueueTask(BaseModel):
     position: int
     ls_task_id: int | None = Field(description="The Label Studio task, once pushed.")
     pushed_at: UtcDatetime | None
+    key: str | None = Field(default=None, description="The task key, once pushed.")
+    is_gold: bool = False
+    is_overlap: bool = False
     media_url: str = Field(description="Signed for this image and queue; needs no token.")
+    media_expires_at: UtcDatetime
+
+
+class VendorTask(BaseModel):
+    """A pushed task as its vendor sees it: an opaque key, the same shape for every task."""
+
+    key: str = Field(description="The task key (also `data.dataops_item` in Label Studio).")
+    status: str = Field(description="The batch's status: sent, in_progress, ...")
+    ls_task_id: int | None = Field(description="The Label Studio task.")
+    pushed_at: UtcDatetime | None
+    media_url: str = Field(description="Signed for this task only; needs no token.")
     media_expires_at: UtcDatetime
 
 
 class QueueTaskList(BaseModel):
     queue_id: int
-    tasks: list[QueueTask]
+    tasks: list[QueueTask] | list[VendorTask]
     limit: int
     offset: int
 

@@ -323,6 +323,19 @@ class LabelStudioClient:
             )
         return task_ids
 
+    def set_task_overlap(self, task_id: int, overlap: int) -> None:
+        """How many distinct annotators Label Studio asks for on one task.
+
+        An imported task always gets its project's ``maximum_annotations``; this PATCH sets one
+        task's own count, and Label Studio's queue and ``is_labeled`` follow it.
+        """
+        if overlap < 1:
+            raise ValueError("a task needs at least one annotator")
+        self._call(
+            f"set the overlap of task {task_id} to {overlap}",
+            lambda: self._sdk.tasks.update(id=str(task_id), overlap=overlap),
+        )
+
     def _task_page(
         self, project_id: int, page: int, page_size: int, query: dict[str, Any], fields: str
     ) -> list[dict[str, Any]]:

@@ -5,10 +5,15 @@ page and the caller commits each page (``transaction`` is a factory of committin
 e.g. ``JobContext.session``); the page functions only flush.
 
 Push: one Label Studio project per queue (a queue is pinned to one guideline version, so a new
-version means a new project). Each item becomes a task whose ``data`` carries ``image`` (a
-signed, expiring dataops URL; EXIF stripped by the media route) and our keys ``dataops_item``
-(the item key), ``dataops_sha256`` and ``dataops_batch``. Label Studio ignores caller ids,
-never deduplicates imports and reuses task ids, so before importing a page we look its item
+version means a new project). Each item becomes a task whose ``data`` holds exactly two
+fields: ``dataops_item``, the item's task key (a random 128-bit token, see
+``dataops.labeling.tasks``), and ``image``, a signed, expiring URL that names only that key.
+Gold and regular tasks look alike: the same key shape, the same data fields, the same kind of
+pre-annotation (model version and class, no score: the score is what picked the regular items),
+overlap drawn from all items alike, and the tasks of a push are imported in a seeded shuffle.
+How many annotators Label Studio asks for is set per task (its ``overlap``) to the item's
+``required_annotations``, so overlap costs only its share. Label Studio ignores caller ids,
+never deduplicates imports and reuses task ids, so before importing a page we look its task
 keys up in the project and import only the missing ones; the task ids are stored in the same
 transaction as the page. A push repeated or resumed after any failure creates no duplicate.
 
@@ -29,6 +34,7 @@ import hashlib
 import hmac
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -157,6 +163,7 @@ class PushPlan:
     model_version: str | None
     items: int
     pending: list[int]
+    default_overlap: int = 1
 
 
 def _project_title(queue: Queue, guideline: Guideline) -> str:
@@ -171,15 +178,15 @@ def ensure_project(
     client: LabelStudioClient,
     queue: Queue,
     *,
-    overlap: bool,
     actor: str | None = None,
 ) -> int:
     """The queue's project, created on first use with the guideline's labeling config.
 
-    ``maximum_annotations`` is 2 when the queue has overlap: Label Studio's own overlap cohort
-    is random, so its queue offers every task to two annotators and dataops requires two only
-    on its overlap items. The webhook is registered when the project is created; if Label
-    Studio refuses it (SSRF protection on a loopback URL), polling alone keeps the sync going.
+    ``maximum_annotations`` is 1 and the overlap cohort 100 %, and they never change: Label
+    Studio re-draws every task's overlap when either changes. Each task's own ``overlap`` is
+    set at push to its item's required answers. The webhook is registered when the project is
+    created; if Label Studio refuses it (SSRF protection on a loopback URL), polling alone
+    keeps the sync going.
     """
     if queue.ls_project_id is not None:
         client.get_project(queue.ls_project_id)
@@ -193,7 +200,7 @@ def ensure_project(
     project_id = client.create_project(
         _project_title(queue, guideline),
         guideline.label_config,
-        maximum_annotations=2 if overlap else 1,
+        maximum_annotations=1,
         description=(
             f"dataops queue {queue.name} (id {queue.id}); guideline "
             f"{labeling.guideline_ref(guideline)} sha256 {guideline.sha256[:12]}"
@@ -264,58 +271,116 @@ def _gold_candidates(
     return found
 
 
+def _predicted(
+    session: Session, model_version_id: int | None, kind: str, classes: list[str], ids: list[int]
+) -> set[int]:
+    """Images that get a pre-annotation from this model (see ``_predictions``)."""
+    from dataops.scoring.models import Prediction
+
+    if model_version_id is None or kind != "classification" or not ids:
+        return set()
+    known = {c.casefold() for c in classes}
+    found: set[int] = set()
+    for chunk in _chunks(sorted(ids), 500):
+        rows = session.execute(
+            select(Prediction.image_id, Prediction.predicted_class).where(
+                Prediction.model_version_id == model_version_id, Prediction.image_id.in_(chunk)
+            )
+        )
+        found.update(image_id for image_id, cls in rows if str(cls).casefold() in known)
+    return found
+
+
+def _pick_gold(
+    session: Session,
+    batch: Batch,
+    guideline: Guideline,
+    regular: list[BatchItem],
+    candidates: list[tuple[int, int, str]],
+    wanted: int,
+) -> list[tuple[int, int, str]]:
+    """Gold in the same proportion with and without a pre-annotation as the regular items, so
+    "has a prediction" tells nothing; a side short of candidates leaves gold missing."""
+    candidates = sorted(candidates, key=lambda c: _rank("gold", batch.seed, batch.id, c[2]))
+    predicted = _predicted(
+        session,
+        batch.model_version_id,
+        guideline.kind,
+        list(guideline.classes),
+        [i.image_id for i in regular] + [c[0] for c in candidates],
+    )
+    if not predicted:
+        return candidates[:wanted]
+    share = sum(i.image_id in predicted for i in regular) / max(1, len(regular))
+    with_prediction = math.floor(share * wanted + 0.5)
+    chosen = [c for c in candidates if c[0] in predicted][:with_prediction]
+    chosen += [c for c in candidates if c[0] not in predicted][: wanted - with_prediction]
+    return chosen
+
+
 def plan_review_items(
     session: Session, batch: Batch, guideline: Guideline, *, actor: str | None = None
 ) -> dict[str, int]:
-    """Choose the overlap items and add the gold items, once, before the first push.
+    """Add the gold items, then choose the overlap items among all of them, once, before the
+    first push.
 
-    Both are chosen deterministically from the batch seed. Overlap items need two annotators.
-    Gold items are images with an accepted label, added to the batch with a key as opaque as
-    any other: nothing in the task tells an annotator which items are gold.
+    Both are chosen deterministically from the batch seed. Gold items are images with an
+    accepted label that the queue's vendor was not shown within ``gold_repeat_days`` (a
+    repeat would mark them), added with the same kind of task key as any other item. Overlap
+    items (two annotators) are drawn from regular and gold items alike, so the overlap a task
+    gets says nothing about gold either.
     """
     items = list(session.scalars(select(BatchItem).where(BatchItem.batch_id == batch.id)))
     planned = {"overlap_items": 0, "gold_items": 0, "gold_missing": 0}
     if any(item.ls_task_id is not None for item in items):
         return planned
     from dataops.catalog.models import Image
+    from dataops.labeling import tasks
 
     regular = [item for item in items if not item.is_gold]
-    shas = {
-        image_id: sha
-        for image_id, sha in session.execute(
-            select(Image.id, Image.sha256)
-            .join(BatchItem, BatchItem.image_id == Image.id)
-            .where(BatchItem.batch_id == batch.id)
-        )
-    }
-    if batch.overlap > 0 and not any(item.is_overlap for item in regular):
-        chosen = sorted(regular, key=lambda i: _rank("overlap", batch.seed, shas[i.image_id]))
-        for item in chosen[: _share(batch.overlap, len(regular))]:
-            item.is_overlap = True
-            planned["overlap_items"] += 1
-    for item in regular:
-        if item.is_overlap:
-            item.required_annotations = max(item.required_annotations, 2)
     if batch.gold > 0 and not any(item.is_gold for item in items):
         wanted = _share(batch.gold, len(regular))
-        candidates = _gold_candidates(session, guideline, {i.image_id for i in items})
-        candidates.sort(key=lambda c: _rank("gold", batch.seed, c[2]))
-        position = max((item.position for item in items), default=-1)
-        for image_id, version_id, _sha in candidates[:wanted]:
-            position += 1
-            session.add(
-                BatchItem(
-                    batch_id=batch.id,
-                    image_id=image_id,
-                    item_key=_rank("dataops-item", batch.id, image_id),
-                    position=position,
-                    is_gold=True,
-                    gold_label_version_id=version_id,
-                    required_annotations=1,
-                )
+        exclude = {i.image_id for i in items}
+        queue = session.get(Queue, batch.queue_id) if batch.queue_id is not None else None
+        if queue is not None:
+            exclude |= tasks.shown_to_vendor(
+                session, queue.vendor_id, days=get_settings().gold_repeat_days
             )
+        candidates = _gold_candidates(session, guideline, exclude)
+        position = max((item.position for item in items), default=-1)
+        for image_id, version_id, _sha in _pick_gold(
+            session, batch, guideline, regular, candidates, wanted
+        ):
+            position += 1
+            gold = BatchItem(
+                batch_id=batch.id,
+                image_id=image_id,
+                item_key=_rank("dataops-item", batch.id, image_id),
+                position=position,
+                is_gold=True,
+                gold_label_version_id=version_id,
+                required_annotations=1,
+            )
+            session.add(gold)
+            items.append(gold)
             planned["gold_items"] += 1
         planned["gold_missing"] = wanted - planned["gold_items"]
+        session.flush()
+    if batch.overlap > 0 and not any(item.is_overlap for item in items):
+        shas = dict(
+            session.execute(
+                select(Image.id, Image.sha256)
+                .join(BatchItem, BatchItem.image_id == Image.id)
+                .where(BatchItem.batch_id == batch.id)
+            ).all()
+        )
+        chosen = sorted(items, key=lambda i: _rank("overlap", batch.seed, shas[i.image_id]))
+        for item in chosen[: _share(batch.overlap, len(items))]:
+            item.is_overlap = True
+            planned["overlap_items"] += 1
+    for item in items:
+        if item.is_overlap:
+            item.required_annotations = max(item.required_annotations, 2)
     session.flush()
     if planned["overlap_items"] or planned["gold_items"] or planned["gold_missing"]:
         events.record(session, "batch.planned", "batch", batch.id, actor=actor, details=planned)
@@ -325,7 +390,9 @@ def plan_review_items(
 def prepare_push(
     session: Session, client: LabelStudioClient, batch_id: int, *, actor: str | None = None
 ) -> PushPlan:
-    """Make sure the project exists, plan overlap and gold, and list the items still to push."""
+    """Make sure the project exists, plan overlap and gold, give every item its task key, and
+    list the items still to push in push order."""
+    from dataops.labeling import tasks
     from dataops.scoring.models import ModelVersion
 
     batch = lifecycle.get_batch(session, batch_id, lock=True)
@@ -338,23 +405,21 @@ def prepare_push(
     guideline = session.get(Guideline, queue.guideline_id) if queue is not None else None
     if queue is None or guideline is None:
         raise NotFound(f"batch {batch.id} names a missing queue or guideline")
-    project_id = ensure_project(
-        session, client, queue, overlap=max(queue.overlap, batch.overlap) > 0, actor=actor
-    )
+    project_id = ensure_project(session, client, queue, actor=actor)
     batch.ls_project_id = project_id
     if batch.status == lifecycle.DRAFT:
         plan_review_items(session, batch, guideline, actor=actor)
+    tasks.ensure_keys(session, batch.id, queue.id)
     items = list(
         session.execute(
-            select(BatchItem.id, BatchItem.item_key, BatchItem.ls_task_id).where(
-                BatchItem.batch_id == batch.id
-            )
+            select(BatchItem.id, BatchItem.ls_task_id).where(BatchItem.batch_id == batch.id)
         )
     )
-    # Gold items are mixed in: tasks go out in a seeded order, not in batch order.
+    # Gold items are mixed in: tasks go out in a seeded shuffle, not in batch order (where
+    # gold comes last), so neither Label Studio task ids nor listing order point at gold.
     pending = sorted(
-        ((item_id, key) for item_id, key, task_id in items if task_id is None),
-        key=lambda pair: _rank("order", batch.seed, pair[1]),
+        (item_id for item_id, task_id in items if task_id is None),
+        key=lambda item_id: _rank("order", batch.seed, batch.id, item_id),
     )
     model = (
         session.get(ModelVersion, batch.model_version_id)
@@ -370,17 +435,21 @@ def prepare_push(
         model_version_id=model.id if model is not None else None,
         model_version=f"{model.name}:v{model.version}" if model is not None else None,
         items=len(items),
-        pending=[item_id for item_id, _key in pending],
+        pending=pending,
+        default_overlap=int(client.get_project(project_id).get("maximum_annotations") or 1),
     )
 
 
 def _predictions(
     session: Session, plan: PushPlan, image_ids: list[int]
 ) -> dict[int, list[dict[str, Any]]]:
-    """Pre-annotations from the batch's model version, tagged with it and the model's score.
+    """Pre-annotations from the batch's model version: the predicted class, tagged with the
+    model version.
 
     Only classification guidelines get them (predictions hold class scores, not boxes), and
-    only when the predicted class is one the guideline defines.
+    only when the predicted class is one the guideline defines. The model's score is left out:
+    regular items were picked by it (e.g. the least confident), gold items were not, so the
+    score would tell them apart.
     """
     from dataops.labelstudio.client import prediction_result
     from dataops.scoring.models import Prediction
@@ -395,15 +464,14 @@ def _predictions(
         )
     )
     out: dict[int, list[dict[str, Any]]] = {}
-    for image_id, predicted, score in rows:
+    for image_id, predicted, _score in rows:
         label = spelling.get(str(predicted).casefold())
         if label is None:
             continue
         out[image_id] = [
             {
                 "model_version": plan.model_version,
-                "score": float(score),
-                "result": prediction_result("classification", label=label, score=float(score)),
+                "result": prediction_result("classification", label=label),
             }
         ]
     return out
@@ -417,46 +485,52 @@ def push_page(
     *,
     actor: str | None = None,
 ) -> dict[str, int]:
-    """Create the tasks of one page that Label Studio does not hold yet; record every task id.
+    """Create the tasks of one page that Label Studio does not hold yet, in push order; set
+    each task's overlap to its required answers; record every task id.
 
     The batch row is locked for the page, so two pushes of one batch cannot both import it.
     """
-    from dataops.api.signing import signed_image_url
-    from dataops.catalog.models import Image
+    from dataops.labeling import tasks as task_keys
+    from dataops.labeling.models import TaskKey
 
     lifecycle.get_batch(session, plan.batch_id, lock=True)
-    rows = list(
-        session.execute(
-            select(BatchItem, Image.sha256)
-            .join(Image, Image.id == BatchItem.image_id)
-            .where(BatchItem.id.in_(item_ids), BatchItem.ls_task_id.is_(None))
-        )
+    order = {item_id: n for n, item_id in enumerate(item_ids)}
+    rows: list[tuple[BatchItem, str]] = sorted(
+        (
+            (item, key)
+            for item, key in session.execute(
+                select(BatchItem, TaskKey.key)
+                .join(TaskKey, TaskKey.batch_item_id == BatchItem.id)
+                .where(BatchItem.id.in_(item_ids), BatchItem.ls_task_id.is_(None))
+            )
+        ),
+        key=lambda row: order[row[0].id],
     )
     if not rows:
         return {"created": 0, "existing": 0}
-    found = client.find_tasks_by_key(plan.project_id, KEY_FIELD, [i.item_key for i, _ in rows])
-    missing = [(item, sha) for item, sha in rows if item.item_key not in found]
+    found = client.find_tasks_by_key(plan.project_id, KEY_FIELD, [key for _, key in rows])
+    missing = [(item, key) for item, key in rows if key not in found]
     predictions = _predictions(session, plan, [item.image_id for item, _ in missing])
+    now = int(time.time())
     tasks: list[dict[str, Any]] = []
-    for item, sha in missing:
+    for item, key in missing:
         task: dict[str, Any] = {
-            "data": {
-                "image": signed_image_url(item.image_id, plan.queue_id),
-                KEY_FIELD: item.item_key,
-                "dataops_sha256": sha,
-                "dataops_batch": plan.batch_id,
-            }
+            "data": {"image": task_keys.media_link(key, now=now).url, KEY_FIELD: key}
         }
         if item.image_id in predictions:
             task["predictions"] = predictions[item.image_id]
         tasks.append(task)
     created = client.import_tasks(plan.project_id, tasks)
     task_ids = dict(found)
-    task_ids.update(zip((item.item_key for item, _ in missing), created, strict=True))
-    now = utcnow()
-    for item, _sha in rows:
-        item.ls_task_id = task_ids[item.item_key]
-        item.pushed_at = now
+    task_ids.update(zip((key for _, key in missing), created, strict=True))
+    pushed_at = utcnow()
+    for item, key in rows:
+        wanted = max(1, item.required_annotations)
+        # A task found from an earlier, interrupted page may have missed its overlap.
+        if wanted != plan.default_overlap or key in found:
+            client.set_task_overlap(task_ids[key], wanted)
+        item.ls_task_id = task_ids[key]
+        item.pushed_at = pushed_at
     session.flush()
     counts = {"created": len(created), "existing": len(rows) - len(created)}
     events.record(
@@ -767,17 +841,22 @@ def pull_page(
 ) -> None:
     """Store the annotations of one page of tasks, record the ones that vanished from them,
     then move the queue's cursor past the page."""
+    from dataops.labeling import tasks as task_keys
     from dataops.labelstudio.client import normalise_annotation
 
     keys = {str(t["data"].get(KEY_FIELD)) for t in tasks if t["data"].get(KEY_FIELD)}
-    items = {
-        item.item_key: item
-        for item in session.scalars(
-            select(BatchItem)
-            .join(Batch, Batch.id == BatchItem.batch_id)
-            .where(BatchItem.item_key.in_(sorted(keys)), Batch.queue_id == plan.queue_id)
+    items = task_keys.items_for_keys(session, keys, plan.queue_id)
+    unknown = sorted(keys - set(items))
+    if unknown:
+        # Tasks pushed before task keys were recorded carry the item key itself.
+        items.update(
+            (item.item_key, item)
+            for item in session.scalars(
+                select(BatchItem)
+                .join(Batch, Batch.id == BatchItem.batch_id)
+                .where(BatchItem.item_key.in_(unknown), Batch.queue_id == plan.queue_id)
+            )
         )
-    }
     found: list[tuple[BatchItem, NormalisedAnnotation, str]] = []
     listed: dict[tuple[int, int], tuple[datetime, set[str]]] = {}
     for task in tasks:

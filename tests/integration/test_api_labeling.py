@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -134,30 +135,76 @@ def test_vendor_sees_only_its_own_queues_and_tasks(
             # The same answer as for a queue that does not exist: nothing to probe.
             assert hidden.replace(str(ref), "Q") == absent.replace(str(missing), "Q")
 
+    # A draft is not the vendor's business yet: only pushed tasks are listed.
+    assert api.get(f"/v1/queues/{own}/tasks", headers=vendor).json()["tasks"] == []
+    key = _push_by_hand(own, task_id=881)
     tasks = api.get(f"/v1/queues/{own}/tasks", headers=vendor).json()
     [task] = tasks["tasks"]
-    assert (tasks["queue_id"], task["image_id"], task["status"]) == (own, mine, "draft")
-    assert task["ls_task_id"] is None and task["position"] == 0
+    # Nothing that names the image, its batch or whether it is gold.
+    assert set(task) == {
+        "key",
+        "status",
+        "ls_task_id",
+        "pushed_at",
+        "media_url",
+        "media_expires_at",
+    }
+    assert (tasks["queue_id"], task["key"], task["status"], task["ls_task_id"]) == (
+        own,
+        key,
+        "draft",
+        881,
+    )
+    assert re.fullmatch(r"[0-9a-f]{32}", key)
+    queue_view = api.get(f"/v1/queues/{own}", headers=vendor).json()
+    assert (queue_view["gold"], queue_view["overlap"]) == (None, None)
+    # The signed URL is the media route's: it needs no token, and only for this task.
+    url = urlsplit(task["media_url"])
+    assert url.path == f"/v1/media/t/{key}"
+    media = api.get(f"{url.path}?{url.query}")
+    assert media.status_code == 200 and media.headers["content-type"].startswith("image/")
+    swapped = api.get(f"/v1/media/t/{'0' * 32}?{url.query}")
+    assert swapped.status_code == 403
+    staff = api.get(f"/v1/queues/{own}/tasks", headers=bearer(make_user("auditor"))).json()
+    [seen] = staff["tasks"]
+    assert (seen["image_id"], seen["key"], seen["is_gold"], seen["position"]) == (
+        mine,
+        key,
+        False,
+        0,
+    )
     with session_scope() as session:
         from dataops.catalog.models import Image
 
         image = session.get(Image, mine)
         assert image is not None
-        assert task["sha256"] == image.sha256
-    # The signed URL is the media route's: it needs no token, and only for this image.
-    url = urlsplit(task["media_url"])
-    media = api.get(f"{url.path}?{url.query}")
-    assert media.status_code == 200 and media.headers["content-type"].startswith("image/")
-    swapped = api.get(f"/v1/media/{theirs}?{url.query}")
-    assert swapped.status_code == 403
-    staff = api.get(f"/v1/queues/{other}/tasks", headers=bearer(make_user("auditor"))).json()
-    assert [t["image_id"] for t in staff["tasks"]] == [theirs]
+        assert seen["sha256"] == image.sha256
+    other_tasks = api.get(f"/v1/queues/{other}/tasks", headers=bearer(make_user("auditor")))
+    assert [t["image_id"] for t in other_tasks.json()["tasks"]] == [theirs]
     assert (
         api.get(f"/v1/queues/{own}/tasks", params={"status": "sent"}, headers=vendor).json()[
             "tasks"
         ]
         == []
     )
+
+
+def _push_by_hand(queue_id: int, *, task_id: int) -> str:
+    """What a push records for the queue's one item: its task key and Label Studio task."""
+    from sqlalchemy import select
+
+    from dataops.db import utcnow
+    from dataops.labeling import tasks
+    from dataops.selection.models import Batch, BatchItem
+
+    with session_scope() as session:
+        item = session.scalars(
+            select(BatchItem).join(Batch).where(Batch.queue_id == queue_id)
+        ).one()
+        [key] = tasks.ensure_keys(session, item.batch_id, queue_id).values()
+        item.ls_task_id = task_id
+        item.pushed_at = utcnow()
+        return key
 
 
 def test_bad_input_is_a_4xx_json_error(api: TestClient, ops: dict[str, str]) -> None:

@@ -33,7 +33,7 @@ CONTRACT = {
     "overlap_items",
     "gold_items",
 }
-TASK_DATA_KEYS = {"image", "dataops_item", "dataops_sha256", "dataops_batch"}
+TASK_DATA_KEYS = {"image", "dataops_item"}
 
 
 @dataclass(frozen=True)
@@ -174,11 +174,17 @@ def summary(batch_id: int) -> dict[str, Any]:
 
 
 def items_by_key(batch_id: int) -> dict[str, Any]:
+    """The batch's items by the task key they were pushed with."""
+    from dataops.labeling.models import TaskKey
     from dataops.selection.models import BatchItem
 
     with session_scope() as session:
-        rows = session.scalars(select(BatchItem).where(BatchItem.batch_id == batch_id))
-        return {item.item_key: item for item in rows}
+        rows = session.execute(
+            select(TaskKey.key, BatchItem)
+            .join(BatchItem, BatchItem.id == TaskKey.batch_item_id)
+            .where(BatchItem.batch_id == batch_id)
+        )
+        return {key: item for key, item in rows}
 
 
 def label_rows(batch_id: int) -> list[Any]:
@@ -263,7 +269,8 @@ def test_push_label_pull_with_overlap_gold_and_predictions(
     world = make_world(image_dir)
     pushed = sync({"action": "push", "batch_id": world.batch_id, "page_size": 4})
     assert pushed["status"] == "sent"
-    assert (pushed["overlap_items"], pushed["gold_items"]) == (2, 2)
+    # Overlap is drawn from all ten items, gold included.
+    assert (pushed["overlap_items"], pushed["gold_items"]) == (3, 2)
     assert pushed["items"] == pushed["tasks"] == pushed["created"] == world.regular + 2
     items = items_by_key(world.batch_id)
     gold = {key for key, item in items.items() if item.is_gold}
@@ -273,21 +280,24 @@ def test_push_label_pull_with_overlap_gold_and_predictions(
     assert all(items[key].required_annotations == 2 for key in overlap)
 
     project = pushed["ls_project_id"]
-    assert admin.get_project(project)["maximum_annotations"] == 2
+    # Label Studio asks for two answers on the overlap items only.
+    assert admin.get_project(project)["maximum_annotations"] == 1
     tasks = {task["data"]["dataops_item"]: task for task in admin.list_tasks(project)}
     assert set(tasks) == set(items)
     for key, task in tasks.items():
         # Gold is mixed in unmarked: every task carries the same keys and a prediction.
         assert set(task["data"]) == TASK_DATA_KEYS
         assert "gold" not in json.dumps([task["data"], task.get("meta")]).lower()
-        assert task["data"]["dataops_batch"] == world.batch_id
-        assert task["data"]["image"].startswith("http://127.0.0.1:8000/v1/media/")
+        assert task["data"]["image"].startswith(
+            f"http://127.0.0.1:8000/v1/media/t/{task['data']['dataops_item']}?"
+        )
+        assert task["overlap"] == items[key].required_annotations
         assert "sig=" in task["data"]["image"]
         assert "exp=" in task["data"]["image"]
         assert items[key].ls_task_id == task["id"]
         [prediction] = task["predictions"]
         assert prediction["model_version"] == "clf:v1"
-        assert prediction["score"] == pytest.approx(0.55)
+        assert prediction["score"] is None
         assert prediction["result"][0]["value"]["choices"][0] in CLASSES
 
     # Two real Label Studio accounts label through the API with their own tokens.
@@ -366,7 +376,7 @@ def test_push_label_pull_with_overlap_gold_and_predictions(
     assert set(shown) >= CONTRACT
     assert {k: shown[k] for k in CONTRACT} == {k: final[k] for k in CONTRACT}
     assert shown["tasks"] == shown["items"] == world.regular + 2
-    assert shown["overlap_items"] == 2
+    assert shown["overlap_items"] == 3
     assert shown["gold_items"] == 2
     listed = run_json("batches", "list", "--queue", "acme-garments")
     assert [b["id"] for b in listed["batches"]] == [world.batch_id]
