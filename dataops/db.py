@@ -13,6 +13,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from dataops.errors import DataopsError
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -42,6 +44,54 @@ class Base(DeclarativeBase):
 _engines: dict[str, Engine] = {}
 
 
+class CatalogNotFound(DataopsError):
+    """The configured catalog does not exist; only `init`, `ingest` and `demo` create one."""
+
+    status_code = 503
+    code = "catalog_not_found"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL; None for other backends and in-memory databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def where_configured() -> str:
+    """Where the configured catalog location came from, for errors that name it."""
+    import os
+
+    from dataops.config import get_settings
+
+    settings = get_settings()
+    cwd = Path.cwd()
+    dotenv = cwd / ".env"
+    if os.environ.get("DATAOPS_DATABASE_URL"):
+        return "set by DATAOPS_DATABASE_URL"
+    if settings.database_url:
+        return f"set by DATAOPS_DATABASE_URL in {dotenv}"
+    if os.environ.get("DATAOPS_DATA_DIR"):
+        return f"data dir {settings.resolved_data_dir} from DATAOPS_DATA_DIR or --data-dir"
+    if dotenv.is_file() and "DATAOPS_DATA_DIR" in dotenv.read_text(errors="replace"):
+        return f"data dir {settings.resolved_data_dir} from {dotenv}"
+    return (
+        f"data dir {settings.resolved_data_dir}: the default ./.dataops of the current folder "
+        f"{cwd}, which has no .env naming a catalog"
+    )
+
+
+def catalog_not_found(location: str, why: str = "", source: str | None = None) -> CatalogNotFound:
+    """The one message for a missing catalog: where we looked, why there, what to do."""
+    reason = f"{why}; " if why else ""
+    return CatalogNotFound(
+        f"no catalog at {location} ({reason}{source or where_configured()}): run `dataops init` to create one "
+        "there, or point DATAOPS_DATABASE_URL or DATAOPS_DATA_DIR at your catalog, or run "
+        "from the folder whose .env configures it"
+    )
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -61,12 +111,20 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def get_engine(url: str | None = None) -> Engine:
+def get_engine(url: str | None = None, *, create: bool = False) -> Engine:
+    """The pooled engine for a catalog URL; a missing SQLite file is refused unless ``create``.
+
+    Only creating commands (`init`, `ingest`, `demo`, migrations) pass ``create``, so a
+    command run from the wrong folder never answers from a fresh, empty catalog.
+    """
     if url is None:
         from dataops.config import get_settings
 
         url = get_settings().resolved_database_url
     if url not in _engines:
+        path = sqlite_file(url)
+        if path is not None and not create and not path.is_file():
+            raise catalog_not_found(str(path.resolve()))
         _engines[url] = make_engine(url)
     return _engines[url]
 

@@ -35,7 +35,7 @@ def _run(url: str | None, fn: Callable[[Config], None]) -> None:
     from dataops.db import get_engine
 
     cfg = alembic_config(url)
-    with get_engine(url).begin() as connection:
+    with get_engine(url, create=True).begin() as connection:
         cfg.attributes["connection"] = connection
         fn(cfg)
 
@@ -68,19 +68,44 @@ def current_revision(url: str | None = None) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def ensure_ready() -> None:
-    """The embedded catalog initialises itself; a shared database must be migrated on purpose."""
+def ensure_ready(*, create: bool = False) -> None:
+    """Check the catalog is there and at the latest schema before a command uses it.
+
+    Only creating commands (`init`, `ingest`, `demo`) pass ``create``: everything else
+    refuses a missing or empty catalog and says where it looked. An embedded catalog at an
+    older revision upgrades itself; a shared database must be migrated on purpose.
+    """
     from dataops.config import get_settings
+    from dataops.db import catalog_not_found, sqlite_file
     from dataops.errors import DataopsError
 
-    settings = get_settings()
+    url = get_settings().resolved_database_url
+    path = sqlite_file(url)
+    embedded = path is not None  # SQLite: the embedded catalog or a file named by URL
+    if create and path is not None and not path.is_file():
+        upgrade()
+        return
     current = current_revision()
     if current in heads():
         return
-    if settings.database_url is None:
+    if embedded and (current is not None or create):
         upgrade()
         return
+    if current is None and not create:
+        raise catalog_not_found(_display(url), "the database has no catalog tables")
     state = "is empty" if current is None else f"is at revision {current}"
     raise DataopsError(
-        f"the catalog database {state}, not at the latest schema: run `dataops init`"
+        f"the catalog database {_display(url)} {state}, not at the latest schema: "
+        "run `dataops init`"
     )
+
+
+def _display(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    from dataops.db import sqlite_file
+
+    path = sqlite_file(url)
+    if path is not None:
+        return str(path.resolve())
+    return make_url(url).render_as_string(hide_password=True)

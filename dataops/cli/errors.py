@@ -1,4 +1,11 @@
-"""Turn expected failures into one clear line; anything else is a bug and keeps its traceback."""
+"""Turn expected failures into one clear line; anything else is a bug and keeps its traceback.
+
+Exit codes (the README's table): 0 done; 1 a check found problems (`manifest verify|diff`,
+`dedup leaks`); 2 bad input or configuration (no catalog where the command looked
+included, and Typer's own usage errors); 3 a service is down (database, broker, blob store,
+Label Studio, or no worker consumes the job's queue), also when that happened on a worker;
+130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,10 @@ import re
 
 from dataops.cli.output import err_console
 
+EXIT_PROBLEMS = 1
 EXIT_USER_ERROR = 2
 EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
 
 
 def _redact(text: str) -> str:
@@ -15,7 +24,8 @@ def _redact(text: str) -> str:
 
 
 def handle(exc: BaseException) -> int:
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+    from kombu.exceptions import OperationalError as BrokerError
+    from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 
     from dataops.errors import DataopsError, ServiceUnavailable
 
@@ -28,11 +38,17 @@ def handle(exc: BaseException) -> int:
             highlight=False,
         )
         return EXIT_USER_ERROR
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, BrokerError):
+        err_console.print(
+            f"[red]error:[/red] lost the broker: {_redact(str(exc))} (check DATAOPS_BROKER_URL)",
+            highlight=False,
+        )
+        return EXIT_UNAVAILABLE
+    if isinstance(exc, OperationalError | InterfaceError):
         first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         err_console.print(
             f"[red]error:[/red] cannot use the catalog database: {_redact(first)} "
-            "(check DATAOPS_DATABASE_URL, then run `dataops init`)",
+            "(is the database running? check DATAOPS_DATABASE_URL)",
             highlight=False,
         )
         return EXIT_UNAVAILABLE
@@ -40,5 +56,5 @@ def handle(exc: BaseException) -> int:
         err_console.print(
             "interrupted: finished batches are saved; run the command again to resume"
         )
-        return 130
+        return EXIT_INTERRUPTED
     raise exc

@@ -58,8 +58,10 @@ def worker(
     from dataops.config import get_settings
     from dataops.errors import DataopsError
     from dataops.jobs.runner import check_broker
+    from dataops.migrate import ensure_ready
 
     settings = get_settings()
+    ensure_ready()  # a worker never starts on a catalog that is missing or not migrated
     if not settings.broker_url:
         raise DataopsError(
             "no broker configured: set DATAOPS_BROKER_URL (e.g. redis://127.0.0.1:6379/0)"
