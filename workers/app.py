@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import celeryd_after_setup, worker_process_init, worker_ready
 from kombu import Queue
 
 from dataops.config import get_settings
@@ -48,6 +48,13 @@ def _fresh_connections(**_: Any) -> None:
     from dataops.db import dispose_engines
 
     dispose_engines()
+
+
+@celeryd_after_setup.connect
+def _take_maintenance(instance: Any, **_: Any) -> None:
+    """Every worker also takes the small periodic tasks (recovery sweep, Label Studio poll):
+    beat sends them to `maintenance`, whatever queues the worker was started with."""
+    instance.app.amqp.queues.select_add("maintenance")
 
 
 @worker_ready.connect

@@ -117,7 +117,7 @@ def test_main_worker_process_killed_mid_ingest_is_picked_up_by_a_new_worker(
     with session_scope() as s:
         assert jobs_service.get_job(s, job.id).status == "running"  # nobody is on it
     beat = ("--beat", "--schedule", str(isolated_env / "beat-schedule"))
-    with CeleryWorker(env, queues="ingest,maintenance", name="w2", extra=beat):
+    with CeleryWorker(env, queues="ingest", name="w2", extra=beat):
         _wait(job.id, lambda j: j.attempts >= 2)
         resent_after = time.monotonic() - killed_at
         print(f"main process killed: new attempt {resent_after:.1f} s later")
@@ -184,3 +184,24 @@ def test_worker_killed_mid_scoring_is_redelivered(
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Prediction)) == 600
         assert s.scalar(select(func.count(func.distinct(Prediction.image_id)))) == 600
+
+
+def test_the_beat_sweep_sends_a_forgotten_job_again(
+    pg_catalog: str,
+    redis_url: str,
+    image_dir: Path,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker started with job queues only still runs beat's recovery sweep: every worker
+    also takes the `maintenance` queue that beat sends it to."""
+    monkeypatch.setenv("DATAOPS_WORKER__STALE_AFTER", "1")
+    monkeypatch.setenv("DATAOPS_WORKER__RECOVER_EVERY", "1")
+    _use_broker(monkeypatch, redis_url)
+    beat = ("--beat", "--schedule", str(isolated_env / "beat-schedule"))
+    with CeleryWorker(service_env(), queues="ingest", extra=beat):
+        with session_scope() as s:  # recorded, never sent: created after the worker started
+            job_id = jobs_service.create_job(s, "ingest", {"paths": [str(image_dir)]}, "test").id
+        done = _wait(job_id, lambda j: j.status in ("succeeded", "failed"), timeout=60)
+    assert done.status == "succeeded", done.error
+    assert done.attempts == 1
