@@ -65,10 +65,15 @@ def show_job(job_id: str, as_json: bool = typer.Option(False, "--json")) -> None
 
 @app.command("recover")
 def recover(
-    older_than: int = typer.Option(900, "--older-than", help="Seconds without progress."),
+    older_than: int = typer.Option(
+        900,
+        "--older-than",
+        help="Seconds a pending job may wait with no queued message; running jobs are "
+        "re-sent once their lease has expired, whatever this says.",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Re-enqueue pending/running jobs that lost their worker or broker message."""
+    """Re-send jobs that lost their worker (expired lease) or their broker message."""
     from dataops.jobs.recovery import recover_stale
     from dataops.migrate import ensure_ready
 
