@@ -28,7 +28,11 @@ app = typer.Typer(
         "Catalog images, find duplicates, pick what to label, sync vendor queues with Label "
         "Studio, audit agreement and freeze leakage-safe manifests.\n\n"
         "Embedded by default (SQLite under --data-dir, jobs in-process); set "
-        "DATAOPS_DATABASE_URL and DATAOPS_BROKER_URL to run on PostgreSQL with Celery workers."
+        "DATAOPS_DATABASE_URL and DATAOPS_BROKER_URL to run on PostgreSQL with Celery workers. "
+        "Only init, ingest and demo create a catalog; other commands refuse to run where there "
+        "is none.\n\n"
+        "Exit codes: 1 a check found problems, 2 bad input or configuration, 3 a service is "
+        "down (database, broker, Label Studio, no worker on the job's queue), 130 interrupted."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -43,7 +47,7 @@ def _root(
         None,
         "--data-dir",
         envvar="DATAOPS_DATA_DIR",
-        help="Where the embedded catalog and blobs live.",
+        help="Where the embedded catalog and blobs live (default ./.dataops, or .env's).",
     ),
 ) -> None:
     import os

@@ -312,3 +312,22 @@ def test_export_coco_writes_images_and_one_file_per_split(tmp_path):
     assert image["file_name"] == f"val/{rows[1]['sha256']}.jpg"
     assert (tmp_path / "coco" / "images" / image["file_name"]).read_bytes() == bytes([1])
     assert len(val["annotations"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("ref", "is_path"),
+    [
+        ("helmets-v3", False),
+        ("helmets.v3", False),
+        ("sha256:" + "a" * 64, False),
+        ("a" * 12, False),
+        ("./helmets.jsonl", True),
+        ("helmets.jsonl", True),
+        ("/mnt/data/manifests/" + "a" * 64 + "/body.jsonl", True),
+        (Path("relative-body"), True),
+    ],
+)
+def test_torch_dataset_tells_manifest_files_from_names(ref, is_path):
+    from dataops.manifests.dataset import is_manifest_path
+
+    assert is_manifest_path(ref) is is_path
