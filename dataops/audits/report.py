@@ -79,6 +79,21 @@ class DisputedItem(TypedDict):
     reason: NotRequired[str]
 
 
+OUTCOMES = ("accepted", "relabel", "released", "unanswered")
+
+
+class OutcomeReport(TypedDict):
+    """What the decision did with the items, and the rules that decided it."""
+
+    policy: dict[str, Any]
+    rule: str
+    relabel_rule: str
+    round: int
+    items: dict[str, int]
+    relabel_batch_id: int | None
+    unresolved: list[str]
+
+
 class AuditReport(TypedDict):
     """Everything the audit service knows about one audit, ready to render or store."""
 
@@ -94,6 +109,7 @@ class AuditReport(TypedDict):
     vendors: NotRequired[list[VendorRow]]
     boxes: NotRequired[dict[str, Any]]
     disputed: NotRequired[list[DisputedItem]]
+    outcome: NotRequired[OutcomeReport]
 
 
 def _cell(value: float) -> float | None:
@@ -361,6 +377,56 @@ def _disputed(items: list[DisputedItem], thumbnails: dict[str, bytes]) -> str:
     return f'<div class="disputed">{"".join(cards)}</div>' if cards else "<p>None.</p>"
 
 
+_OUTCOME_WORDS = {
+    "accepted": "accepted (answers accepted, outvoted answers rejected)",
+    "relabel": "sent to the relabel batch (answers released)",
+    "released": "released to the pool (answers kept, not ground truth)",
+    "unanswered": "unanswered (back to the pool)",
+}
+_ON_REJECT_WORDS = {
+    "relabel_failed": "items that failed the audit are relabeled, the other answered items "
+    "are released",
+    "relabel_all": "every answered item is relabeled",
+    "release": "every answered item is released, nothing is relabeled",
+}
+
+
+def _outcome(outcome: OutcomeReport) -> str:
+    policy = outcome["policy"]
+    on_reject = str(policy.get("on_reject"))
+    rules: list[dict[str, Any]] = [
+        {"setting": "item rule in this audit", "value": outcome["rule"]},
+        {"setting": "relabel round", "value": outcome["round"]},
+        {
+            "setting": "on reject",
+            "value": f"{on_reject}: {_ON_REJECT_WORDS.get(on_reject, on_reject)}",
+        },
+        {"setting": "relabel rule", "value": outcome["relabel_rule"]},
+        {"setting": "relabel rounds at most", "value": policy.get("relabel_rounds")},
+    ]
+    rows: list[dict[str, Any]] = [
+        {"outcome": _OUTCOME_WORDS.get(name, name), "items": count}
+        for name, count in outcome["items"].items()
+    ]
+    relabel = outcome["relabel_batch_id"]
+    parts = [
+        "<p>An accepted batch relabels its disputed items; a rejected one follows the "
+        "queue's on-reject policy. Released answers are kept but are no ground truth, and "
+        "their images can be selected again.</p>",
+        _table(rules, ("setting", "value")),
+        _table(rows, ("outcome", "items")),
+        f"<p>Relabel batch: {_esc(relabel)}.</p>" if relabel is not None else "",
+    ]
+    unresolved = outcome["unresolved"]
+    if unresolved:
+        listed = "".join(f"<li>{_esc(sha)}</li>" for sha in unresolved)
+        parts.append(
+            f"<p>Unresolved after the last relabel round, released for adjudication "
+            f"({len(unresolved):,}):</p><ul>{listed}</ul>"
+        )
+    return "".join(parts)
+
+
 def render_html(report: AuditReport, thumbnails: dict[str, bytes] | None = None) -> str:
     """The audit as one HTML page; thumbnails are keyed by the disputed items' ``item``."""
     thumbnails = thumbnails or {}
@@ -381,6 +447,7 @@ def render_html(report: AuditReport, thumbnails: dict[str, bytes] | None = None)
         f"<h1>{_esc(title)}</h1>",
         f'<p class="meta">{meta}</p>' if meta else "",
         _decision(report.get("gate")),
+        f"<h2>Outcome</h2>{_outcome(report['outcome'])}" if "outcome" in report else "",
         "<h2>Agreement</h2>",
         _summary(report["summary"]),
     ]

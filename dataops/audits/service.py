@@ -17,18 +17,23 @@ Items.
 - *gold item*: ``is_gold`` with a gold answer and at least one annotator answer. Gold
   accuracy is computed per annotator on these.
 - *audited item*: an overlap item, a gold item, or an item with an adjudicated version and
-  at least one answer.
+  at least one answer; in a relabel batch, every item with an answer.
 
 Each item's accepted label: the gold answer on gold items, the adjudicated answer where
 there is one, else the majority answer (the largest group of matching answers); a single
 answer is taken as it is. An overlap item whose largest groups tie is *disputed*, and so is
 a gold item where any answer misses the gold answer (the question or the gold answer may be
-ambiguous). Disputed items go to a new ``relabel`` batch.
+ambiguous).
 
 **Audit pass rate** = passed audited items / audited items. An audited item passes when
 every annotator answer matches its reference: the gold or adjudicated answer where there is
 one, otherwise the majority answer, so an overlap item passes only when it is unanimous (a
-tie never passes). The batch is accepted when pass rate >= gate, rejected otherwise.
+tie never passes). Relabel batches are judged by their "k of n" rule instead (see
+``dataops.audits.decide``). The batch is accepted when pass rate >= gate, rejected otherwise.
+
+What the decision does with each item (accept its answers, relabel it, release it) follows
+``dataops.audits.decide.outcome`` and the queue's policy (``dataops.audits.policy``); the
+policy and the relabel rule in force are recorded in the audit and shown in its report.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -45,6 +50,23 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 import dataops.models  # noqa: F401  (every table: flushing a Batch resolves all its foreign keys)
+from dataops.audits import policy as policies
+from dataops.audits import relabel as rounds
+from dataops.audits.decide import (
+    ACCEPTED_OUTCOME,
+    IOU_THRESHOLD,
+    RELABEL,
+    RELEASED_OUTCOME,
+    Decision,
+    Item,
+    Payload,
+    Same,
+    decide,
+    describe,
+    outcome,
+    same_boxes,
+    same_class,
+)
 from dataops.audits.errors import (
     AuditInputError,
     AuditNotFound,
@@ -57,13 +79,13 @@ from dataops.audits.models import Audit
 from dataops.audits.schemas import AuditOut
 from dataops.catalog.models import Image
 from dataops.db import is_sqlite, utcnow
-from dataops.errors import Conflict
 from dataops.events import service as events
 from dataops.labeling import service as labeling
 from dataops.labeling.models import (
     ACCEPTED,
     ADJUDICATED,
     REJECTED,
+    RELEASED,
     SUBMITTED,
     Annotator,
     LabelVersion,
@@ -86,54 +108,19 @@ if TYPE_CHECKING:
 
 DEFAULT_GATE = 0.95
 GOLD_THRESHOLD = 0.9
-IOU_THRESHOLD = 0.5
 DEFAULT_RESAMPLES = 1000
-# A relabeled item gets three answers, so a two-way tie cannot happen again.
-RELABEL_ANSWERS = 3
 THUMBNAIL_EDGE = 240
 # Thumbnails are embedded in the HTML; past this many the file stops being easy to open.
 MAX_THUMBNAILS = 200
 NO_VENDOR = "(no vendor)"
-
-Payload = dict[str, Any]
-Same = Callable[[Payload, Payload], bool]
 
 
 # --- loading ------------------------------------------------------------------------------
 
 
 @dataclass
-class _Item:
-    batch_item: BatchItem
-    image: Image
-    answers: dict[str, LabelVersion] = field(default_factory=dict)
-    gold: LabelVersion | None = None
-    adjudicated: LabelVersion | None = None
-
-    @property
-    def reference(self) -> LabelVersion | None:
-        return self.gold or self.adjudicated
-
-
-@dataclass
-class _Decision:
-    """What the audit concluded about one item; ``passed`` is None when it is not audited."""
-
-    role: str
-    label: Payload | None
-    winners: list[LabelVersion]
-    losers: list[LabelVersion]
-    passed: bool | None
-    disputed: str | None = None
-
-    @property
-    def audited(self) -> bool:
-        return self.passed is not None
-
-
-@dataclass
 class _Loaded:
-    items: list[_Item]
+    items: list[Item]
     kind: str
     task: str
     vendor_of: dict[str, str]
@@ -172,7 +159,7 @@ def _load(session: Session, batch: Batch, task: str | None) -> _Loaded:
         .where(BatchItem.batch_id == batch.id)
         .order_by(BatchItem.position, BatchItem.id)
     ).all()
-    items = {bi.image_id: _Item(bi, image) for bi, image in rows}
+    items = {bi.image_id: Item(bi, image) for bi, image in rows}
     gold_ids = {
         bi.gold_label_version_id for bi, _ in rows if bi.is_gold and bi.gold_label_version_id
     }
@@ -239,72 +226,6 @@ def _load(session: Session, batch: Batch, task: str | None) -> _Loaded:
     return _Loaded(list(items.values()), kind, task, vendor_of, unattributed)
 
 
-# --- decisions ------------------------------------------------------------------------------
-
-
-def _same_class(a: Payload, b: Payload) -> bool:
-    return bool(a["class"] == b["class"])
-
-
-def _same_boxes(a: Payload, b: Payload) -> bool:
-    """Every box matched one-to-one to a same-class box at IoU >= IOU_THRESHOLD."""
-    from dataops.audits.boxes import match_boxes
-
-    if len(a["boxes"]) != len(b["boxes"]):
-        return False
-    for cls in {box["class"] for box in [*a["boxes"], *b["boxes"]]}:
-        xa = [[x["x"], x["y"], x["w"], x["h"]] for x in a["boxes"] if x["class"] == cls]
-        xb = [[x["x"], x["y"], x["w"], x["h"]] for x in b["boxes"] if x["class"] == cls]
-        if len(xa) != len(xb):
-            return False
-        if len(match_boxes(xa, xb, iou_threshold=IOU_THRESHOLD).rows) != len(xa):
-            return False
-    return True
-
-
-def _describe(payload: Payload | None) -> str:
-    if payload is None:
-        return "tie"
-    if "class" in payload:
-        return str(payload["class"])
-    counts = Counter(str(box["class"]) for box in payload["boxes"])
-    if not counts:
-        return "no boxes"
-    return ", ".join(f"{cls} ×{n}" if n > 1 else cls for cls, n in sorted(counts.items()))
-
-
-def _decide(item: _Item, same: Same) -> _Decision:
-    """The item's accepted label, whether it passes, and whether it is disputed."""
-    answers = list(item.answers.values())
-    reference = item.reference
-    if reference is not None and answers:
-        winners = [v for v in answers if same(v.payload, reference.payload)]
-        losers = [v for v in answers if v not in winners]
-        role = "gold" if item.gold is not None else "adjudicated"
-        disputed = None
-        if losers and role == "gold":
-            disputed = f"gold miss: the gold answer is {_describe(reference.payload)}"
-        return _Decision(role, reference.payload, winners, losers, not losers, disputed)
-    if len(answers) >= 2:
-        groups: list[list[LabelVersion]] = []
-        for v in answers:
-            for group in groups:
-                if same(group[0].payload, v.payload):
-                    group.append(v)
-                    break
-            else:
-                groups.append([v])
-        groups.sort(key=len, reverse=True)
-        if len(groups) > 1 and len(groups[0]) == len(groups[1]):
-            return _Decision("overlap", None, [], [], False, "tie")
-        top = groups[0]
-        losers = [v for v in answers if v not in top]
-        return _Decision("overlap", top[0].payload, top, losers, not losers)
-    if answers:
-        return _Decision("single", answers[0].payload, answers, [], None)
-    return _Decision("unlabeled", None, [], [], None)
-
-
 # --- statistics -----------------------------------------------------------------------------
 
 
@@ -330,7 +251,7 @@ def _empty_summary() -> dict[str, Any]:
 
 
 def _classification_agreement(
-    items: Sequence[_Item], decisions: Sequence[_Decision], *, resamples: int, seed: int
+    items: Sequence[Item], decisions: Sequence[Decision], *, resamples: int, seed: int
 ) -> _Agreement:
     from dataops.audits import metrics
     from dataops.audits.report import heatmap_from_confusion, heatmap_from_pairwise
@@ -402,7 +323,7 @@ def _classification_agreement(
     )
 
 
-def _detection_agreement(items: Sequence[_Item]) -> _Agreement:
+def _detection_agreement(items: Sequence[Item]) -> _Agreement:
     from dataops.audits.boxes import BoxAnnotations, box_agreement
 
     overlap = [item for item in items if len(item.answers) >= 2]
@@ -453,7 +374,7 @@ def _detection_agreement(items: Sequence[_Item]) -> _Agreement:
     return _Agreement(summary, per_annotator, classes, extra={"boxes": result})
 
 
-def _gold_scores(items: Sequence[_Item], same: Same, threshold: float) -> dict[str, dict[str, Any]]:
+def _gold_scores(items: Sequence[Item], same: Same, threshold: float) -> dict[str, dict[str, Any]]:
     """Per annotator gold accuracy with a Wilson interval; answers are scored match / miss."""
     from dataops.audits.metrics import Ratings, gold_accuracy
 
@@ -482,7 +403,7 @@ def _gold_scores(items: Sequence[_Item], same: Same, threshold: float) -> dict[s
 
 
 def _annotator_rows(
-    items: Sequence[_Item],
+    items: Sequence[Item],
     agreement: _Agreement,
     gold: dict[str, dict[str, Any]],
     vendor_of: dict[str, str],
@@ -509,8 +430,8 @@ def _annotator_rows(
 
 
 def _vendor_rows(
-    items: Sequence[_Item],
-    decisions: Sequence[_Decision],
+    items: Sequence[Item],
+    decisions: Sequence[Decision],
     annotators: Sequence[AnnotatorRow],
     gold: dict[str, dict[str, Any]],
 ) -> list[VendorRow]:
@@ -549,62 +470,19 @@ def _vendor_rows(
 # --- state changes --------------------------------------------------------------------------
 
 
-def _relabel_batch(
-    session: Session,
-    parent: Batch,
-    disputed: Sequence[tuple[_Item, _Decision]],
-    actor: str | None,
-) -> Batch | None:
-    """Disputed items as a new draft batch for the same queue, each item claimed for it."""
-    if not disputed:
-        return None
-    image_ids = [item.image.id for item, _ in disputed]
-    taken = session.execute(
-        select(ImageClaim.image_id, ImageClaim.batch_id).where(ImageClaim.image_id.in_(image_ids))
-    ).first()
-    if taken is not None:
-        raise Conflict(
-            f"image {taken[0]} is already claimed by open batch {taken[1]}; close that batch "
-            f"before auditing batch {parent.id}"
-        )
-    reasons = Counter(
-        "gold_miss" if (d.disputed or "").startswith("gold") else "tie" for _, d in disputed
-    )
-    n_gold = sum(item.batch_item.is_gold for item, _ in disputed)
-    child = Batch(
-        purpose="relabel",
-        strategy="relabel",
-        params={"parent_batch_id": parent.id, "reasons": dict(sorted(reasons.items()))},
-        seed=parent.seed,
-        model_version_id=parent.model_version_id,
-        queue_id=parent.queue_id,
-        parent_batch_id=parent.id,
-        size=len(disputed),
-        overlap=1.0,
-        gold=n_gold / len(disputed),
-        status="draft",
-        requested_by=actor,
-    )
-    session.add(child)
-    session.flush()
-    for position, (item, _) in enumerate(disputed):
-        source = item.batch_item
-        session.add(
-            BatchItem(
-                batch_id=child.id,
-                image_id=item.image.id,
-                item_key=f"b{child.id}-i{item.image.id}",
-                position=position,
-                score=source.score,
-                is_overlap=True,
-                is_gold=source.is_gold,
-                gold_label_version_id=source.gold_label_version_id,
-                required_annotations=max(source.required_annotations, RELABEL_ANSWERS),
-            )
-        )
-        session.add(ImageClaim(image_id=item.image.id, batch_id=child.id))
-    session.flush()
-    return child
+def _status_changes(
+    items: Sequence[Item], decisions: Sequence[Decision], outcomes: Sequence[str]
+) -> dict[str, list[int]]:
+    """Label version ids per new status, for the versions whose status changes."""
+    changes: dict[str, list[int]] = {ACCEPTED: [], REJECTED: [], RELEASED: []}
+    for item, d, result in zip(items, decisions, outcomes, strict=True):
+        if result == ACCEPTED_OUTCOME:
+            changes[ACCEPTED] += [v.id for v in d.winners if v.status != ACCEPTED]
+            changes[REJECTED] += [v.id for v in d.losers if v.status != REJECTED]
+        elif result in (RELABEL, RELEASED_OUTCOME):
+            # An answer accepted before the audit (by hand) keeps its verdict.
+            changes[RELEASED] += [v.id for v in item.answers.values() if v.status == SUBMITTED]
+    return changes
 
 
 def _reserve_audit_id(session: Session) -> int:
@@ -645,12 +523,12 @@ def _thumbnail(image: Image, store: BlobStore) -> bytes | None:
         return None
 
 
-def _disputed_entry(item: _Item, decision: _Decision) -> DisputedItem:
+def _disputed_entry(item: Item, decision: Decision) -> DisputedItem:
     from dataops.audits.report import DisputedItem
 
     entry = DisputedItem(
         item=item.image.sha256,
-        labels={name: _describe(v.payload) for name, v in item.answers.items()},
+        labels={name: describe(v.payload) for name, v in item.answers.items()},
         reason=decision.disputed or "",
     )
     if decision.disputed == "tie":
@@ -688,13 +566,14 @@ def run_audit(
 ) -> Audit:
     """Audit an open batch, decide it against the gate and record an immutable Audit.
 
-    See the module docstring for which answers count and how the pass rate is defined. On
-    accept, the winning label versions become ``accepted`` and the outvoted ones ``rejected``
-    (disputed items keep theirs); either way the batch closes, its image claims are released
-    and disputed items become a relabel batch. Reports go to ``audits/<id>/report.json`` and
-    ``audits/<id>/report.html`` in the blob store.
+    See the module docstring for which answers count and how the pass rate is defined. Each
+    answered item then gets its outcome (``dataops.audits.decide``): accepted (the winning
+    label versions become ``accepted``, the outvoted ones ``rejected``), relabel (its answers
+    become ``released`` and it joins the relabel batch) or released (its answers become
+    ``released``). Either way the batch closes and its image claims are released. Reports go
+    to ``audits/<id>/report.json`` and ``audits/<id>/report.html`` in the blob store.
     """
-    from dataops.audits.report import AuditReport, GateResult, render_html
+    from dataops.audits.report import OUTCOMES, AuditReport, GateResult, OutcomeReport, render_html
     from dataops.storage import get_store
 
     if not 0 <= gate <= 1:
@@ -709,8 +588,11 @@ def run_audit(
     batch = check_auditable(session, batch_id, lock=True)
     loaded = _load(session, batch, task)
     items = loaded.items
-    same = _same_boxes if loaded.kind == "detection" else _same_class
-    decisions = [_decide(item, same) for item in items]
+    queue = session.get(Queue, batch.queue_id) if batch.queue_id is not None else None
+    policy = policies.of_queue(queue)
+    quorum = rounds.quorum_of(batch, policy)
+    same = same_boxes if loaded.kind == "detection" else same_class
+    decisions = [decide(item, same, quorum=quorum) for item in items]
     audited = [d for d in decisions if d.audited]
     if not audited:
         raise NothingToAudit(
@@ -731,26 +613,48 @@ def run_audit(
     vendors = _vendor_rows(items, decisions, annotators, gold)
 
     # State changes: label statuses, the batch, its claims, the relabel batch.
-    accepted_ids: list[int] = []
-    rejected_ids: list[int] = []
-    if accepted:
-        for d in decisions:
-            if d.disputed is None:
-                accepted_ids += [v.id for v in d.winners if v.status != ACCEPTED]
-                rejected_ids += [v.id for v in d.losers if v.status != REJECTED]
-        reason = f"audit of batch {batch.id}"
-        for ids, status in ((accepted_ids, ACCEPTED), (rejected_ids, REJECTED)):
-            for version_id in ids:
-                labeling.set_status(session, version_id, status, actor=actor, reason=reason)
+    relabel_allowed = rounds.can_relabel(batch, policy)
+    outcomes: list[str] = []
+    unresolved: list[tuple[Item, Decision]] = []
+    for item, d in zip(items, decisions, strict=True):
+        result = outcome(item, d, accepted=accepted, policy=policy)
+        if result == RELABEL and not relabel_allowed:
+            result = RELEASED_OUTCOME
+            unresolved.append((item, d))
+        outcomes.append(result)
+    changes = _status_changes(items, decisions, outcomes)
+    reason = f"audit of batch {batch.id}"
+    for status, ids in changes.items():
+        for version_id in ids:
+            labeling.set_status(session, version_id, status, actor=actor, reason=reason)
     batch.status = decision
     batch.closed_at = utcnow()
     released = session.execute(delete(ImageClaim).where(ImageClaim.batch_id == batch.id))
     session.flush()
     disputed = [(item, d) for item, d in zip(items, decisions, strict=True) if d.disputed]
-    relabel = _relabel_batch(session, batch, disputed, actor)
+    to_relabel = [
+        (item, d)
+        for item, d, result in zip(items, decisions, outcomes, strict=True)
+        if result == RELABEL
+    ]
+    relabel = rounds.create_relabel_batch(session, batch, to_relabel, policy, actor)
+    outcome_counts = Counter(outcomes)
+    outcome_report = OutcomeReport(
+        policy=policy.as_dict(),
+        rule=(
+            f"passes with {quorum} matching answers (relabel round {rounds.round_of(batch)})"
+            if quorum is not None
+            else "passes when every answer matches (unanimous, or the gold answer)"
+        ),
+        relabel_rule=policy.rule(),
+        round=rounds.round_of(batch),
+        items={name: outcome_counts[name] for name in OUTCOMES},
+        relabel_batch_id=relabel.id if relabel else None,
+        unresolved=[item.image.sha256 for item, _ in unresolved],
+    )
 
     audit_id = _reserve_audit_id(session)
-    queue_name = session.scalar(select(Queue.name).where(Queue.id == batch.queue_id))
+    queue_name = queue.name if queue is not None else None
     gate_result = GateResult(
         gate=gate,
         pass_rate=pass_rate,
@@ -768,6 +672,7 @@ def run_audit(
         classes=agreement.classes,
         vendors=vendors,
         disputed=[_disputed_entry(item, d) for item, d in disputed],
+        outcome=outcome_report,
     )
     if agreement.pairwise is not None:
         report["pairwise"] = agreement.pairwise
@@ -791,6 +696,8 @@ def run_audit(
             "resamples": resamples,
             "gold_threshold": gold_threshold,
             "iou_threshold": IOU_THRESHOLD,
+            "quorum": quorum,
+            "policy": policy.as_dict(),
         },
         "gold": gold,
         "counts": {
@@ -802,10 +709,15 @@ def run_audit(
             "gold": roles["gold"],
             "adjudicated": roles["adjudicated"],
             "single": roles["single"],
+            "relabel": roles["relabel"],
             "unlabeled": roles["unlabeled"],
             "unattributed_labels": loaded.unattributed,
-            "labels_accepted": len(accepted_ids),
-            "labels_rejected": len(rejected_ids),
+            "labels_accepted": len(changes[ACCEPTED]),
+            "labels_rejected": len(changes[REJECTED]),
+            "labels_released": len(changes[RELEASED]),
+            "items_accepted": outcome_counts[ACCEPTED_OUTCOME],
+            "items_relabeled": outcome_counts[RELABEL],
+            "items_released": outcome_counts[RELEASED_OUTCOME],
         },
     }
     metrics = json.loads(_to_json(metrics))
@@ -819,10 +731,11 @@ def run_audit(
                 "passed": d.passed,
                 "disputed": d.disputed,
                 "label": d.label,
+                "outcome": result,
                 "label_version_ids": [v.id for v in d.winners],
                 "answers": {name: v.payload for name, v in item.answers.items()},
             }
-            for item, d in zip(items, decisions, strict=True)
+            for item, d, result in zip(items, decisions, outcomes, strict=True)
         ],
     }
     thumbnails = {}

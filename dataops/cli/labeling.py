@@ -220,6 +220,21 @@ def queues_create(
         "--connection",
         help="Label Studio instance: 'default' or a name from DATAOPS_LABELSTUDIO_CONNECTIONS.",
     ),
+    on_reject: str = typer.Option(
+        "relabel_failed",
+        "--on-reject",
+        help="Rejected batch: relabel_failed (failed items relabeled, the rest released), "
+        "relabel_all or release.",
+    ),
+    relabel_answers: int = typer.Option(
+        3, "--relabel-answers", help="Answers asked for each relabel item."
+    ),
+    relabel_agree: int = typer.Option(
+        2, "--relabel-agree", help="Matching answers that accept a relabel item (2 of 3)."
+    ),
+    relabel_rounds: int = typer.Option(
+        2, "--relabel-rounds", help="Relabel batches at most in a chain; then items are released."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a vendor queue pinned to one guideline version.
@@ -243,6 +258,10 @@ def queues_create(
             gold=gold,
             due_days=due_days,
             connection=connection,
+            on_reject=on_reject,
+            relabel_answers=relabel_answers,
+            relabel_agree=relabel_agree,
+            relabel_rounds=relabel_rounds,
             actor=_actor(),
         )
         data = {**service.queue_out(session, queue).model_dump(mode="json"), "created": created}

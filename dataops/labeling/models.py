@@ -15,6 +15,9 @@ SUBMITTED, ACCEPTED, REJECTED, ADJUDICATED, DELETED = (
     "adjudicated",
     "deleted",
 )
+# Kept as given but neither accepted nor rejected: no ground truth, and it does not hold its
+# image (see dataops.audits.policy).
+RELEASED = "released"
 
 
 class Vendor(Base):
@@ -56,6 +59,11 @@ class Queue(Base):
     overlap: Mapped[float] = mapped_column(default=0.0)
     gold: Mapped[float] = mapped_column(default=0.0)
     due_days: Mapped[float | None] = mapped_column(default=None)
+    # What an audit does with the queue's batches (see dataops.audits.policy).
+    on_reject: Mapped[str] = mapped_column(String(16), default="relabel_failed")
+    relabel_answers: Mapped[int] = mapped_column(default=3)
+    relabel_agree: Mapped[int] = mapped_column(default=2)
+    relabel_rounds: Mapped[int] = mapped_column(default=2)
     ls_project_id: Mapped[int | None] = mapped_column(default=None)
     pull_cursor: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

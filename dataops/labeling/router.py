@@ -43,7 +43,7 @@ from dataops.selection.models import STATUSES
 router = APIRouter(prefix="/v1")
 
 _MAX_ID = 2**31 - 1
-LabelStatus = Literal["submitted", "accepted", "rejected", "adjudicated", "deleted"]
+LabelStatus = Literal["submitted", "accepted", "rejected", "adjudicated", "released", "deleted"]
 BatchStatus = Literal[STATUSES]  # type: ignore[valid-type]
 
 Staff = Annotated[User, Depends(require_roles(*STAFF))]
@@ -92,6 +92,10 @@ _QUEUE = {
     "overlap": 0.2,
     "gold": 0.05,
     "due_days": 3.0,
+    "on_reject": "relabel_failed",
+    "relabel_answers": 3,
+    "relabel_agree": 2,
+    "relabel_rounds": 2,
     "ls_project_id": 12,
     "batches": 1,
     "created_at": _TIME,
@@ -344,6 +348,10 @@ def create_queue(
         gold=body.gold,
         due_days=service.parse_due(body.due) if body.due is not None else None,
         connection=body.connection,
+        on_reject=body.on_reject,
+        relabel_answers=body.relabel_answers,
+        relabel_agree=body.relabel_agree,
+        relabel_rounds=body.relabel_rounds,
         actor=actor(user),
     )
     _created_or_existing(response, created)

@@ -64,6 +64,10 @@ class QueueOut(BaseModel):
     )
     gold: float | None = Field(description="Share of gold items (null for vendor tokens).")
     due_days: float | None
+    on_reject: str = "relabel_failed"
+    relabel_answers: int = 3
+    relabel_agree: int = 2
+    relabel_rounds: int = 2
     ls_project_id: int | None
     batches: int = 0
     created_at: UtcDatetime
@@ -190,6 +194,30 @@ class QueueCreate(BaseModel):
         default=None,
         pattern=r"^[0-9]{1,6}(\.[0-9]{1,6})?[hdwHDW]?$",
         description="Turnaround, e.g. `3d`, `12h`, `2w` (at most 365 days).",
+    )
+    on_reject: Literal["relabel_failed", "relabel_all", "release"] = Field(
+        default="relabel_failed",
+        description=(
+            "What a rejected batch does with its answered items: `relabel_failed` sends the "
+            "items that failed the audit to a relabel batch and releases the rest (answers "
+            "kept, images selectable again); `relabel_all` relabels every answered item; "
+            "`release` releases them all."
+        ),
+    )
+    relabel_answers: int = Field(
+        default=3, ge=2, le=9, description="Answers asked for each item of a relabel batch."
+    )
+    relabel_agree: int = Field(
+        default=2,
+        ge=2,
+        le=9,
+        description="Matching answers that accept a relabel item (a majority: 2 of 3).",
+    )
+    relabel_rounds: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Relabel batches at most in one chain; then unresolved items are released.",
     )
     connection: str = Field(
         default="default",

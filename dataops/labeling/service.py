@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from dataops.audits import policy as relabel_policy
 from dataops.catalog.errors import ImageNotFound
 from dataops.catalog.models import QUARANTINED, Image, ImageLocation
 from dataops.errors import Conflict, DataopsError, NotFound
@@ -51,6 +52,7 @@ from dataops.labeling.models import (
     ADJUDICATED,
     DELETED,
     REJECTED,
+    RELEASED,
     SUBMITTED,
     Annotator,
     Guideline,
@@ -75,8 +77,8 @@ DEFAULT_CONNECTION = "default"
 SOURCE_LABELSTUDIO = "labelstudio"
 SOURCE_CSV = "csv"
 MAPPED_BY = ("ls_user_id", "import", "manual")
-LABEL_STATUSES = (SUBMITTED, ACCEPTED, REJECTED, ADJUDICATED)
-AUDIT_STATUSES = (ACCEPTED, REJECTED, ADJUDICATED)
+LABEL_STATUSES = (SUBMITTED, ACCEPTED, REJECTED, ADJUDICATED, RELEASED)
+AUDIT_STATUSES = (ACCEPTED, REJECTED, ADJUDICATED, RELEASED)
 MAX_GOLD = 0.5
 MAX_DUE_DAYS = 365.0
 _NAME = re.compile(r"^\w[\w .@+-]{0,127}$")
@@ -365,6 +367,10 @@ def create_queue(
     gold: float = 0.0,
     due_days: float | None = None,
     connection: str = DEFAULT_CONNECTION,
+    on_reject: str = relabel_policy.DEFAULT_ON_REJECT,
+    relabel_answers: int = relabel_policy.DEFAULT_RELABEL_ANSWERS,
+    relabel_agree: int = relabel_policy.DEFAULT_RELABEL_AGREE,
+    relabel_rounds: int = relabel_policy.DEFAULT_RELABEL_ROUNDS,
     actor: str | None = None,
 ) -> tuple[Queue, bool]:
     """Create a vendor queue pinned to one guideline version and one Label Studio connection.
@@ -375,12 +381,20 @@ def create_queue(
     under different versions are not comparable, so a new version means a new queue (and a new
     Label Studio project). Label Studio OSS has no per-project permissions, so a vendor that must
     not see other vendors' work needs its own instance: pass that instance's named connection.
+    ``on_reject`` and the ``relabel_*`` settings are the audit policy of the queue's batches
+    (``dataops.audits.policy``).
     """
     clean = _check_entity_name(name, "queue")
     overlap = _check_fraction(overlap, "--overlap", 1.0)
     gold = _check_fraction(gold, "--gold", MAX_GOLD)
     if due_days is not None and not 0 < due_days <= MAX_DUE_DAYS:
         raise QueueSettingsError(f"due must be more than 0 and at most 365 days, got {due_days}")
+    policy = relabel_policy.check(
+        on_reject=on_reject,
+        relabel_answers=relabel_answers,
+        relabel_agree=relabel_agree,
+        relabel_rounds=relabel_rounds,
+    )
     connection = check_connection(connection)
     vendor_row = get_vendor(session, vendor)
     guideline_row = get_guideline(session, guideline)
@@ -397,11 +411,12 @@ def create_queue(
             )
         wanted = (vendor_row.id, connection, overlap, gold, due_days)
         have = (existing.vendor_id, existing.connection, existing.overlap, existing.gold)
-        if (*have, existing.due_days) != wanted:
+        if (*have, existing.due_days) != wanted or relabel_policy.of_queue(existing) != policy:
             raise Conflict(
                 f"queue {clean!r} already exists with other settings (vendor id "
                 f"{existing.vendor_id}, connection {existing.connection}, overlap "
-                f"{existing.overlap}, gold {existing.gold}, due {existing.due_days} days); "
+                f"{existing.overlap}, gold {existing.gold}, due {existing.due_days} days, "
+                f"{relabel_policy.of_queue(existing).describe()}); "
                 "queues are not edited: create one under a new name"
             )
         return existing, False
@@ -413,6 +428,7 @@ def create_queue(
         overlap=overlap,
         gold=gold,
         due_days=due_days,
+        **policy.as_dict(),
     )
     session.add(queue)
     session.flush()
@@ -430,6 +446,7 @@ def create_queue(
             "overlap": overlap,
             "gold": gold,
             "due_days": due_days,
+            **policy.as_dict(),
         },
     )
     return queue, True
@@ -471,6 +488,7 @@ def queue_out(session: Session, queue: Queue) -> QueueOut:
         overlap=queue.overlap,
         gold=queue.gold,
         due_days=queue.due_days,
+        **relabel_policy.of_queue(queue).as_dict(),
         ls_project_id=queue.ls_project_id,
         batches=batches or 0,
         created_at=queue.created_at,

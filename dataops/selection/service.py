@@ -56,7 +56,15 @@ from dataops.catalog.models import OK, Image
 from dataops.db import is_sqlite, utcnow
 from dataops.dedup.models import DupGroup
 from dataops.events import service as events
-from dataops.labeling.models import ACCEPTED, ADJUDICATED, DELETED, REJECTED, LabelVersion, Queue
+from dataops.labeling.models import (
+    ACCEPTED,
+    ADJUDICATED,
+    DELETED,
+    REJECTED,
+    RELEASED,
+    LabelVersion,
+    Queue,
+)
 from dataops.manifests.models import ManifestRow
 from dataops.scoring.models import ModelVersion, Prediction
 from dataops.selection import strategies
@@ -217,10 +225,11 @@ def _live_label_ids(task: str) -> Any:
 
 
 def _labeled_images(task: str) -> Any:
-    """Images with a live label for the task that still counts (not deleted, not rejected)."""
+    """Images with a live label for the task that still counts (not deleted, rejected or
+    released: a released answer is kept but leaves its image to the pool)."""
     return select(LabelVersion.image_id).where(
         LabelVersion.id.in_(_live_label_ids(task)),
-        LabelVersion.status.not_in((DELETED, REJECTED)),
+        LabelVersion.status.not_in((DELETED, REJECTED, RELEASED)),
     )
 
 

@@ -253,10 +253,15 @@ def test_metrics_equal_the_pure_core_and_pass_rate_is_hand_computed(images: list
             "gold": 3,
             "adjudicated": 0,
             "single": 1,
+            "relabel": 0,
             "unlabeled": 1,
             "unattributed_labels": 0,
             "labels_accepted": 14,
             "labels_rejected": 1,
+            "labels_released": 3,
+            "items_accepted": 7,
+            "items_relabeled": 2,
+            "items_released": 0,
         }
 
         annotators = {row["annotator"]: row for row in metrics["annotators"]}
@@ -297,8 +302,9 @@ def test_accept_marks_winners_and_moves_disputes_to_a_relabel_batch(images: list
         assert status[2, "carol"] == "rejected"
         assert status[2, "alice"] == status[2, "bob"] == "accepted"
         assert status[8, "bob"] == "accepted"  # a single answer is taken as it is
-        assert status[3, "alice"] == status[3, "bob"] == "submitted"  # disputed: untouched
-        assert status[7, "alice"] == "submitted"
+        # Disputed: relabeled; their answers are kept but released (no verdict).
+        assert status[3, "alice"] == status[3, "bob"] == "released"
+        assert status[7, "alice"] == "released"
         assert sum(v == "accepted" for v in status.values()) == 14
         accepted = labeling.accepted_label(s, ids[2], "default")
         assert accepted is not None
@@ -337,7 +343,9 @@ def test_accept_marks_winners_and_moves_disputes_to_a_relabel_batch(images: list
         assert ("label.status", "label_version", str(built.versions[2, "carol"])) in actions
 
 
-def test_reject_below_the_gate_changes_no_label(images: list[int]) -> None:
+def test_reject_below_the_gate_relabels_failures_and_releases_the_rest(
+    images: list[int],
+) -> None:
     built = _classification_batch(images)
     with session_scope() as s:
         audit = service.run_audit(s, built.batch_id, actor="auditor", resamples=0)
@@ -347,10 +355,13 @@ def test_reject_below_the_gate_changes_no_label(images: list[int]) -> None:
         batch = s.get(Batch, built.batch_id)
         assert batch is not None
         assert batch.status == "rejected"
+        # Default policy: every answer is released, none accepted or rejected; the items
+        # that failed (2 majority, 3 tie, 7 gold miss) are relabeled, the rest go to the pool.
         statuses = {s.get_one(LabelVersion, v).status for v in built.versions.values()}
-        assert statuses == {"submitted"}
-        claimed = set(s.scalars(select(ImageClaim.batch_id)))
-        assert claimed == {audit.relabel_batch_id}
+        assert statuses == {"released"}
+        claimed = {c.image_id: c.batch_id for c in s.scalars(select(ImageClaim))}
+        ids = built.image_ids
+        assert claimed == {ids[i]: audit.relabel_batch_id for i in (2, 3, 7)}
         with pytest.raises(BatchClosed, match="already rejected by audit"):
             service.run_audit(s, built.batch_id)
 
