@@ -43,6 +43,14 @@ class WorkerSettings(BaseModel):
     recover_every: float = Field(
         default=30, gt=0, description="Seconds between recovery sweeps on the beat schedule."
     )
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Attempts after which a job whose attempts keep dying (out of memory, hard time "
+            "limit) fails with a message instead of being sent again."
+        ),
+    )
 
 
 class DedupSettings(BaseModel):

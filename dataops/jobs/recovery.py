@@ -30,8 +30,10 @@ def recover_stale(older_than: int | None = None) -> list[str]:
     for job in stale:
         if job.status == PENDING and queued is not None and job.id in queued:
             continue  # its message is still on its way to a worker
-        with session_scope() as session:
-            if service.requeue(session, job):  # a conditional update: one sweeper wins
+        with session_scope() as session:  # conditional updates: one sweeper wins
+            if job.attempts >= settings.worker.max_attempts:
+                service.give_up(session, job, _gave_up(job.attempts))
+            elif service.requeue(session, job):
                 recovered.append(job)
     for job in recovered:
         if settings.broker_url:
@@ -39,3 +41,11 @@ def recover_stale(older_than: int | None = None) -> list[str]:
         else:
             execute(job.id)
     return [job.id for job in recovered]
+
+
+def _gave_up(attempts: int) -> str:
+    return (
+        f"gave up after {attempts} attempts: each one stopped without an outcome (its worker "
+        "died: out of memory, killed, or past the hard time limit); see the worker logs, fix "
+        "the cause, and submit the job again"
+    )

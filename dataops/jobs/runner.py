@@ -136,9 +136,10 @@ def execute(job_id: str, *, on_progress: ProgressCallback | None = None) -> Job:
     The attempt holds a lease on the job row, renewed by a heartbeat thread whatever the
     handler's progress; its outcome is written only while it still holds that lease.
     """
-    lease = timedelta(seconds=get_settings().worker.lease)
+    settings = get_settings().worker
+    lease = timedelta(seconds=settings.lease)
     owner = _new_owner()
-    if not _claim(job_id, owner, lease):
+    if not _claim(job_id, owner, lease, settings.max_attempts):
         with session_scope() as session:
             job = service.get_job(session, job_id)
         log.info(
@@ -173,9 +174,9 @@ def _new_owner() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
-def _claim(job_id: str, owner: str, lease: timedelta) -> bool:
+def _claim(job_id: str, owner: str, lease: timedelta, max_attempts: int) -> bool:
     with session_scope() as session:
-        if service.claim(session, job_id, owner, lease):
+        if service.claim(session, job_id, owner, lease, max_attempts=max_attempts):
             return True
         holder = service.get_job(session, job_id).lease_owner
     # A pool process killed on this machine cannot renew its lease: take over at once
@@ -187,7 +188,7 @@ def _claim(job_id: str, owner: str, lease: timedelta) -> bool:
             return False
     log.warning("job %s: its attempt %s died; taking over", job_id, holder)
     with session_scope() as session:
-        return service.claim(session, job_id, owner, lease)
+        return service.claim(session, job_id, owner, lease, max_attempts=max_attempts)
 
 
 def _died_here(owner: str) -> bool:

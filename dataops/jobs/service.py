@@ -38,7 +38,9 @@ def list_jobs(
     return list(session.scalars(stmt))
 
 
-def claim(session: Session, job_id: str, owner: str, lease: timedelta) -> bool:
+def claim(
+    session: Session, job_id: str, owner: str, lease: timedelta, *, max_attempts: int
+) -> bool:
     """Start an attempt: one conditional UPDATE, so of two deliveries at most one wins.
 
     A job can be claimed while pending, or while running under a lease that has expired;
@@ -51,6 +53,7 @@ def claim(session: Session, job_id: str, owner: str, lease: timedelta) -> bool:
             Job.id == job_id,
             Job.status.in_([PENDING, RUNNING]),
             or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now),
+            Job.attempts < max_attempts,
         )
         .values(
             status=RUNNING,
@@ -71,7 +74,7 @@ def take_over(session: Session, job_id: str, dead_owner: str) -> bool:
     taken = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == RUNNING, Job.lease_owner == dead_owner)
-        .values(lease_expires_at=None)
+        .values(lease_expires_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     return _rowcount(taken) == 1
@@ -162,6 +165,25 @@ def stale_jobs(
 
 def requeue(session: Session, job: Job) -> bool:
     """Put a stale job back to pending unless it changed since it was found stale."""
+    return _unless_changed(session, job, status=PENDING)
+
+
+def give_up(session: Session, job: Job, error: str) -> bool:
+    """Fail a stale job whose attempts keep dying, unless it changed since it was found stale."""
+    if not _unless_changed(session, job, status=FAILED, error=error, finished_at=utcnow()):
+        return False
+    events.record(
+        session,
+        "job.failed",
+        "job",
+        job.id,
+        actor=job.created_by,
+        details={"kind": job.kind, "error": error},
+    )
+    return True
+
+
+def _unless_changed(session: Session, job: Job, **values: Any) -> bool:
     same_lease = (
         Job.lease_owner.is_(None) if job.lease_owner is None else Job.lease_owner == job.lease_owner
     )
@@ -170,7 +192,7 @@ def requeue(session: Session, job: Job) -> bool:
     done = session.execute(
         update(Job)
         .where(Job.id == job.id, Job.status == job.status, same_lease, expired)
-        .values(status=PENDING, lease_owner=None, lease_expires_at=None, heartbeat_at=now)
+        .values(lease_owner=None, lease_expires_at=None, heartbeat_at=now, **values)
         .execution_options(synchronize_session=False)
     )
     return _rowcount(done) == 1

@@ -259,3 +259,29 @@ def test_a_batch_names_its_job_once(pg_catalog: str) -> None:
         selection.select_batch(session, strategy="margin", size=5, job_id=job_id, actor="t")
     with session_scope() as session:
         assert session.execute(text("SELECT count(*) FROM batches")).scalar_one() == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_job_whose_attempts_keep_dying_fails_with_a_reason(
+    catalog: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_catalog(60)
+    _set_worker(monkeypatch, lease=0.3, max_attempts=2)
+
+    def die() -> None:
+        raise _Died
+
+    monkeypatch.setitem(runner.PAUSE_POINTS, "select.before_commit", die)
+    job_id = _new_job("select", SELECT)
+    with pytest.raises(_Died):
+        runner.execute(job_id)
+    with pytest.raises(_Died):  # embedded recovery runs the second attempt here
+        _until(lambda: recover_stale(older_than=0) != [], "the first lease to expire")
+    assert _job(job_id).attempts == 2
+    assert runner.execute(job_id).attempts == 2  # a late redelivery: no third attempt
+    _until(lambda: _job(job_id).status == "failed" or bool(recover_stale()), "recovery")
+    job = _job(job_id)
+    assert (job.status, job.attempts) == ("failed", 2)
+    assert job.error is not None and job.error.startswith("gave up after 2 attempts")
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Batch)) == 0
