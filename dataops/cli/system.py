@@ -57,9 +57,14 @@ def worker(
     """Run a Celery worker for the given queues (wraps `celery -A workers.app worker`)."""
     from dataops.config import get_settings
     from dataops.errors import DataopsError
+    from dataops.jobs.registry import QUEUES
     from dataops.jobs.runner import check_broker
     from dataops.migrate import ensure_ready
 
+    known = sorted(set(QUEUES.values()) | {"maintenance"})
+    unknown = [q for q in queues.split(",") if q.strip() not in known]
+    if unknown:  # a worker on a misspelt queue would leave every job there waiting
+        raise DataopsError(f"--queues: unknown queue {unknown[0]!r}; use {','.join(known)}")
     settings = get_settings()
     ensure_ready()  # a worker never starts on a catalog that is missing or not migrated
     if not settings.broker_url:

@@ -105,3 +105,12 @@ def test_workers_on_other_queues_then_the_right_one_then_label_studio_down(
         assert push.returncode == 3, push.stderr
         assert "Label Studio at http://127.0.0.1:9 is unavailable" in push.stderr
         assert "Traceback" not in push.stderr
+
+
+def test_a_worker_on_a_misspelt_queue_is_refused() -> None:
+    proc = run_cli(
+        "worker", "-Q", "ingest,dedupe", env={"DATAOPS_BROKER_URL": "redis://x"}, check=False
+    )
+
+    assert proc.returncode == 2
+    assert "unknown queue 'dedupe'" in proc.stderr and "dedup,ingest" in proc.stderr
