@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataops.errors import Conflict, DataopsError, NotFound
+from dataops.errors import Conflict, DataopsError, NotFound, ServiceUnavailable
 
 
 class ModelNotFound(NotFound):
@@ -19,3 +19,9 @@ class ModelConflict(Conflict):
     """The same bytes are already registered under this name with other classes or input spec."""
 
     code = "model_conflict"
+
+
+class SandboxUnavailable(ServiceUnavailable):
+    """The process that runs models cannot be started or cannot lock itself down."""
+
+    code = "model_sandbox_unavailable"

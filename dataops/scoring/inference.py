@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from struct import error as StructError
@@ -18,6 +19,8 @@ import fsspec
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+from dataops.scoring.errors import InvalidModel
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +39,7 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 """What PIL raises on unreadable, truncated, oversized or non-image bytes."""
 
 _JIT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
+_MAX_SPEC_BYTES = 64 * 1024
 
 
 class InputSpec(BaseModel):
@@ -136,13 +140,11 @@ def _reason(exc: BaseException) -> str:
 
 def _collate(
     items: list[tuple[int, np.ndarray | None, str | None]],
-) -> tuple[np.ndarray, torch.Tensor | None, list[tuple[int, str]]]:
-    import torch
-
+) -> tuple[np.ndarray, np.ndarray | None, list[tuple[int, str]]]:
     ok = [(index, pixels) for index, pixels, _ in items if pixels is not None]
     failed = [(index, error) for index, _, error in items if error is not None]
     indices = np.array([index for index, _ in ok], dtype=np.int64)
-    batch = torch.from_numpy(np.stack([pixels for _, pixels in ok])) if ok else None
+    batch = np.stack([pixels for _, pixels in ok]) if ok else None
     return indices, batch, failed
 
 
@@ -166,7 +168,11 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def load_model(path: str | os.PathLike[str], device: str | torch.device | None = None) -> Any:
-    """Load a TorchScript file (local path or fsspec URL) in eval mode on ``device``."""
+    """Load a TorchScript file (local path or fsspec URL) in eval mode on ``device``.
+
+    Loading runs the file's code: only for files this process wrote itself. Registered models
+    run in ``dataops.scoring.sandbox``.
+    """
     import torch
 
     dev = default_device(device)
@@ -179,15 +185,27 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device | None =
 
 
 def read_input_spec(path: str | os.PathLike[str]) -> InputSpec | None:
-    """The input spec saved inside a TorchScript file by ``export_torchscript``, if any."""
-    import torch
+    """The input spec saved inside a TorchScript file by ``export_torchscript``, if any.
 
-    extra = {SPEC_FILE: ""}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=DeprecationWarning)
-        with fsspec.open(str(path), "rb") as f:
-            torch.jit.load(f, map_location="cpu", _extra_files=extra)
-    raw = extra[SPEC_FILE]
+    Read from the zip archive directly: loading TorchScript runs the model's code, which only
+    ever happens in the sandbox (``dataops.scoring.sandbox``).
+    """
+    with fsspec.open(str(path), "rb") as f:
+        try:
+            archive = zipfile.ZipFile(f)
+        except zipfile.BadZipFile as exc:
+            raise ValueError("not a zip archive") from exc
+        with archive:
+            found = [
+                info
+                for info in archive.infolist()
+                if info.filename.split("/")[1:] == ["extra", SPEC_FILE]
+            ]
+            if not found:
+                return None
+            if found[0].file_size > _MAX_SPEC_BYTES:
+                raise ValueError(f"{SPEC_FILE} is larger than {_MAX_SPEC_BYTES} bytes")
+            raw = archive.read(found[0])
     return InputSpec.model_validate_json(raw) if raw else None
 
 
@@ -226,47 +244,69 @@ def score_images(
     batch_size: int = 64,
     num_workers: int = 0,
     device: str | torch.device | None = None,
+    *,
+    name: str | None = None,
 ) -> Iterator[ScoredBatch]:
     """Score images in order, one ``ScoredBatch`` per DataLoader batch.
 
-    The model runs once on a blank input first, so a wrong output format fails before any
-    decoding, and batches whose images all failed still carry (0, classes) shaped arrays. On
-    CPU, torch's intra-op threads are set to the cores left over by the decoding workers while
-    the iterator is alive, and restored afterwards.
+    The model runs in a ``ModelSandbox`` (a locked-down child process); this process only
+    decodes. The model runs once on a blank input first, so a wrong output format fails before
+    any decoding, and batches whose images all failed still carry (0, classes) shaped arrays.
+    On CPU the model gets the cores left over by the decoding workers.
     """
-    import torch
     from torch.utils.data import DataLoader
+
+    from dataops.scoring.sandbox import Limits, ModelSandbox
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be non-negative, got {num_workers}")
     dev = default_device(device)
-    model = load_model(model_path, dev)
-    blank = torch.zeros((1, spec.channels, *spec.size), device=dev)
-    with torch.inference_mode():
-        probe_probs, probe_emb = split_output(model(blank))
-    n_classes = probe_probs.shape[1]
-    emb_dim = None if probe_emb is None else probe_emb.shape[1]
-    loader: DataLoader[Any] = DataLoader(
-        UriImageDataset(uris, spec),  # type: ignore[arg-type]  # protocol, not subclass
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_collate,
-        pin_memory=dev.type == "cuda",
-    )
-    threads = torch.get_num_threads()
-    if dev.type == "cpu":
-        torch.set_num_threads(max(1, _usable_cpus() - num_workers))
-    try:
+    threads = max(1, _usable_cpus() - num_workers) if dev.type == "cpu" else 1
+    with fsspec.open(str(model_path), "rb") as f:
+        data = f.read()
+    limits = Limits.from_settings(probe=False, threads=threads)
+    label = name or str(model_path)
+    with ModelSandbox(
+        data, limits=limits, device=str(dev), threads=threads, channels=spec.channels, name=label
+    ) as box:
+        probe_probs, probe_emb = box.run(None, (1, spec.channels, *spec.size))
+        n_classes = probe_probs.shape[1]
+        emb_dim = None if probe_emb is None else probe_emb.shape[1]
+        loader: DataLoader[Any] = DataLoader(
+            UriImageDataset(uris, spec),  # type: ignore[arg-type]  # protocol, not subclass
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=_collate,
+        )
+
+        def checked(indices: np.ndarray, failed: list[tuple[int, str]]) -> ScoredBatch:
+            probs, embeddings = box.result()
+            if probs.shape[1] != n_classes or (
+                (embeddings is None) != (emb_dim is None)
+                or (embeddings is not None and embeddings.shape[1] != emb_dim)
+            ):
+                raise InvalidModel(
+                    f"{label}: expected the same output shape for every batch (as on the blank "
+                    "input); the model changed it"
+                )
+            return ScoredBatch(indices, probs, embeddings, failed)
+
+        # One batch in flight: the model runs on batch k while this process decodes k + 1
+        # and the caller stores k - 1.
+        in_flight: tuple[np.ndarray, list[tuple[int, str]]] | None = None
         for indices, pixels, failed in loader:
+            done = checked(*in_flight) if in_flight is not None else None
+            in_flight = None
+            if pixels is not None:
+                box.submit(pixels)
+                in_flight = (indices, failed)
+            if done is not None:
+                yield done
             if pixels is None:
                 empty_emb = None if emb_dim is None else np.empty((0, emb_dim), np.float32)
                 yield ScoredBatch(indices, np.empty((0, n_classes), np.float32), empty_emb, failed)
-                continue
-            with torch.inference_mode():
-                probs, embeddings = split_output(model(pixels.to(dev, non_blocking=True)))
-            yield ScoredBatch(indices, probs, embeddings, failed)
-    finally:
-        torch.set_num_threads(threads)
+        if in_flight is not None:
+            yield checked(*in_flight)

@@ -111,35 +111,31 @@ def _embedded_spec(path: Path) -> InputSpec | None:
 
     try:
         return read_input_spec(path)
-    except (RuntimeError, ValueError, OSError) as exc:
-        if isinstance(exc, ValidationError):
-            raise InvalidModel(f"{path}: the input spec inside the file is invalid: {exc}") from exc
+    except ValidationError as exc:
+        raise InvalidModel(f"{path}: the input spec inside the file is invalid: {exc}") from exc
+    except (ValueError, OSError) as exc:
         raise InvalidModel(
             f"{path}: not a TorchScript file ({_first_line(exc)}); export with torch.jit.script "
             "or torch.jit.trace and torch.jit.save"
         ) from exc
 
 
-def _probe(path: Path, spec: InputSpec) -> tuple[int, bool]:
-    """Run the model once on two blank images: (number of classes, has an embedding output)."""
-    import torch
+def _probe(path: Path, data: bytes, spec: InputSpec, classes: Sequence[str]) -> bool:
+    """Dry-run the model in the sandbox on two blank images; True if it returns an embedding.
 
-    from dataops.scoring.inference import load_model, split_output
+    Raises InvalidModel unless it gives one probability per class for each image.
+    """
+    from dataops.scoring.sandbox import Limits, ModelSandbox
 
-    try:
-        model = load_model(path, "cpu")
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise InvalidModel(f"{path}: not a TorchScript file ({_first_line(exc)})") from exc
-    blank = torch.zeros((2, spec.channels, *spec.size))
-    try:
-        with torch.inference_mode():
-            probs, embedding = split_output(model(blank))
-    except (RuntimeError, ValueError, TypeError) as exc:
+    limits = Limits.from_settings(probe=True, threads=1)
+    with ModelSandbox(data, limits=limits, channels=spec.channels, name=str(path)) as box:
+        probs, embedding = box.run(None, (2, spec.channels, *spec.size))
+    if probs.shape[1] != len(classes):
         raise InvalidModel(
-            f"{path}: the model fails on a blank {tuple(blank.shape)} input ({_first_line(exc)}); "
-            "check --input-size and --channels"
-        ) from exc
-    return int(probs.shape[1]), embedding is not None
+            f"{path}: expected one output per class ({len(classes)}: {', '.join(classes)}); the "
+            "model's logits have another number of columns"
+        )
+    return embedding is not None
 
 
 def register_model(
@@ -171,12 +167,7 @@ def register_model(
             f"{file}: the file carries no input spec; pass --input-size (and --mean, --std, "
             "--channels) so scoring feeds the model the pixels it was trained on"
         )
-    n_classes, has_embedding = _probe(file, spec)
-    if n_classes != len(class_list):
-        raise InvalidModel(
-            f"the model has {n_classes} outputs but {len(class_list)} classes were given "
-            f"({', '.join(class_list)})"
-        )
+    has_embedding = _probe(file, data, spec, class_list)
     sha256 = hashlib.sha256(data).hexdigest()
     spec_json = spec.model_dump(mode="json")
     existing = _by_sha(session, clean_name, sha256)
@@ -680,6 +671,7 @@ def run_score_job(ctx: Any) -> dict[str, Any]:
             batch_size=int(params.get("batch_size") or 64),
             num_workers=_num_workers(params.get("workers"), len(work)),
             device=device,
+            name=target.ref,
         )
         if work
         else iter(())

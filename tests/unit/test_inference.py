@@ -10,6 +10,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from dataops.scoring import tinycnn
+from dataops.scoring.errors import InvalidModel
 from dataops.scoring.inference import (
     InputSpec,
     UriImageDataset,
@@ -224,7 +225,7 @@ def test_logits_only_models_have_no_embeddings(images: dict[str, Path], tmp_path
 
 def test_unexpected_model_outputs_fail_before_decoding(tmp_path: Path) -> None:
     model = _save_script(ThreeOutputs(), tmp_path / "three.pt")
-    with pytest.raises(ValueError, match="expected logits or"):
+    with pytest.raises(InvalidModel, match="expected logits or"):
         list(score_images(model, SPEC, ["/nonexistent.png"]))
 
 
