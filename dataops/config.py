@@ -83,6 +83,27 @@ class DedupSettings(BaseModel):
     )
 
 
+class ScoringSettings(BaseModel):
+    """Limits of the sandboxed process that runs a registered model (``DATAOPS_SCORING__*``)."""
+
+    probe_timeout: float = Field(
+        default=60, gt=0, description="Wall seconds to load a model and run its dry run."
+    )
+    batch_timeout: float = Field(
+        default=600, gt=0, description="Wall seconds to load a model for scoring or score a batch."
+    )
+    cpu_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        description="CPU seconds (all threads) per load or batch; None: timeout x threads.",
+    )
+    memory_mb: int = Field(
+        default=16384,
+        ge=0,
+        description="Address-space limit of the model process on CPU in MiB; 0: none.",
+    )
+
+
 class ApiSettings(BaseModel):
     """HTTP-only settings (``DATAOPS_API__*``)."""
 
@@ -127,6 +148,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
 
     @property
     def resolved_data_dir(self) -> Path:
