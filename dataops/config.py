@@ -119,6 +119,19 @@ class ApiSettings(BaseModel):
     )
 
 
+class SelectionSettings(BaseModel):
+    """Batch selection settings (``DATAOPS_SELECTION__*``)."""
+
+    max_batch_size: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "Larger requests are refused unless they allow a partial batch (then capped here): "
+            "a typo must not claim the whole catalog."
+        ),
+    )
+
+
 class LabelStudioConnection(BaseModel):
     url: str
     token: SecretStr
@@ -149,6 +162,7 @@ class Settings(BaseSettings):
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    selection: SelectionSettings = Field(default_factory=SelectionSettings)
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -147,3 +147,65 @@ def list_batches(
         as_json,
         lambda: table("batches", _COLUMNS, [_row(b) for b in batches]),
     )
+
+
+def _render_change(title: str, change: dict[str, Any]) -> None:
+    fields = ["id", "status", "queue", "task", "size", "released", "removed_tasks", "kept_tasks"]
+    table(title, fields, [[change.get(k) for k in fields]])
+    if change.get("dropped"):
+        console.print(
+            f"taken out (already labeled for {change['task']}): "
+            + ", ".join(map(str, change["dropped"]))
+        )
+
+
+@app.command("cancel")
+def cancel(
+    batch: int = typer.Argument(..., help="Batch id."),
+    reason: str | None = typer.Option(None, "--reason", help="Why, for the audit log."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="With a broker: wait for the pull."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Cancel a draft or a sent batch: its images are released, Label Studio tasks nobody
+    labeled are deleted, labels already made are kept (and pulled). Safe to repeat."""
+    from dataops.db import session_scope
+    from dataops.migrate import ensure_ready
+    from dataops.selection.cancel import cancel_batch
+
+    ensure_ready()
+    change = cancel_batch(batch, transaction=session_scope, actor=_actor(), reason=reason)
+    data = change.model_dump(mode="json")
+    if change.kept_tasks:
+        with session_scope() as session:
+            from dataops.selection import lifecycle
+
+            queue_id = lifecycle.get_batch(session, batch).queue_id
+        params = {"action": "pull", "queue_id": queue_id}
+        job = run_job("sync", params, description="pull kept labels", wait=wait)
+        data["pull_job_id"] = job.id
+        data["pull"] = job.result or {"status": job.status}
+    emit(data, as_json, lambda: _render_change("cancelled", data))
+
+
+@app.command("assign")
+def assign(
+    batch: int = typer.Argument(..., help="Batch id (a draft)."),
+    queue: str = typer.Option(..., "--queue", help="Vendor queue name or id."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Give a draft batch a vendor queue so it can be pushed; the queue's guideline names its
+    task, and images already labeled for that task are taken out and released."""
+    from dataops.db import session_scope
+    from dataops.migrate import ensure_ready
+    from dataops.selection.assign import assign_batch
+
+    ensure_ready()
+    with session_scope() as session:
+        data = assign_batch(session, batch, queue, actor=_actor()).model_dump(mode="json")
+    emit(data, as_json, lambda: _render_change("assigned", data))
+
+
+def _actor() -> str:
+    from dataops.cli.jobrun import _actor as cli_actor
+
+    return cli_actor()

@@ -73,7 +73,12 @@ def create(
         "--parent",
         help="Previous generation: its images keep their split, new duplicates join them.",
     ),
-    task: str = typer.Option("default", "--task", help="Labeling task whose labels to freeze."),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="Labeling task whose labels to freeze (default: the task of --from-batches, else "
+        "the only task with accepted labels).",
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="With a broker: wait for the worker."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -86,6 +91,7 @@ def create(
     from dataops.db import session_scope
     from dataops.manifests.service import check_request, parse_query
     from dataops.migrate import ensure_ready
+    from dataops.selection.tasks import manifest_task
 
     batches = _batch_ids(from_batches)
     filters = parse_query(query)
@@ -100,6 +106,7 @@ def create(
             stratify_by=stratify_by,
             parent=parent,
         )
+        task = manifest_task(session, task, batches)
     params = {
         "name": name,
         "seed": seed,

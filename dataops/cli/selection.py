@@ -46,12 +46,23 @@ def select(
     model: str | None = typer.Option(
         None, "--model", help="NAME or NAME:VERSION (default: the only registered model)."
     ),
-    task: str = typer.Option("default", "--task", help="Labeling task the batch is for."),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="Labeling task (default: the queue's guideline name, else the only task there is).",
+    ),
+    allow_partial: bool = typer.Option(
+        False,
+        "--allow-partial",
+        help="Take what there is when fewer images are eligible than --size, or cap --size at "
+        "the configured maximum (otherwise refused).",
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="With a broker: wait for the worker."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Create a draft batch from eligible images: never quarantined, labeled, in another open
-    batch, or held out (val/test) with their duplicates; one image per duplicate group."""
+    """Create a draft batch from eligible images: never quarantined, labeled for the task, in
+    another open batch, or held out (val/test) with their duplicates; one image per duplicate
+    group. Without --queue the draft can be given one later: `dataops batches assign`."""
     from dataops.db import session_scope
     from dataops.migrate import ensure_ready
     from dataops.selection import service
@@ -68,11 +79,13 @@ def select(
         "queue": queue,
         "stratify_by": stratify_by,
         "task": task,
+        "allow_partial": allow_partial,
     }
     with session_scope() as session:
         plan = service.plan_selection(session, **request)  # fail fast, before a job is recorded
         if plan.model is not None:
             request["model"] = f"{plan.model.name}:{plan.model.version}"
+        request["task"] = plan.task
     job = run_job("select", request, description=f"select {strategy}", wait=wait)
     data = {"job_id": job.id, **(job.result or {"status": job.status})}
 
@@ -83,9 +96,10 @@ def select(
         params = data["params"]
         table(
             f"batch {data['id']}",
-            ["purpose", "strategy", "model", "queue", "size", "requested", "eligible"],
+            ["task", "purpose", "strategy", "model", "queue", "size", "requested", "eligible"],
             [
                 [
+                    params.get("task"),
                     data["purpose"],
                     data["strategy"],
                     data["model"],

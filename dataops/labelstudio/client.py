@@ -43,6 +43,19 @@ _MAX_FILTER_REQUESTS = 4
 _SCAN_PAGE = 1000
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _TIMESTAMP_FIELDS = ("created_at", "updated_at")
+# Task ids per Data Manager selection (listing rides in the URL: ~8 characters per id).
+_ID_CHUNK = 500
+_UNLABELLED: Any = {
+    "conjunction": "and",
+    "items": [
+        {
+            "filter": "filter:tasks:total_annotations",
+            "operator": "equal",
+            "type": "Number",
+            "value": 0,
+        }
+    ],
+}
 
 
 class NormalisedAnnotation(TypedDict):
@@ -442,6 +455,39 @@ class LabelStudioClient:
             else:
                 cursor, page = last, 1
                 seen = {marker for marker in seen if marker[1] == last}
+
+    def delete_unlabelled_tasks(
+        self, project_id: int, task_ids: Iterable[int]
+    ) -> tuple[list[int], list[int]]:
+        """Delete those of ``task_ids`` that hold no annotation; return (deleted, kept) ids.
+
+        One Data Manager ``delete_tasks`` action per chunk, restricted on the server to tasks
+        whose ``total_annotations`` is 0 (a skip is no annotation), so a task labeled while
+        this runs is kept. What is left is then read back: the answer is what Label Studio
+        holds, not what was asked. Ids not in the project count as deleted. Safe to repeat.
+        """
+        wanted = sorted({int(task_id) for task_id in task_ids})
+
+        def delete(chunk: list[int]) -> Callable[[], None]:
+            return lambda: self._sdk.actions.create(
+                id="delete_tasks",
+                project=project_id,
+                selected_items=cast(Any, {"all": False, "included": chunk}),
+                filters=_UNLABELLED,
+            )
+
+        for start in range(0, len(wanted), _ID_CHUNK):
+            chunk = wanted[start : start + _ID_CHUNK]
+            self._call(
+                f"delete {len(chunk)} unlabelled tasks of project {project_id}", delete(chunk)
+            )
+        left: set[int] = set()
+        for start in range(0, len(wanted), _ID_CHUNK):
+            chunk = wanted[start : start + _ID_CHUNK]
+            query = {"selectedItems": {"all": False, "included": chunk}}
+            for tasks in self._task_pages(project_id, query, len(chunk)):
+                left.update(int(task["id"]) for task in tasks)
+        return [i for i in wanted if i not in left], sorted(left & set(wanted))
 
     def create_annotation(
         self,

@@ -17,6 +17,7 @@ from dataops.jobs.router import JobAccepted, accept_job
 from dataops.labeling.schemas import TaskName
 from dataops.manifests import service
 from dataops.manifests.schemas import ManifestDetail, ManifestOut, VerifyReport
+from dataops.selection.tasks import manifest_task
 
 router = APIRouter(prefix="/v1", tags=["manifests"])
 
@@ -41,7 +42,7 @@ _SUMMARY: dict[str, Any] = {
     "split_spec": "train=0.8,val=0.1,test=0.1",
     "seed": 0,
     "parent": None,
-    "selection": {"task": "default"},
+    "selection": {"task": "helmets"},
     "body_key": "manifests/3b7e.jsonl",
     "parquet_key": "manifests/3b7e.parquet",
     "datasheet_key": "manifests/3b7e.datasheet.json",
@@ -107,9 +108,11 @@ class ManifestRequest(BaseModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
         description="Previous generation: its images keep their split, new duplicates join them.",
     )
-    task: TaskName = Field(
-        default=service.DEFAULT_TASK,
-        description="Labeling task whose accepted labels to freeze (a guideline's name).",
+    task: TaskName | None = Field(
+        default=None,
+        description="Labeling task whose accepted labels to freeze (a guideline's name); "
+        "default: the task of `from_batches`, else the only task with accepted labels "
+        "(several: refused, listing them).",
     )
 
 
@@ -277,6 +280,7 @@ def create_manifest(
         stratify_by=request.stratify_by,
         parent=request.parent,
     )
+    task = manifest_task(session, request.task, request.from_batches)
     params = {
         "name": request.name,
         "seed": request.seed,
@@ -285,6 +289,6 @@ def create_manifest(
         "query": request.query,
         "stratify_by": request.stratify_by,
         "parent": request.parent,
-        "task": request.task,
+        "task": task,
     }
     return accept_job(session, background, "manifest", params, actor=actor(user))

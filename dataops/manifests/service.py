@@ -78,6 +78,7 @@ from dataops.manifests.splits import (
     stratum_balance,
 )
 from dataops.selection.models import Batch, BatchItem
+from dataops.selection.tasks import accepted_tasks, describe, manifest_task
 from dataops.storage import BlobStore, BlobStoreError, check_key, get_store, read_uri
 
 if TYPE_CHECKING:
@@ -742,7 +743,7 @@ def create_manifest(
     query: Mapping[str, str] | None = None,
     stratify_by: str | None = None,
     parent: str | None = None,
-    task: str = DEFAULT_TASK,
+    task: str | None = None,
     actor: str | None = None,
     store: BlobStore | None = None,
     progress: Progress | None = None,
@@ -751,7 +752,8 @@ def create_manifest(
 
     ``from_batches`` limits it to images of those batches, ``query`` to images whose ingest
     source (``source``) or attributes match; ``stratify_by`` (``label`` or an attribute name)
-    measures how evenly each stratum is split and reports it in the datasheet.
+    measures how evenly each stratum is split and reports it in the datasheet. ``task``
+    defaults to the task of ``from_batches``, else the only task with accepted labels.
     """
     from dataops.manifests import datasheet
     from dataops.manifests.body import write_body
@@ -771,6 +773,7 @@ def create_manifest(
         stratify_by=stratify_by,
         parent=parent,
     )
+    task = manifest_task(session, task, batch_ids)
     spec = format_split_spec(ratios)
     query = dict(query or {})
     store = store or get_store()
@@ -778,9 +781,11 @@ def create_manifest(
     roots = group_roots(session)
     frozen = _freeze(session, task, query, batch_ids, roots)
     if not frozen.rows:
+        others = {name: n for name, n in accepted_tasks(session).items() if name != task}
         raise EmptyManifest(
             f"no image in scope has an accepted label for task {task!r}: accept labels first "
             "(`dataops labels import --accept`, or an audit), or check --query/--from-batches"
+            + (f"; tasks with accepted labels: {describe(others)}" if others else "")
         )
     report(1, "assigning splits")
     group_of = {row["sha256"]: group_key(row["sha256"], row["dup_group_id"]) for row in frozen.rows}
@@ -943,7 +948,7 @@ def run_manifest_job(ctx: JobContext) -> dict[str, Any]:
             query=params.get("query") or {},
             stratify_by=params.get("stratify_by"),
             parent=params.get("parent"),
-            task=params.get("task") or DEFAULT_TASK,
+            task=params.get("task"),
             actor=ctx.actor,
             progress=ctx.progress,
         )

@@ -21,3 +21,27 @@ class NothingEligible(Conflict):
     """Every image is labeled, in flight, held out or quarantined."""
 
     code = "nothing_eligible"
+
+
+class TooFewEligible(NothingEligible):
+    """Fewer images are eligible than the batch asks for, and a partial batch was not allowed."""
+
+    code = "too_few_eligible"
+
+
+class TaskUnclear(DataopsError):
+    """A request could be about several labeling tasks; it must name one."""
+
+    code = "task_unclear"
+
+
+class BatchNotCancellable(Conflict):
+    """The batch is closed (accepted or rejected): nothing of it is held any more."""
+
+    code = "batch_closed"
+
+
+class BatchNotAssignable(Conflict):
+    """Only drafts get a queue: a sent batch's tasks live in its queue's project."""
+
+    code = "batch_not_draft"

@@ -84,7 +84,17 @@ class SelectRequest(BaseModel):
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="Image attribute whose values share the batch in proportion to their size.",
     )
-    task: str = Field(default="default", pattern=_NAME, description="Labeling task.")
+    task: str | None = Field(
+        default=None,
+        pattern=_NAME,
+        description="Labeling task: with a queue, its guideline's name (another is refused); "
+        "without one, the only task there is.",
+    )
+    allow_partial: bool = Field(
+        default=False,
+        description="Take what there is when fewer images are eligible than `size`, or cap "
+        "`size` at the configured maximum; otherwise such a request is refused.",
+    )
 
 
 class BatchItemOut(BaseModel):
@@ -104,7 +114,7 @@ class BatchOut(BaseModel):
                     "status": "draft",
                     "purpose": "active_learning",
                     "strategy": "margin",
-                    "params": {"requested": 2, "eligible": 18210, "task": "default"},
+                    "params": {"requested": 2, "eligible": 18210, "task": "helmets"},
                     "seed": 7,
                     "model": "helmet:2",
                     "queue": "acme-boxes",
@@ -148,3 +158,68 @@ class BatchOut(BaseModel):
     requested_by: str | None
     created_at: UtcDatetime
     items: list[BatchItemOut]
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=r"^[^\x00]*$",
+        description="Why, for the audit log.",
+        examples=["size typo: asked for 5000"],
+    )
+
+
+class AssignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str = Field(pattern=_NAME, description="Vendor queue (name or id).")
+
+
+class BatchChange(BaseModel):
+    """What a cancel or an assign did to a batch."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 12,
+                    "status": "cancelled",
+                    "queue": "acme-boxes",
+                    "task": "helmets",
+                    "size": 500,
+                    "released": 500,
+                    "removed_tasks": 480,
+                    "kept_tasks": 20,
+                    "label_versions_kept": 20,
+                    "dropped": [],
+                    "pull_job_id": "9b1d0c2e4f6a4b8c9d0e1f2a3b4c5d6e",
+                }
+            ]
+        }
+    )
+
+    id: int
+    status: str
+    queue: str | None
+    task: str = Field(description="The labeling task: the queue's guideline name.")
+    size: int = Field(description="Items the batch has now.")
+    released: int = Field(default=0, description="Images no longer claimed by the batch.")
+    removed_tasks: int = Field(
+        default=0, description="Label Studio tasks deleted because nobody had labeled them."
+    )
+    kept_tasks: int = Field(
+        default=0, description="Label Studio tasks kept because they hold annotations."
+    )
+    label_versions_kept: int = Field(default=0, description="Stored labels of the batch (kept).")
+    dropped: list[int] = Field(
+        default_factory=list,
+        description="assign: image ids taken out because they are already labeled for the "
+        "queue's task (their claims released).",
+    )
+    pull_job_id: str | None = Field(
+        default=None,
+        description="cancel of a sent batch: the pull that stores labels made on kept tasks.",
+    )

@@ -39,6 +39,7 @@ from sqlalchemy import (
     BigInteger,
     Float,
     LargeBinary,
+    and_,
     case,
     cast,
     func,
@@ -67,8 +68,8 @@ from dataops.labeling.models import (
 )
 from dataops.manifests.models import ManifestRow
 from dataops.scoring.models import ModelVersion, Prediction
-from dataops.selection import strategies
-from dataops.selection.errors import InvalidSelection, NothingEligible, NotScored
+from dataops.selection import strategies, tasks
+from dataops.selection.errors import InvalidSelection, NothingEligible, NotScored, TooFewEligible
 from dataops.selection.models import PURPOSES, Batch, BatchItem, ImageClaim
 from dataops.selection.schemas import MAX_BATCH_SIZE, BatchItemOut, BatchOut
 
@@ -96,6 +97,8 @@ class Plan:
     mode: str | None
     queue: Queue | None
     stratify_by: str | None
+    allow_partial: bool = False
+    requested: int = 0
 
     @property
     def score_column(self) -> str | None:
@@ -124,9 +127,14 @@ def plan_selection(
     mode: str | None = None,
     queue: str | int | None = None,
     stratify_by: str | None = None,
-    task: str = "default",
+    task: str | None = None,
+    allow_partial: bool = False,
 ) -> Plan:
-    """Check a request and resolve its model, class and queue; raises before anything is written."""
+    """Check a request and resolve its model, class, queue and task; raises before anything is
+    written. The task is the queue's (its guideline's name), else ``task``, else the only one
+    there is. A size above ``selection.max_batch_size`` is refused, or capped there when a
+    partial batch is allowed."""
+    from dataops.config import get_settings
     from dataops.labeling.service import get_queue
     from dataops.scoring.service import resolve_model
 
@@ -142,6 +150,16 @@ def plan_selection(
         raise InvalidSelection(f"--size must be between 1 and {MAX_BATCH_SIZE}, got {size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InvalidSelection(f"--seed must be a non-negative integer, got {seed!r}")
+    requested = size
+    largest = get_settings().selection.max_batch_size
+    if size > largest:
+        if not allow_partial:
+            raise InvalidSelection(
+                f"--size {size} is above the largest batch allowed ({largest}, setting "
+                "DATAOPS_SELECTION__MAX_BATCH_SIZE); ask for fewer, or pass --allow-partial "
+                f'("allow_partial": true) for a batch of {largest}'
+            )
+        size = largest
     if purpose is not None and purpose not in PURPOSES:
         raise InvalidSelection(f"unknown purpose {purpose!r}; choose one of {', '.join(PURPOSES)}")
     if stratify_by is not None and not stratify_by.strip():
@@ -186,18 +204,21 @@ def plan_selection(
             purpose = "hard_negative"
         else:
             purpose = "cold_start" if mv is None else "active_learning"
+    queue_row = get_queue(session, queue) if queue is not None else None
     return Plan(
         strategy=strategy,
         size=size,
         purpose=purpose,
         seed=seed,
-        task=task,
+        task=tasks.selection_task(session, queue_row, task),
         model=mv,
         class_name=class_name,
         class_index=class_index,
         mode=mode,
-        queue=get_queue(session, queue) if queue is not None else None,
+        queue=queue_row,
         stratify_by=stratify_by.strip() if stratify_by else None,
+        allow_partial=bool(allow_partial),
+        requested=requested,
     )
 
 
@@ -230,6 +251,15 @@ def _labeled_images(task: str) -> Any:
     return select(LabelVersion.image_id).where(
         LabelVersion.id.in_(_live_label_ids(task)),
         LabelVersion.status.not_in((DELETED, REJECTED, RELEASED)),
+    )
+
+
+def labeled_for_task(task: str) -> Any:
+    """A condition on ``Image``: labeled for the task, itself or through its duplicate group."""
+    labeled = _labeled_images(task)
+    return or_(
+        Image.id.in_(labeled),
+        and_(Image.dup_group_id.is_not(None), Image.dup_group_id.in_(_groups_of(labeled))),
     )
 
 
@@ -672,15 +702,19 @@ def select_batch(
     mode: str | None = None,
     queue: str | int | None = None,
     stratify_by: str | None = None,
-    task: str = "default",
+    task: str | None = None,
+    allow_partial: bool = False,
     actor: str | None = None,
     job_id: str | None = None,
 ) -> Batch:
-    """Create a draft batch of up to ``size`` eligible images picked by ``strategy``.
+    """Create a draft batch of ``size`` eligible images picked by ``strategy``.
 
     Deterministic for the same catalog, request and seed. Raises ``NotScored`` when the
     strategy needs predictions or embeddings the model version has not produced for every
-    eligible image, and ``NothingEligible`` when no image can be handed out.
+    eligible image, ``NothingEligible`` when no image can be handed out, and
+    ``TooFewEligible`` when fewer than ``size`` are eligible and ``allow_partial`` is off (a
+    typo must not quietly claim every eligible image). Concurrent selections can still leave
+    a batch short: what another batch took first is not counted as eligible here.
     """
     plan = plan_selection(
         session,
@@ -694,6 +728,7 @@ def select_batch(
         queue=queue,
         stratify_by=stratify_by,
         task=task,
+        allow_partial=allow_partial,
     )
     batch = Batch(
         purpose=plan.purpose,
@@ -721,6 +756,12 @@ def select_batch(
     pool = one_per_group(candidates, candidates.scores)
     if len(pool) == 0:
         raise NothingEligible(_nothing_message(plan))
+    if len(pool) < plan.size and not plan.allow_partial:
+        raise TooFewEligible(
+            f"only {len(pool)} images are eligible for task {plan.task!r} but the batch asks "
+            f"for {plan.size}; ask for at most {len(pool)}, or pass --allow-partial "
+            '("allow_partial": true) to take them all'
+        )
     rank, info = _ranker(session, plan, pool)
     chosen = _claim_ranked(session, batch.id, pool, rank, plan.size)
     if not chosen:
@@ -740,10 +781,11 @@ def select_batch(
     )
     batch.size = len(chosen)
     batch.params = {
-        "requested": plan.size,
+        "requested": plan.requested,
         "candidates": len(candidates),
         "eligible": len(pool),
         "task": plan.task,
+        **({"allow_partial": True} if plan.allow_partial else {}),
         **(
             {"class": plan.class_name, "mode": plan.mode}
             if plan.strategy == "hard_negative"
@@ -832,6 +874,7 @@ SELECT_PARAMS = (
     "queue",
     "stratify_by",
     "task",
+    "allow_partial",
 )
 
 

@@ -35,6 +35,7 @@ STAFF = EVERYONE - {"vendor"}
 ADMIN = frozenset({"admin"})
 NOBODY: frozenset[str] = frozenset()
 OPS = frozenset({"admin", "labeling_ops"})
+SELECTORS = frozenset({"admin", "scientist", "labeling_ops"})
 GUIDELINE_TEXT = (
     "---\nname: made-by-{role}\nkind: classification\nclasses:\n"
     "  - helmet: A safety hard hat.\n  - none: No hard hat in sight.\n---\n\n# Helmets\n"
@@ -103,10 +104,19 @@ MATRIX: list[Row] = [
         "POST",
         "/v1/batches",
         frozenset({"admin", "scientist", "labeling_ops"}),
-        json={"strategy": "random", "size": 1, "purpose": "cold_start"},
+        json={"strategy": "random", "size": 1, "purpose": "cold_start", "task": "default"},
         ok=202,
     ),
     Row("GET", "/v1/batches/{own_batch}", STAFF),
+    # A draft: whoever may select may steer it (a sent batch needs labeling ops: see
+    # tests/integration/test_batch_lifecycle.py).
+    Row("POST", "/v1/batches/{own_batch}/cancel", SELECTORS),
+    Row(
+        "POST",
+        "/v1/batches/{own_batch}/assign",
+        SELECTORS,
+        json={"queue": "{own_queue}"},
+    ),
     Row("POST", "/v1/dedup/run", frozenset({"admin", "scientist"}), json={"radius": 4}, ok=202),
     Row("GET", "/v1/dedup/groups", STAFF),
     Row("GET", "/v1/dedup/groups/{group}", STAFF),
