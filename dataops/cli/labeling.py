@@ -426,13 +426,21 @@ def labels_import(
     connection: str = typer.Option(
         "default", "--connection", help="The Label Studio instance a JSON export came from."
     ),
+    path_map: list[str] = typer.Option(
+        [],
+        "--path-map",
+        help="PREFIX=ROOT, repeatable: a Label Studio image path starting with PREFIX is looked "
+        "up as ROOT + the rest (e.g. /data/upload/=/srv/label-studio/media/upload/).",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Import labels, all or nothing: any bad row is reported and nothing is stored.
 
     Re-importing the same file creates nothing. CSV images are a sha256 or any path/uri they
-    were ingested from (relative paths are read from the CSV's folder). Label Studio exports
-    find images by data.dataops_sha256, else data.image.
+    were ingested from (relative paths are read from the CSV's folder). Label Studio JSON
+    exports (not JSON_MIN) find images by the task key dataops pushed, data.dataops_sha256, or
+    data.image through --path-map; a result dataops cannot store (a polygon, a key point,
+    free text) refuses the file.
     """
     from dataops.db import session_scope
     from dataops.labeling import service
@@ -455,6 +463,7 @@ def labels_import(
             vendor=vendor,
             connection=connection,
             base_dir=file.absolute().parent,
+            path_map=path_map,
             actor=_actor(),
         )
     out = report.model_dump(mode="json")

@@ -2,7 +2,18 @@
 
 Parsing never stops at the first bad row: every problem becomes a ``RowError`` that says where
 it is and what to do, so a vendor can fix a whole file in one round. Only a file that cannot be
-read at all (encoding, syntax, missing columns) raises ``LabelFileError``.
+read at all (encoding, syntax, missing columns, a JSON_MIN export) raises ``LabelFileError``.
+
+Nothing is dropped silently. Of a Label Studio annotation's results, ``choices`` become a class,
+``rectanglelabels`` and ``labels`` on a rectangle (``<Rectangle>`` + ``<Labels>``) become
+boxes; every other result type (polygons, key points, brushes, unlabeled rectangles, free text,
+ratings, ...) is an error of its row, so the file is refused rather than stored as "no objects"
+or as a class with its other half missing.
+
+Label Studio's own image paths are matched through a path map (``PREFIX=ROOT``): a task whose
+``data.image`` starts with PREFIX is looked up as ROOT + the rest. ``/data/local-files/?d=PATH``
+is read as ``/data/local-files/PATH`` (URL-decoded), and ``http(s)://host/data/...`` as
+``/data/...``, so one prefix covers every form.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from dataops.errors import DataopsError
 from dataops.labeling.errors import LabelFileError
@@ -27,6 +39,27 @@ MAX_NAME_CHARS = 128
 MAX_USER_ID = 2**31 - 1
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# Task data field holding the task key dataops pushed (an opaque token, mapped in task_keys).
+TASK_KEY_FIELD = "dataops_item"
+MAX_TASK_KEY_CHARS = 64
+_LOCAL_FILES = "/data/local-files/"
+_BOXES = ("rectanglelabels", "labels")
+_NOT_A_BOX = (
+    "dataops stores boxes (x, y, w, h) and would lose its shape; draw rectangles "
+    "(<RectangleLabels>, or <Rectangle> with <Labels>) or convert these regions to boxes, then "
+    "import again"
+)
+_REFUSED = {
+    "polygonlabels": f"a polygon is not imported: {_NOT_A_BOX}",
+    "polygon": f"a polygon is not imported: {_NOT_A_BOX}",
+    "ellipselabels": f"an ellipse is not imported: {_NOT_A_BOX}",
+    "ellipse": f"an ellipse is not imported: {_NOT_A_BOX}",
+    "keypointlabels": "a key point is not imported: dataops stores classes and boxes",
+    "keypoint": "a key point is not imported: dataops stores classes and boxes",
+    "brushlabels": "a brush mask is not imported: dataops stores classes and boxes",
+    "brush": "a brush mask is not imported: dataops stores classes and boxes",
+    "rectangle": "a box without a label: give it exactly one label in Label Studio",
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +83,8 @@ class LabelRow:
     annotation_id: str | None = None
     updated_at: datetime | None = None
     image_field: str = "image"
+    # The task key of a task dataops pushed (``data.dataops_item``), looked up in task_keys.
+    task_key: str | None = None
 
 
 @dataclass
@@ -259,12 +294,10 @@ def _clamp(value: float) -> float:
     return min(max(value, 0.0), 1.0)
 
 
-def _ls_box(value: dict[str, Any], path: str) -> dict[str, Any]:
-    labels = value.get("rectanglelabels")
+def _ls_box(value: dict[str, Any], path: str, key: str) -> dict[str, Any]:
+    labels = value.get(key)
     if not isinstance(labels, list) or len(labels) != 1:
-        raise _RowProblem(
-            f"{path}.rectanglelabels", labels, "each box needs exactly one label; relabel it"
-        )
+        raise _RowProblem(f"{path}.{key}", labels, "each box needs exactly one label; relabel it")
     rotation = value.get("rotation") or 0
     if rotation:
         raise _RowProblem(
@@ -284,21 +317,28 @@ def _ls_payload(result: object, kind: str | None, path: str) -> dict[str, Any]:
     if not isinstance(result, list):
         raise _RowProblem(f"{path}.result", result, "result must be a list of regions")
     choices: list[tuple[str, Any]] = []
-    boxes: list[tuple[str, dict[str, Any]]] = []
+    boxes: list[tuple[str, dict[str, Any], str]] = []
     for position, item in enumerate(result):
         where = f"{path}.result[{position}]"
         if not isinstance(item, dict):
             raise _RowProblem(where, item, "each result item must be an object")
         value = item.get("value")
         kind_of_item = item.get("type")
-        if kind_of_item not in ("choices", "rectanglelabels"):
-            continue  # other controls (comments, ratings) carry no class label
+        if kind_of_item not in ("choices", *_BOXES):
+            raise _RowProblem(f"{where}.type", kind_of_item, _unsupported(kind_of_item))
         if not isinstance(value, dict):
             raise _RowProblem(f"{where}.value", value, "value must be an object")
         if kind_of_item == "choices":
             choices.append((where, value.get("choices")))
+        elif kind_of_item == "labels" and not all(k in value for k in ("x", "y", "width")):
+            raise _RowProblem(
+                f"{where}.value",
+                sorted(value),
+                "labels without a rectangle (x, y, width, height) are not boxes: label "
+                "rectangles (<Rectangle> with <Labels>) or use <Choices> for a class",
+            )
         else:
-            boxes.append((f"{where}.value", value))
+            boxes.append((f"{where}.value", value, str(kind_of_item)))
     if choices and boxes:
         raise _RowProblem(
             f"{path}.result", None, "has both choices and boxes; dataops imports one kind per task"
@@ -314,7 +354,7 @@ def _ls_payload(result: object, kind: str | None, path: str) -> dict[str, Any]:
     if kind is not None and found != kind:
         raise _RowProblem(f"{path}.result", None, f"the guideline asks for {kind} labels")
     if found == "detection":
-        return {"boxes": [_ls_box(value, where) for where, value in boxes]}
+        return {"boxes": [_ls_box(value, where, key) for where, value, key in boxes]}
     picked = [
         c for _, values in choices for c in (values if isinstance(values, list) else [values])
     ]
@@ -324,6 +364,16 @@ def _ls_payload(result: object, kind: str | None, path: str) -> dict[str, Any]:
             f"{where}.value.choices", picked, f"pick exactly one class, found {len(picked)}"
         )
     return {"class": picked[0]}
+
+
+def _unsupported(kind: object) -> str:
+    if isinstance(kind, str) and kind in _REFUSED:
+        return _REFUSED[kind]
+    return (
+        f"result type {_shown(kind)} is not imported (dataops imports choices, "
+        "rectanglelabels, and labels on a rectangle); the file is refused so nothing is lost: "
+        "remove those results or that control from the export, then import again"
+    )
 
 
 def _annotation_id(value: object) -> str:
@@ -339,23 +389,84 @@ def _annotation_id(value: object) -> str:
     return str(value)
 
 
-def _task_image(data: dict[str, Any]) -> tuple[str | None, str | None, str]:
+@dataclass(frozen=True)
+class TaskImage:
+    """How a task names its image: a sha256, a task key dataops pushed, or a location."""
+
+    sha256: str | None
+    uri: str | None
+    field: str
+    task_key: str | None = None
+
+
+def _task_image(data: dict[str, Any]) -> TaskImage:
     sha = data.get("dataops_sha256")
     if sha is not None:
         if not isinstance(sha, str) or not _SHA256.match(sha.strip()):
             raise _RowProblem("data.dataops_sha256", sha, "must be the image's 64-hex sha256")
-        return sha.strip().lower(), None, "data.dataops_sha256"
-    image = data.get("image")
-    if not isinstance(image, str) or not image.strip():
+        return TaskImage(sha.strip().lower(), None, "data.dataops_sha256")
+    key = data.get(TASK_KEY_FIELD)
+    if key is not None and (
+        not isinstance(key, str)
+        or not key.strip()
+        or len(key) > MAX_TASK_KEY_CHARS
+        or text_problem(key)
+    ):
+        raise _RowProblem(
+            f"data.{TASK_KEY_FIELD}", key, "must be the task key dataops pushed with the task"
+        )
+    raw = data.get("image")
+    image = raw.strip() if isinstance(raw, str) and raw.strip() else None
+    if image is not None and (problem := text_problem(image)):
+        raise _RowProblem("data.image", raw, f"the image reference {problem}")
+    if key is not None:
+        return TaskImage(None, image, f"data.{TASK_KEY_FIELD}", key.strip())
+    if image is None:
         raise _RowProblem(
             "data.image",
-            image,
+            raw,
             "the task names no image: add data.dataops_sha256 or data.image (a recorded uri)",
         )
-    problem = text_problem(image.strip())
-    if problem:
-        raise _RowProblem("data.image", image, f"the image reference {problem}")
-    return None, image.strip(), "data.image"
+    return TaskImage(None, image, "data.image")
+
+
+def parse_path_map(specs: Sequence[str]) -> list[tuple[str, str]]:
+    """``PREFIX=ROOT`` options as pairs; the first ``=`` separates them."""
+    pairs: list[tuple[str, str]] = []
+    for spec in specs:
+        prefix, sep, root = spec.partition("=")
+        if not sep or not prefix.strip() or not root.strip() or text_problem(spec):
+            raise DataopsError(
+                f"path_map entries are PREFIX=ROOT, got {spec!r} (for example "
+                "/data/upload/=/srv/label-studio/media/upload/ or "
+                "/data/local-files/=/mnt/images/)"
+            )
+        pairs.append((prefix.strip(), root.strip()))
+    return pairs
+
+
+def labelstudio_path(uri: str) -> str:
+    """Label Studio's forms of one file as one path: ``http(s)://host/data/...`` becomes
+    ``/data/...`` and ``/data/local-files/?d=PATH`` becomes ``/data/local-files/PATH``."""
+    text = uri
+    if text.startswith(("http://", "https://")):
+        parts = urlsplit(text)
+        if parts.path.startswith("/data/"):
+            text = parts.path + (f"?{parts.query}" if parts.query else "")
+    if text.startswith(_LOCAL_FILES + "?d="):
+        text = _LOCAL_FILES + unquote(text[len(_LOCAL_FILES) + 3 :]).lstrip("/")
+    return text
+
+
+def mapped_uris(uri: str, path_map: Sequence[tuple[str, str]]) -> list[str]:
+    """Every location a task's image may be recorded at: as written, and through the map."""
+    forms = list(dict.fromkeys((uri, labelstudio_path(uri))))
+    out = list(forms)
+    for prefix, root in path_map:
+        for form in forms:
+            if form.startswith(prefix):
+                out.append(root + form[len(prefix) :])
+    return list(dict.fromkeys(out))
 
 
 def parse_labelstudio(
@@ -376,6 +487,14 @@ def parse_labelstudio(
         raise LabelFileError(
             "a Label Studio export is a JSON list of tasks; export the project as JSON "
             "(Export → JSON) and import that file"
+        )
+    if document and all(
+        isinstance(t, dict) and "data" not in t and "annotations" not in t for t in document
+    ):
+        raise LabelFileError(
+            "this is a JSON_MIN export (flat rows without data and annotations): it keeps one "
+            "annotation per task and no annotation ids, so dataops does not import it; export "
+            "the project as JSON (Export → JSON) and import that file"
         )
     parsed = ParsedFile()
     for position, task in enumerate(document, start=1):
@@ -400,14 +519,14 @@ def _ls_task(
     if not isinstance(annotations, list):
         fail("annotations", annotations, "annotations must be a list")
         return
-    if not annotations:
-        return
     data = task.get("data")
     if not isinstance(data, dict):
         fail("data", data, "the task has no data object naming its image")
         return
+    if not annotations:
+        return
     try:
-        image_sha, image_uri, image_field = _task_image(data)
+        image = _task_image(data)
     except _RowProblem as problem:
         fail(problem.path, problem.value, problem.message)
         return
@@ -421,9 +540,7 @@ def _ls_task(
             parsed.skipped += 1
             continue
         try:
-            parsed.rows.append(
-                _ls_row(annotation, path, row, image_sha, image_uri, image_field, kind, classes)
-            )
+            parsed.rows.append(_ls_row(annotation, path, row, image, kind, classes))
         except _RowProblem as problem:
             fail(problem.path, problem.value, problem.message)
 
@@ -432,9 +549,7 @@ def _ls_row(
     annotation: dict[str, Any],
     path: str,
     row: int,
-    image_sha: str | None,
-    image_uri: str | None,
-    image_field: str,
+    image: TaskImage,
     kind: str | None,
     classes: Sequence[str] | None,
 ) -> LabelRow:
@@ -461,13 +576,14 @@ def _ls_row(
     return LabelRow(
         row=row,
         line=None,
-        image_sha256=image_sha,
-        image_uri=image_uri,
+        image_sha256=image.sha256,
+        image_uri=image.uri,
         annotator=annotator,
         payload=payload,
         annotation_id=annotation_id,
         updated_at=updated_at,
-        image_field=image_field,
+        image_field=image.field,
+        task_key=image.task_key,
     )
 
 

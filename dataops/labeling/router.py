@@ -513,7 +513,10 @@ def list_labels(
         "All or nothing, like `dataops labels import`: every row is checked first (image known "
         "and usable, label valid for the guideline); any problem answers 422 with one "
         "`details` entry per bad row and stores nothing. Importing the same file again creates "
-        "nothing (`existing` counts those rows)."
+        "nothing (`existing` counts those rows). Label Studio exports: use the JSON export "
+        "(JSON_MIN is refused); every result type dataops does not store (polygons, key "
+        "points, free text...) is a bad row, never dropped; `path_map` maps Label Studio's "
+        "own image paths to catalog locations."
     ),
     responses={
         **error_responses(400, 401, 403, 404, 413, 422),
@@ -532,6 +535,7 @@ def import_labels(session: SessionDep, user: Ops, body: LabelImport) -> ImportRe
         guideline=body.guideline,
         vendor=body.vendor,
         connection=body.connection,
+        path_map=body.path_map,
         actor=actor(user),
     )
     if not report.errors:

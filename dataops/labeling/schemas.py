@@ -376,6 +376,16 @@ class LabelImport(BaseModel):
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="The Label Studio instance a JSON export came from.",
     )
+    path_map: list[Annotated[str, Field(min_length=3, max_length=1000, pattern=r"^[^=]+=.+$")]] = (
+        Field(
+            default_factory=list,
+            max_length=32,
+            description="Label Studio exports: `PREFIX=ROOT` entries; a task image starting "
+            "with PREFIX is looked up as ROOT + the rest (`/data/local-files/?d=P` reads as "
+            "`/data/local-files/P`). Tasks dataops pushed are found by their task key instead.",
+            examples=[["/data/upload/=/srv/label-studio/media/upload/"]],
+        )
+    )
 
 
 def text_problem(value: str) -> str | None:

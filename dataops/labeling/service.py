@@ -1153,36 +1153,85 @@ def _images_by_uri(session: Session, uris: Sequence[str]) -> dict[str, Image]:
     return found
 
 
+def _images_by_task_key(session: Session, keys: Sequence[str]) -> dict[str, Image]:
+    """Tasks dataops pushed name their image only by an opaque task key (labeling.tasks)."""
+    if not keys:
+        return {}
+    from dataops.labeling.tasks import images_for_task_keys
+
+    refs = images_for_task_keys(session, keys)
+    ids = sorted({ref.image_id for ref in refs.values()})
+    by_id: dict[int, Image] = {}
+    for chunk in _chunks(ids):
+        by_id.update((i.id, i) for i in session.scalars(select(Image).where(Image.id.in_(chunk))))
+    return {key: by_id[ref.image_id] for key, ref in refs.items() if ref.image_id in by_id}
+
+
+def _unknown_image(row: importers.LabelRow) -> str:
+    if row.image_sha256:
+        return (
+            f"no image with sha256 {row.image_sha256} in the catalog; ingest it first "
+            "(dataops ingest)"
+        )
+    ref = row.image_uri or ""
+    if row.task_key and not ref:
+        return (
+            f"no task key {row.task_key} in this catalog: the task was not pushed by it; give "
+            "data.image (with --path-map) or data.dataops_sha256"
+        )
+    hint = (
+        "; map Label Studio's paths to where the files were ingested from with --path-map "
+        "PREFIX=ROOT (HTTP: path_map), e.g. /data/upload/=/srv/label-studio/media/upload/"
+        if ref.startswith(("/data/", "s3://", "gs://", "http://", "https://"))
+        else ""
+    )
+    return (
+        f"no image recorded at {ref}; give its sha256 or a path it was ingested from (see "
+        f"`dataops images show` for its locations){hint}"
+    )
+
+
 def _resolve_images(
-    session: Session, rows: Sequence[importers.LabelRow], base_dir: Path | None
+    session: Session,
+    rows: Sequence[importers.LabelRow],
+    base_dir: Path | None,
+    path_map: Sequence[tuple[str, str]] = (),
 ) -> tuple[dict[int, Image], list[RowError]]:
-    """Image per row position; rows whose image is unknown or unusable become errors."""
+    """Image per row position, by sha256, task key, or recorded location (through the path
+    map); rows whose image is unknown or unusable become errors."""
     shas = sorted({r.image_sha256 for r in rows if r.image_sha256})
     by_sha: dict[str, Image] = {}
     for chunk in _chunks(shas):
         by_sha.update(
             (i.sha256, i) for i in session.scalars(select(Image).where(Image.sha256.in_(chunk)))
         )
-    candidates = {r.image_uri: _uri_candidates(r.image_uri, base_dir) for r in rows if r.image_uri}
+    by_key = _images_by_task_key(
+        session, sorted({r.task_key for r in rows if r.task_key and not r.image_sha256})
+    )
+    candidates = {
+        r.image_uri: [
+            c
+            for mapped in importers.mapped_uris(r.image_uri, path_map)
+            for c in _uri_candidates(mapped, base_dir)
+        ]
+        for r in rows
+        if r.image_uri
+    }
     by_uri = _images_by_uri(session, [c for cs in candidates.values() for c in cs])
     resolved: dict[int, Image] = {}
     errors: list[RowError] = []
     for position, row in enumerate(rows):
-        ref = row.image_sha256 or row.image_uri or ""
-        image = (
-            by_sha.get(row.image_sha256)
-            if row.image_sha256
-            else next(
+        ref = row.image_sha256 or row.image_uri or row.task_key or ""
+        if row.image_sha256:
+            image = by_sha.get(row.image_sha256)
+        elif row.task_key and row.task_key in by_key:
+            image = by_key[row.task_key]
+        else:
+            image = next(
                 (by_uri[c] for c in candidates.get(row.image_uri or "", []) if c in by_uri), None
             )
-        )
         if image is None:
-            message = (
-                f"no image with sha256 {ref} in the catalog; ingest it first (dataops ingest)"
-                if row.image_sha256
-                else f"no image recorded at {ref}; give its sha256 or a path it was ingested "
-                "from (see `dataops images show` for its locations)"
-            )
+            message = _unknown_image(row)
         elif image.status == QUARANTINED:
             message = (
                 f"image {image.sha256[:12]} is quarantined ({image.quarantine_reason}); "
@@ -1217,6 +1266,7 @@ def import_labels(
     vendor: str | int | None = None,
     connection: str = DEFAULT_CONNECTION,
     base_dir: Path | None = None,
+    path_map: Sequence[str] = (),
     actor: str | None = None,
 ) -> ImportReport:
     """Import a CSV (``image,annotator,label``) or a Label Studio JSON export, all or nothing.
@@ -1225,7 +1275,8 @@ def import_labels(
     error means nothing is written and the report lists each problem. Re-importing a file
     creates nothing. ``accept`` stores labels vetted elsewhere as ``accepted``. The task
     defaults to the guideline's name, else ``default``. Relative paths in a CSV are read
-    relative to ``base_dir`` (the file's folder).
+    relative to ``base_dir`` (the file's folder). ``path_map`` (``PREFIX=ROOT`` entries) maps
+    Label Studio's own image paths to the locations images were ingested from.
     """
     text = importers.decode(data, filename)
     chosen = fmt or importers.detect_format(filename, text)
@@ -1233,6 +1284,7 @@ def import_labels(
         raise DataopsError(f"--format must be one of {', '.join(importers.FORMATS)}")
     guideline_row = get_guideline(session, guideline) if guideline else None
     vendor_id = get_vendor(session, vendor).id if vendor is not None else None
+    pairs = importers.parse_path_map(path_map)
     if chosen == "labelstudio":
         connection = check_connection(connection)
     task_name = (task or (guideline_row.name if guideline_row else "default")).strip()
@@ -1244,7 +1296,7 @@ def import_labels(
         kind=guideline_row.kind if guideline_row else None,
         classes=list(guideline_row.classes) if guideline_row else None,
     )
-    images, image_errors = _resolve_images(session, parsed.rows, base_dir)
+    images, image_errors = _resolve_images(session, parsed.rows, base_dir, pairs)
     unique: dict[tuple[Any, ...], RowError] = {}
     for error in [*parsed.errors, *image_errors]:
         unique.setdefault((error.row, error.line, error.field, error.message), error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -465,3 +466,224 @@ def test_cli_import_reports_errors_and_exit_code(images: list[Image], image_dir:
     assert "nothing was imported" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(run_json("labels", "list")["labels"]) == 1
+
+
+# --- nothing is dropped: unknown result types, JSON_MIN, Label Studio's own paths ----------
+
+
+def _region(kind: str, label: str | None, **geometry: float) -> dict[str, Any]:
+    """A region result as Label Studio 1.23 exports it; `kind` is the result type."""
+    value: dict[str, Any] = {"rotation": 0, **geometry}
+    if label is not None:
+        value[kind] = [label]
+    return {
+        "original_width": 400,
+        "original_height": 533,
+        "image_rotation": 0,
+        "value": value,
+        "id": f"r{kind}{label}",
+        "from_name": "label",
+        "to_name": "image",
+        "type": kind,
+        "origin": "manual",
+    }
+
+
+def _one_annotation_each(images: list[Image], results: list[list[dict[str, Any]]]) -> list[Any]:
+    return [
+        _ls_task(
+            30 + n,
+            {"image": images[n].uri},
+            [
+                _ls_annotation(
+                    300 + n, 30 + n, result, completed_by=4, updated_at="2026-03-01T09:00:00Z"
+                )
+            ],
+        )
+        for n, result in enumerate(results)
+    ]
+
+
+def test_results_dataops_cannot_store_refuse_the_whole_file(
+    images: list[Image], image_dir: Path
+) -> None:
+    _publish("ppe-detection")
+    box = {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0}
+    polygon = {"points": [[10.0, 10.0], [40.0, 12.0], [30.0, 50.0]], "closed": True}
+    tasks = _one_annotation_each(
+        images,
+        [
+            [_region("labels", "person", **box)],  # <Rectangle> + <Labels>: a box
+            [_region("polygonlabels", "person", **polygon)],  # polygon only
+            [
+                _region("rectanglelabels", "helmet", **box),
+                _region("polygonlabels", "vest", **polygon),
+            ],
+            [_region("rectangle", None, **box)],  # a box nobody labeled
+            [_region("labels", "helmet", start=0, end=4)],  # labels with no rectangle
+            [{**_region("textarea", None), "value": {"text": ["blurry"]}}],
+        ],
+    )
+    export = image_dir / "mixed.json"
+    export.write_text(json.dumps(tasks))
+    report = _import(export, guideline="ppe-detection", accept=True)
+    assert report.created == 0
+    assert _count() == 0  # never "no objects" accepted as ground truth
+    problems = {(e.row, e.field): e.message for e in report.errors}
+    assert sorted(problems) == [
+        (2, "annotations[0].result[0].type"),
+        (3, "annotations[0].result[1].type"),
+        (4, "annotations[0].result[0].type"),
+        (5, "annotations[0].result[0].value"),
+        (6, "annotations[0].result[0].type"),
+    ]
+    assert "a polygon is not imported" in problems[(2, "annotations[0].result[0].type")]
+    assert "redraw" not in problems[(3, "annotations[0].result[1].type")]
+    assert "without a label" in problems[(4, "annotations[0].result[0].type")]
+    assert "result type textarea is not imported" in problems[(6, "annotations[0].result[0].type")]
+
+    # Only the <Rectangle> + <Labels> task left: it is a box like any other.
+    export.write_text(json.dumps(tasks[:1]))
+    assert _import(export, guideline="ppe-detection").created == 1
+    with session_scope() as s:
+        [version] = service.list_labels(s, task="ppe-detection")
+    assert version.payload["boxes"] == [
+        pytest.approx({"class": "person", "x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4})
+    ]
+
+
+def test_a_json_min_export_is_refused_naming_the_export_to_use(
+    images: list[Image], image_dir: Path
+) -> None:
+    rows = [
+        {
+            "image": images[0].uri,
+            "id": 11,
+            "choice": "Dress",
+            "annotator": "ann@vendor.example",
+            "annotation_id": 101,
+            "created_at": "2026-03-01T09:00:00.000000Z",
+            "updated_at": "2026-03-01T09:00:00.000000Z",
+            "lead_time": 3.2,
+        }
+    ]
+    export = image_dir / "project-3-min.json"
+    export.write_text(json.dumps(rows))
+    with pytest.raises(DataopsError, match=r"JSON_MIN export .* export the project as JSON"):
+        _import(export)
+    proc = run_cli("labels", "import", str(export), "--json", check=False)
+    assert proc.returncode == 2
+    assert "JSON_MIN" in proc.stderr and "Export → JSON" in proc.stderr
+    assert _count() == 0
+
+
+def test_labelstudio_paths_resolve_through_the_path_map(
+    images: list[Image], image_dir: Path, api: Any, make_user: Any
+) -> None:
+    _publish("clothing")
+    root = image_dir.as_posix()
+    forms = [
+        f"/data/upload/3/{Path(images[0].uri).name}",
+        f"/data/local-files/?d=photos%2F{Path(images[1].uri).name}",
+        f"http://labelstudio:8080/data/upload/3/{Path(images[2].uri).name}",
+        f"s3://vendor-bucket/incoming/{Path(images[3].uri).name}",
+    ]
+    tasks = [
+        _ls_task(
+            40 + n,
+            {"image": form},
+            [
+                _ls_annotation(
+                    400 + n,
+                    40 + n,
+                    _choice("Dress"),
+                    completed_by=4,
+                    updated_at="2026-03-01T09:00:00Z",
+                )
+            ],
+        )
+        for n, form in enumerate(forms)
+    ]
+    export = image_dir / "paths.json"
+    export.write_text(json.dumps(tasks))
+    unmapped = _import(export)
+    assert [e.field for e in unmapped.errors] == ["data.image"] * 4
+    assert all("--path-map" in e.message for e in unmapped.errors)
+    (image_dir / "photos").mkdir()
+    shutil.copy(images[1].uri, image_dir / "photos")  # ingested again from a second folder
+    ingest([str(image_dir / "photos")], session_scope=session_scope)
+    path_map = [
+        f"/data/upload/3/={root}/",
+        f"/data/local-files/={root}/",
+        f"s3://vendor-bucket/incoming/={root}/",
+    ]
+    proc = run_cli(
+        "labels", "import", str(export), *[f"--path-map={p}" for p in path_map], "--json"
+    )
+    assert json.loads(proc.stdout)["created"] == 4
+    with session_scope() as s:
+        assert {v.image_id for v in service.list_labels(s)} == {i.id for i in images[:4]}
+
+    ops = {"Authorization": f"Bearer {make_user('labeling_ops')}"}
+    body = {"format": "labelstudio", "content": json.dumps(tasks), "path_map": path_map}
+    again = api.post("/v1/labels/import", json=body, headers=ops)
+    assert again.status_code == 200, again.text
+    assert (again.json()["created"], again.json()["existing"]) == (0, 4)
+    bad = api.post("/v1/labels/import", json={**body, "path_map": ["no-equals"]}, headers=ops)
+    assert bad.status_code == 422
+    wrong = run_cli("labels", "import", str(export), "--path-map", "=/x", "--json", check=False)
+    assert wrong.returncode == 2
+    assert "PREFIX=ROOT" in wrong.stderr
+
+
+def test_tasks_dataops_pushed_are_found_by_their_task_key(
+    images: list[Image], image_dir: Path
+) -> None:
+    from dataops.labeling import tasks as task_keys
+    from dataops.selection.models import Batch
+    from tests.support.api import make_queue
+
+    queue_id = make_queue("acme", [images[0].id, images[1].id])
+    with session_scope() as s:
+        batch_id = s.scalars(select(Batch.id).where(Batch.queue_id == queue_id)).one()
+        keys = task_keys.ensure_keys(s, batch_id, queue_id)
+        by_image = {ref.image_id: key for key, ref in task_keys.resolve(s, keys.values()).items()}
+    tasks = [
+        _ls_task(
+            50 + n,
+            {
+                "image": f"http://127.0.0.1:8000/v1/media/t/{by_image[image.id]}?exp=1&sig=x",
+                "dataops_item": by_image[image.id],
+            },
+            [
+                _ls_annotation(
+                    500 + n,
+                    50 + n,
+                    _choice("helmet"),
+                    completed_by=4,
+                    updated_at="2026-03-01T09:00:00Z",
+                )
+            ],
+        )
+        for n, image in enumerate(images[:2])
+    ]
+    tasks.append(
+        _ls_task(
+            59,
+            {"dataops_item": "f" * 32},
+            [
+                _ls_annotation(
+                    509, 59, _choice("helmet"), completed_by=4, updated_at="2026-03-01T09:00:00Z"
+                )
+            ],
+        )
+    )
+    export = image_dir / "keys.json"
+    export.write_text(json.dumps(tasks))
+    report = _import(export)
+    assert [(e.row, e.field) for e in report.errors] == [(3, "data.dataops_item")]
+    assert "no task key" in report.errors[0].message
+    export.write_text(json.dumps(tasks[:2]))
+    assert _import(export).created == 2
+    with session_scope() as s:
+        assert {v.image_id for v in service.list_labels(s)} == {images[0].id, images[1].id}
