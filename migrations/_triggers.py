@@ -1,4 +1,10 @@
-"""Append-only tables: the database itself refuses UPDATE and DELETE (PostgreSQL and SQLite)."""
+"""Append-only tables: the database itself refuses UPDATE, DELETE and TRUNCATE.
+
+Row triggers refuse UPDATE and DELETE on both backends. PostgreSQL's TRUNCATE (also reached
+through ``TRUNCATE other_table CASCADE``) fires no row trigger, so a statement-level trigger
+refuses it too. SQLite has no TRUNCATE: its ``DELETE FROM t`` without WHERE runs the row
+triggers, which refuse it.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ def make_append_only(table: str) -> None:
             f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
             f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only();"
         )
+        guard_truncate(table)
     else:
         for action in ("UPDATE", "DELETE"):
             op.execute(
@@ -30,9 +37,24 @@ def make_append_only(table: str) -> None:
             )
 
 
+def guard_truncate(table: str) -> None:
+    """PostgreSQL: refuse TRUNCATE of an append-only table (idempotent; SQLite has none)."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only();"
+        )
+
+
+def unguard_truncate(table: str) -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table};")
+
+
 def drop_append_only(table: str) -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
+        unguard_truncate(table)
         op.execute(f"DROP TRIGGER IF EXISTS {table}_no_change ON {table};")
         op.execute(f"DROP FUNCTION IF EXISTS {table}_append_only();")
     else:
