@@ -16,6 +16,7 @@ import csv
 import json
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -213,6 +214,35 @@ def _import_vetted(stack: Stack, root: Path, names: list[str], truth: dict[str, 
     assert (report["rows"], report["created"], report["errors"]) == (len(names), len(names), [])
 
 
+def _relabel_round(
+    stack: Stack, url: str, batch_id: int, tokens: list[str], answers: list[str]
+) -> dict[str, Any]:
+    """Push a relabel batch, let each account label what Label Studio's labeling stream hands
+    it (``answers[i]`` from account i), pull, audit; the audit with its metrics."""
+    from tests.support.labelstudio import label_stream
+
+    ops = stack.ops
+    batch = stack.call("GET", f"/v1/batches/{batch_id}", ops)
+    assert (batch["purpose"], batch["status"]) == ("relabel", "draft")
+    pushed = stack.job(stack.call("POST", f"/v1/batches/{batch_id}/push", ops), ops)
+    assert pushed["status"] == "sent"
+    tasks = stack.call("GET", "/v1/queues/acme-garments/tasks", ops, params={"batch": batch_id})
+    task_ids = sorted(t["ls_task_id"] for t in tasks["tasks"])
+    project = stack.call("GET", "/v1/queues/acme-garments", ops)["ls_project_id"]
+    # Each relabel task is offered to exactly as many accounts as answers it asks for.
+    offered = [
+        label_stream(url, token, project, lambda _task, given=given: given)
+        for token, given in zip(tokens, answers, strict=True)
+    ]
+    assert [sorted(o) for o in offered] == [task_ids] * len(tokens)
+    pulled = stack.job(stack.call("POST", "/v1/queues/acme-garments/pull", ops), ops)
+    assert pulled["created"] == len(task_ids) * len(tokens), pulled
+    result = stack.job(
+        stack.call("POST", "/v1/audits", ops, json={"batch_id": batch_id, "gate": GATE}), ops
+    )
+    return dict(stack.call("GET", f"/v1/audits/{result['id']}", ops))
+
+
 def test_ingest_to_verified_manifest(
     stack: Stack, corpus: Path, labelstudio: LabelStudioInstance, tmp_path: Path
 ) -> None:
@@ -323,8 +353,9 @@ def test_ingest_to_verified_manifest(
     pushed = stack.job(stack.call("POST", f"/v1/batches/{batch_id}/push", ops), ops)
     n_overlap, n_gold = pushed["overlap_items"], pushed["gold_items"]
     assert pushed["status"] == "sent"
-    assert n_overlap == round(BATCH_SIZE * OVERLAP)
     assert n_gold == round(BATCH_SIZE * GOLD)
+    # Overlap is drawn from regular and gold items alike.
+    assert n_overlap == round((BATCH_SIZE + n_gold) * OVERLAP)
     assert pushed["tasks"] == BATCH_SIZE + n_gold
     tasks = stack.call("GET", "/v1/queues/acme-garments/tasks", ops, params={"batch": batch_id})[
         "tasks"
@@ -342,12 +373,14 @@ def test_ingest_to_verified_manifest(
         }
     overlap = sorted(t["ls_task_id"] for t in tasks if flags[t["item_id"]][0])
     gold = {t["image_id"] for t in tasks if flags[t["item_id"]][1]}
+    gold_tasks = {t["ls_task_id"] for t in tasks if flags[t["item_id"]][1]}
     assert (len(overlap), len(gold)) == (n_overlap, n_gold)
     assert gold <= {id_of[n] for n in pool}
+    n_audited = len(set(overlap) | gold_tasks)
 
     # Two annotators label through Label Studio's API: the first everything, the second the
-    # overlap items, agreeing on all but one.
-    disputed_task = overlap[0]
+    # overlap items, agreeing on all but one regular item.
+    disputed_task = next(t for t in overlap if t not in gold_tasks)
     answers: dict[int, dict[int, str]] = {0: {}, 1: {}}
     clients = [LabelStudioClient.connect(labelstudio.url, t) for t in labelstudio.annotator_tokens]
     try:
@@ -383,7 +416,7 @@ def test_ingest_to_verified_manifest(
     assert stack.call("GET", f"/v1/batches/{batch_id}", ops)["status"] == "delivered"
 
     # Audit against the gate: overlap items pass when unanimous, gold items when right.
-    expected_rate = (n_overlap - 1 + n_gold) / (n_overlap + n_gold)
+    expected_rate = (n_audited - 1) / n_audited
     assert expected_rate >= GATE
     result = stack.job(
         stack.call("POST", "/v1/audits", ops, json={"batch_id": batch_id, "gate": GATE}), ops
@@ -392,8 +425,8 @@ def test_ingest_to_verified_manifest(
     assert audit["decision"] == "accepted"
     assert audit["pass_rate"] == pytest.approx(expected_rate)
     assert (audit["n_items"], audit["n_passed"], audit["n_disputed"]) == (
-        n_overlap + n_gold,
-        n_overlap - 1 + n_gold,
+        n_audited,
+        n_audited - 1,
         1,
     )
     assert audit["relabel_batch_id"] is not None
@@ -411,6 +444,59 @@ def test_ingest_to_verified_manifest(
     assert {v["image_id"] for v in accepted} == {t["image_id"] for t in tasks} - {disputed_image}
     assert all(v["payload"]["class"] == label_of[v["image_id"]] for v in accepted)
 
+    # Relabel rounds with a third annotator account: round 2 asks three answers of the disputed
+    # item and they split three ways (no 2-of-3 majority), so the round is rejected and the
+    # queue's default policy relabels the item once more; in round 3 two of three agree.
+    third = labelstudio.server.create_user(f"annotator3-{uuid.uuid4().hex[:8]}@dataops.test")
+    tokens = [*labelstudio.annotator_tokens, third]
+    right = label_of[disputed_image]
+    wrong = [c for c in CLASSES if c != right]
+    round2 = _relabel_round(
+        stack,
+        labelstudio.url,
+        audit["relabel_batch_id"],
+        tokens,
+        [
+            right,
+            wrong[0],
+            wrong[1],
+        ],
+    )
+    assert (round2["decision"], round2["pass_rate"]) == ("rejected", 0.0)
+    assert round2["metrics"]["parameters"]["quorum"] == 2
+    assert round2["metrics"]["outcome"]["items"]["relabel"] == 1
+    round3 = _relabel_round(
+        stack,
+        labelstudio.url,
+        round2["relabel_batch_id"],
+        tokens,
+        [
+            right,
+            wrong[0],
+            right,
+        ],
+    )
+    assert (round3["decision"], round3["relabel_batch_id"]) == ("accepted", None)
+    assert round3["metrics"]["outcome"]["relabel_rule"] == "2 of 3 matching answers"
+    html = stack.api.get(f"/v1/audits/{round3['id']}/report.html", headers=ops)
+    assert html.status_code == 200, html.text
+    assert "2 of 3 matching answers" in html.text
+    relabeled = stack.call(
+        "GET",
+        "/v1/labels",
+        ops,
+        params={"batch": round3["batch_id"], "status": "accepted"},
+    )
+    assert [(v["image_id"], v["payload"]["class"]) for v in relabeled] == [
+        (disputed_image, right),
+        (disputed_image, right),
+    ]
+    # Every item of the first batch ends accepted; earlier rounds' answers are kept, released.
+    for batch in (batch_id, audit["relabel_batch_id"]):
+        kept = stack.call("GET", "/v1/labels", ops, params={"batch": batch, "status": "released"})
+        assert {v["image_id"] for v in kept} == {disputed_image}
+    accepted.append(relabeled[0])
+
     # Freeze the accepted labels into a manifest and verify it.
     made = stack.job(
         stack.call(
@@ -423,6 +509,7 @@ def test_ingest_to_verified_manifest(
     )
     manifest = stack.call("GET", "/v1/manifests/garments-v1", sci)
     frozen = {id_of[n] for n in pool} | {v["image_id"] for v in accepted}
+    assert disputed_image in frozen
     expected_rows = len(frozen)
     assert (made["rows"], manifest["row_count"]) == (expected_rows, expected_rows)
     assert manifest["id"] == made["id"]

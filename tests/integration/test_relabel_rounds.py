@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -24,7 +23,7 @@ from dataops.labeling import service as labeling
 from dataops.labeling.models import Annotator, Guideline, LabelVersion
 from dataops.selection.models import Batch, BatchItem, ImageClaim
 from dataops.storage import get_store
-from tests.support.labelstudio import LabelStudioInstance, free_port
+from tests.support.labelstudio import LabelStudioInstance, free_port, label_stream
 
 CLASSES = ["cat", "dog", "bird"]
 TASK = "pets"
@@ -385,29 +384,6 @@ def test_a_queue_refuses_a_rule_that_is_no_majority(catalog: str) -> None:
 # --- two rounds through a real Label Studio -------------------------------------------------
 
 
-def _label_stream(url: str, token: str, project_id: int, answer: Callable[[int], str]) -> list[int]:
-    """Label, as one account, every task Label Studio's labeling stream hands it, until the
-    stream says there is none left; the task ids in the order they came."""
-    from dataops.labelstudio.client import LabelStudioClient, prediction_result
-
-    seen: list[int] = []
-    headers = {"Authorization": f"Token {token}"}
-    with (
-        httpx.Client(base_url=url, timeout=30.0, trust_env=False) as http,
-        LabelStudioClient.connect(url, token) as client,
-    ):
-        while True:
-            offered = http.get(f"/api/projects/{project_id}/next/", headers=headers)
-            if offered.status_code == 404:
-                return seen
-            offered.raise_for_status()
-            task_id = int(offered.json()["id"])
-            assert task_id not in seen, f"task {task_id} offered twice to one account"
-            seen.append(task_id)
-            label = answer(task_id)
-            client.create_annotation(task_id, prediction_result("classification", label=label))
-
-
 def _sync(params: dict[str, Any]) -> dict[str, Any]:
     from dataops.jobs import runner
 
@@ -461,9 +437,9 @@ def test_two_rounds_with_three_labelstudio_annotators(
         return other(truth[image_id]) if image_id in tied else truth[image_id]
 
     offered = [
-        _label_stream(url, tokens[0], project, lambda t: truth[image_of[t]]),
-        _label_stream(url, tokens[1], project, second_says),
-        _label_stream(url, tokens[2], project, lambda t: truth[image_of[t]]),
+        label_stream(url, tokens[0], project, lambda t: truth[image_of[t]]),
+        label_stream(url, tokens[1], project, second_says),
+        label_stream(url, tokens[2], project, lambda t: truth[image_of[t]]),
     ]
     # Exactly two answers per task: the third account is offered nothing.
     assert [sorted(o) for o in offered] == [sorted(image_of)] * 2 + [[]]
@@ -487,9 +463,9 @@ def test_two_rounds_with_three_labelstudio_annotators(
 
         return answer
 
-    offered = [_label_stream(url, token, project, answer_as(token)) for token in tokens]
+    offered = [label_stream(url, token, project, answer_as(token)) for token in tokens]
     assert [sorted(o) for o in offered] == [sorted(relabel_image_of)] * 3
-    assert _label_stream(url, tokens[0], project, answer_as(tokens[0])) == []
+    assert label_stream(url, tokens[0], project, answer_as(tokens[0])) == []
     assert _sync({"action": "pull", "batch_id": second})["created"] == 6
     accepted = _audit(second)
     assert accepted["decision"] == "accepted"

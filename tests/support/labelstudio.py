@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,6 +358,31 @@ def labelstudio() -> Iterator[LabelStudioInstance]:
             annotator_tokens=(first, second),
             server=server,
         )
+
+
+def label_stream(url: str, token: str, project_id: int, answer: Callable[[int], str]) -> list[int]:
+    """Label, as one account, every task Label Studio's labeling stream (``/next/``) hands it
+    until the stream has none left; ``answer(task_id)`` is the class given. Returns the task
+    ids in the order they came: what Label Studio asks of this annotator."""
+    from dataops.labelstudio.client import LabelStudioClient, prediction_result
+
+    seen: list[int] = []
+    headers = {"Authorization": f"Token {token}"}
+    with (
+        httpx.Client(base_url=url, timeout=30.0, trust_env=False) as http,
+        LabelStudioClient.connect(url, token) as client,
+    ):
+        while True:
+            offered = http.get(f"/api/projects/{project_id}/next/", headers=headers)
+            if offered.status_code == 404:
+                return seen
+            offered.raise_for_status()
+            task_id = int(offered.json()["id"])
+            if task_id in seen:
+                raise AssertionError(f"task {task_id} offered twice to one account")
+            seen.append(task_id)
+            label = answer(task_id)
+            client.create_annotation(task_id, prediction_result("classification", label=label))
 
 
 def main(argv: list[str] | None = None) -> int:
