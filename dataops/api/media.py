@@ -4,29 +4,30 @@ Nothing is ever served as stored: the image is decoded, turned upright
 (``ImageOps.exif_transpose``), its pixels copied into a fresh image and encoded again, so
 EXIF (GPS, serial numbers, owner names), XMP, comments and ICC profiles never leave the
 service, and a stored file that is not an image can never be served as bytes.
+
+Bytes are read through ``catalog.verify.read_verified``: only bytes that hash to the image's
+sha256 are rendered. Renderings are cached in memory by sha256 (identity of the content, so a
+cached rendering is always of the right pixels); the file is still read and hashed on every
+request, so a changed file answers 409 even when its old rendering is cached.
 """
 
 from __future__ import annotations
 
 import io
-import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dataops.errors import Conflict, DataopsError, NotFound
+from dataops.errors import Conflict
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
+    from sqlalchemy.orm import Session
 
     from dataops.catalog.models import Image
 
 JPEG_QUALITY = 90
-
-
-class ImageUnavailable(NotFound):
-    """The catalog knows the image but its bytes cannot be read."""
-
-    code = "image_unavailable"
 
 
 class UnservableImage(Conflict):
@@ -41,21 +42,61 @@ class Rendered:
     media_type: str
 
 
-def load_bytes(image: Image) -> bytes:
-    """From the blob store when the catalog holds a copy, from the original location otherwise."""
-    from dataops.storage import get_store, read_uri
+def load_bytes(image: Image, session: Session | None = None) -> bytes:
+    """Verified bytes: from the blob store when the catalog holds a copy, from the original
+    location otherwise; 409 ``image_changed`` when they no longer hash to the image's sha256
+    (with a session, the location is recorded as stale in it)."""
+    from dataops.catalog.verify import read_verified
 
-    try:
-        if image.blob_key:
-            return get_store().get(image.blob_key)
-        uri = image.uri
-        if "://" not in uri and (not os.path.isabs(uri) or os.path.normpath(uri) != uri):
-            raise ImageUnavailable(f"image {image.id} has no readable location")
-        return read_uri(uri)
-    except ImageUnavailable:
-        raise
-    except (DataopsError, OSError, ValueError) as exc:
-        raise ImageUnavailable(f"the bytes of image {image.id} cannot be read") from exc
+    return read_verified(image, session)
+
+
+class _RenderCache:
+    """Least recently used renderings by (sha256, size), bounded in bytes, shared by threads."""
+
+    def __init__(self, budget: int, largest: int) -> None:
+        self.budget, self.largest, self.used = budget, largest, 0
+        self.items: OrderedDict[tuple[str, int], Rendered] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> Rendered | None:
+        with self.lock:
+            found = self.items.get(key)
+            if found is not None:
+                self.items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, int], rendered: Rendered) -> None:
+        size = len(rendered.data)
+        if size > self.largest:
+            return
+        with self.lock:
+            if key in self.items:
+                return
+            self.items[key] = rendered
+            self.used += size
+            while self.used > self.budget:
+                _, dropped = self.items.popitem(last=False)
+                self.used -= len(dropped.data)
+
+
+_cache = _RenderCache(budget=64 * 2**20, largest=8 * 2**20)
+FULL_SIZE = 0
+
+
+def render(session: Session, image: Image, size: int | None, *, max_pixels: int) -> Rendered:
+    """The image (``size`` None) or its thumbnail, from verified bytes; cached by sha256."""
+    data = load_bytes(image, session)
+    key = (image.sha256, size or FULL_SIZE)
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    if size is None:
+        rendered = clean_image(data, max_pixels=max_pixels)
+    else:
+        rendered = thumbnail(data, size, max_pixels=max_pixels)
+    _cache.put(key, rendered)
+    return rendered
 
 
 def _open(data: bytes, *, max_pixels: int, draft_to: int | None) -> PILImage:

@@ -1,4 +1,4 @@
-from dataops.errors import DataopsError, NotFound
+from dataops.errors import Conflict, DataopsError, NotFound
 
 
 class IngestInputError(DataopsError):
@@ -7,3 +7,15 @@ class IngestInputError(DataopsError):
 
 class ImageNotFound(NotFound):
     pass
+
+
+class ImageUnavailable(NotFound):
+    """The catalog knows the image but its bytes cannot be read."""
+
+    code = "image_unavailable"
+
+
+class ImageChanged(Conflict):
+    """The bytes found for an image are not the bytes it was catalogued with."""
+
+    code = "image_changed"

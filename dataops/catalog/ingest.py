@@ -1,8 +1,9 @@
 """Ingest pipeline: expand inputs, inspect files in a process pool, write in batches.
 
 Every batch commits on its own, so an interrupted run leaves a consistent catalog and a
-re-run only does the rest: known locations of the same size are skipped without reading,
-and known bytes under a new path only gain a location.
+re-run only does the rest: known locations whose bytes still hash the same are skipped
+without decoding, and known bytes under a new path only gain a location. With ingest roots
+(requests over HTTP), every file is checked against them again where it is opened.
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ from typing import Any
 from dataops.catalog import service
 from dataops.catalog.errors import IngestInputError
 from dataops.catalog.schemas import IngestResult
-from dataops.catalog.validate import InspectOptions, inspect_uri
+from dataops.catalog.validate import (
+    REFUSED,
+    UNCHANGED,
+    Inspection,
+    InspectOptions,
+    inspect_uri,
+)
 from dataops.config import get_settings
+from dataops.storage import within_roots
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 LIST_SUFFIXES = {".txt", ".csv", ".lst"}
@@ -37,15 +45,16 @@ def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
-def _read_list(path: Path) -> list[str]:
-    """A text file (one path/URI per line) or a CSV whose `uri`/`path` column (or first) lists them."""
+def _read_list(path: Path) -> list[tuple[str, str]]:
+    """A text file (one path/URI per line) or a CSV whose `uri`/`path` column (or first) lists
+    them: (location, the entry as written)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise IngestInputError(f"{path}: cannot read the list file ({exc})") from exc
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if path.suffix.lower() != ".csv":
-        return [_absolute(line.strip(), path.parent) for line in lines]
+        return [(_absolute(line.strip(), path.parent), line.strip()) for line in lines]
     rows = list(csv.reader(lines))
     if not rows:
         return []
@@ -54,7 +63,7 @@ def _read_list(path: Path) -> list[str]:
     body = rows[1:] if column is not None else rows
     col = column or 0
     return [
-        _absolute(row[col].strip(), path.parent)
+        (_absolute(row[col].strip(), path.parent), row[col].strip())
         for row in body
         if len(row) > col and row[col].strip()
     ]
@@ -68,14 +77,17 @@ def _absolute(item: str, base: Path) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def _walk(root: Path) -> Iterator[str]:
+def _walk(root: Path, shown: str) -> Iterator[tuple[str, str]]:
+    """(location, the path as found below the folder the user named) for each image file."""
     # Symlinked folders are not entered, so below a resolved root only file links need resolving.
-    for dirpath, dirnames, filenames in os.walk(root.resolve(), followlinks=False):
+    real_root = str(root.resolve())
+    for dirpath, dirnames, filenames in os.walk(real_root, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
             if _is_image_name(name):
                 path = os.path.join(dirpath, name)
-                yield os.path.realpath(path) if os.path.islink(path) else path
+                given = os.path.join(shown, os.path.relpath(path, real_root))
+                yield (os.path.realpath(path) if os.path.islink(path) else path), given
 
 
 def _expand_url(url: str) -> list[str]:
@@ -90,10 +102,17 @@ def _expand_url(url: str) -> list[str]:
 
 def expand_inputs(inputs: Iterable[str]) -> list[str]:
     """Folders (recursive), globs, list files, image files and fsspec URLs → unique locations."""
-    seen: dict[str, None] = {}
+    return list(expand_locations(inputs))
+
+
+def expand_locations(inputs: Iterable[str]) -> dict[str, str]:
+    """Unique locations, each with the path as the user gave it (or as found below a folder
+    they gave): errors show that one, never where a link resolves to."""
+    seen: dict[str, str] = {}
     for raw in inputs:
+        found: list[tuple[str, str]]
         if _is_url(raw):
-            found = _expand_url(raw)
+            found = [(url, url) for url in _expand_url(raw)]
         elif _GLOB_CHARS & set(raw):
             matches = sorted(glob.glob(os.path.expanduser(raw), recursive=True))
             if not matches:
@@ -102,22 +121,22 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
             for match in matches:
                 path = Path(match)
                 if path.is_dir():
-                    found.extend(_walk(path))
+                    found.extend(_walk(path, match))
                 elif _is_image_name(match):
-                    found.append(str(path.resolve()))
+                    found.append((str(path.resolve()), match))
         else:
             path = Path(raw.removeprefix("file://")).expanduser()
             if not path.exists():
                 raise IngestInputError(f"{raw}: no such file or folder")
             if path.is_dir():
-                found = list(_walk(path))
+                found = list(_walk(path, raw))
             elif path.suffix.lower() in LIST_SUFFIXES:
                 found = _read_list(path)
             else:
-                found = [str(path.resolve())]
-        for uri in found:
-            seen.setdefault(uri, None)
-    return list(seen)
+                found = [(str(path.resolve()), raw)]
+        for uri, given in found:
+            seen.setdefault(uri, given)
+    return seen
 
 
 def read_attributes(path: str | None) -> dict[str, dict[str, str]]:
@@ -170,48 +189,60 @@ def ingest(
     source: str | None = None,
     attributes_csv: str | None = None,
     copy: bool = False,
+    roots: list[str] | None = None,
     actor: str | None = None,
     session_scope: Callable[[], Any],
     progress: Callable[[int, int], None] | None = None,
     on_batch: Callable[[Any, service.RecordCounts], None] | None = None,
 ) -> IngestResult:
+    """Ingest files; with ``roots``, only files inside them, checked again as each is read."""
     settings = get_settings()
-    uris = expand_inputs(inputs)
+    locations = expand_locations(inputs)
     attributes = read_attributes(attributes_csv)
     options = InspectOptions(
         max_pixels=settings.ingest.max_pixels,
         exif_allowlist=frozenset(settings.ingest.exif_allowlist),
         copy_to=settings.resolved_storage_url if copy else None,
+        roots=tuple(roots) if roots is not None else None,
     )
-    result = IngestResult(files=len(uris))
+    result = IngestResult(files=len(locations))
+    uris = list(locations)
+    if roots is not None:
+        uris = [u for u in uris if within_roots(u, roots)]
+        result.refused = len(locations) - len(uris)
+        result.errors.extend(
+            f"{given}: refused: outside the ingest roots"
+            for uri, given in locations.items()
+            if not within_roots(uri, roots)
+        )
     with session_scope() as session:
         source_id = service.get_or_create_source(session, source, actor=actor) if source else None
     with session_scope() as session:
         known = service.known_locations(session, uris)
-    todo = [u for u in uris if u not in known]
-    result.skipped = len(uris) - len(todo)
-    done = result.skipped
+    done = result.refused
     if progress:
-        progress(done, len(uris))
+        progress(done, len(locations))
     run = partial(inspect_uri, options=options)
     workers = _pool_size(settings.ingest.workers)
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
         # The pool keeps decoding while finished results are written batch by batch.
+        expected = [known.get(u) for u in uris]
         stream = (
-            pool.map(run, todo, chunksize=_chunksize(len(todo), workers))
+            pool.map(run, uris, expected, chunksize=_chunksize(len(uris), workers))
             if pool
-            else map(run, todo)
+            else map(run, uris, expected)
         )
         while inspections := list(islice(stream, settings.ingest.batch_size)):
-            for item in inspections:
-                if item.sha256 is None:
-                    result.unreadable += 1
-                    result.errors.append(f"{item.uri}: {item.reason}")
+            _count_unrecorded(result, inspections, locations)
             with session_scope() as session:
+                service.clear_stale(
+                    session,
+                    {i.uri: i.sha256 for i in inspections if i.status == UNCHANGED and i.sha256},
+                )
                 counts = service.record_inspections(
                     session,
-                    [i for i in inspections if i.sha256],
+                    [i for i in inspections if i.sha256 and i.status != UNCHANGED],
                     source_id=source_id,
                     attributes={
                         i.uri: a for i in inspections if (a := _attributes_for(i.uri, attributes))
@@ -225,21 +256,37 @@ def ingest(
             result.locations_added += counts.locations_added
             done += len(inspections)
             if progress:
-                progress(done, len(uris))
+                progress(done, len(locations))
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
     return result
 
 
+def _count_unrecorded(
+    result: IngestResult, inspections: list[Inspection], locations: dict[str, str]
+) -> None:
+    """Unchanged files are skipped; refused and unreadable ones reported as the user named them."""
+    for item in inspections:
+        if item.status == UNCHANGED:
+            result.skipped += 1
+        elif item.sha256 is None:
+            if item.status == REFUSED:
+                result.refused += 1
+            else:
+                result.unreadable += 1
+            result.errors.append(f"{locations.get(item.uri, item.uri)}: {item.reason}")
+
+
 def run_ingest_job(ctx: Any) -> dict[str, Any]:
-    """Job handler: params are {paths, source, attributes_csv, copy}."""
+    """Job handler: params are {paths, source, attributes_csv, copy, roots}."""
     params = ctx.params
     result = ingest(
         list(params["paths"]),
         source=params.get("source"),
         attributes_csv=params.get("attributes_csv"),
         copy=bool(params.get("copy")),
+        roots=params.get("roots"),
         actor=ctx.actor,
         session_scope=ctx.session,
         progress=lambda done, total: ctx.progress(done, total, "ingest"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text
+from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dataops.db import Base, utcnow
@@ -56,7 +56,7 @@ class Image(Base):
 
 
 class ImageLocation(Base):
-    """Every place the same bytes were found; re-ingest skips a known location of the same size."""
+    """Every place the same bytes were found; re-ingest re-hashes a known location."""
 
     __tablename__ = "image_locations"
 
@@ -67,3 +67,20 @@ class ImageLocation(Base):
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     image: Mapped[Image] = relationship(back_populates="locations", lazy="raise")
+
+
+class StaleLocation(Base):
+    """A place an image's bytes were recorded at that now holds other bytes.
+
+    Written when served bytes fail their sha256 check or a re-ingest finds other bytes there;
+    removed when the image's own bytes are found there again.
+    """
+
+    __tablename__ = "stale_locations"
+    __table_args__ = (UniqueConstraint("image_id", "uri"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    uri: Mapped[str] = mapped_column(Text)
+    found_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    detected_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -23,16 +23,17 @@ from dataops.api.deps import (
     api_settings,
     require_roles,
 )
-from dataops.api.errors import error_responses
+from dataops.api.errors import error_json, error_responses
 from dataops.auth.models import User
 from dataops.catalog import service
-from dataops.catalog.errors import ImageNotFound
+from dataops.catalog.errors import ImageChanged, ImageNotFound
 from dataops.catalog.models import Image
 from dataops.catalog.schemas import ImageDetail, ImageSummary
 from dataops.config import get_settings
 from dataops.errors import DataopsError, Forbidden, NotFound
 from dataops.jobs.router import JobAccepted, accept_job
 from dataops.selection.models import Batch, BatchItem
+from dataops.storage import within_roots
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 media_router = APIRouter(prefix="/v1", tags=["media"])
@@ -113,18 +114,6 @@ def _has_parent_step(text: str) -> bool:
     return ".." in re.split(r"[\\/]", text)
 
 
-def _under_roots(location: str, roots: list[str]) -> bool:
-    if "://" in location and not location.startswith("file://"):
-        return any(location.startswith(r.rstrip("/") + "/") for r in roots if "://" in r)
-    real = os.path.realpath(location.removeprefix("file://"))
-    for root in roots:
-        if "://" not in root:
-            real_root = os.path.realpath(root)
-            if os.path.commonpath([real, real_root]) == real_root:
-                return True
-    return False
-
-
 def check_ingest_path(raw: str, roots: list[str]) -> str:
     """Only absolute paths (or URLs) inside a configured root; no `..`, even percent-encoded."""
     decoded = raw
@@ -140,9 +129,23 @@ def check_ingest_path(raw: str, roots: list[str]) -> str:
     is_url = "://" in raw and not raw.startswith("file://")
     if not is_url and not os.path.isabs(raw.removeprefix("file://")):
         raise IngestPathRefused(f"refused {raw!r}: paths must be absolute")
-    if not _under_roots(raw, roots):
+    if not within_roots(raw, roots):
         raise IngestPathRefused(f"refused {raw!r}: not under an ingest root")
     return raw if is_url else os.path.realpath(raw.removeprefix("file://"))
+
+
+def _served(
+    session: Session, image: Image, size: int | None, *, headers: dict[str, str]
+) -> Response:
+    """The rendered image from bytes that hash to its sha256, or a 409 ``image_changed``.
+
+    The 409 is returned rather than raised so the request's transaction commits the stale
+    location that the check recorded."""
+    try:
+        rendered = media.render(session, image, size, max_pixels=get_settings().ingest.max_pixels)
+    except ImageChanged as exc:
+        return error_json(exc.status_code, exc.code, str(exc))
+    return Response(rendered.data, media_type=rendered.media_type, headers=headers)
 
 
 def _visible_image(session: Session, scope: VendorScope, ref: str) -> Image:
@@ -264,12 +267,10 @@ def get_thumbnail(
     size: Annotated[int, Query(ge=16, le=1024, description="Longest edge in pixels.")] = 256,
 ) -> Response:
     image = _visible_image(session, scope, image_ref)
-    rendered = media.thumbnail(
-        media.load_bytes(image), size, max_pixels=get_settings().ingest.max_pixels
-    )
-    return Response(
-        rendered.data,
-        media_type=rendered.media_type,
+    return _served(
+        session,
+        image,
+        size,
         headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
 
@@ -291,13 +292,17 @@ def ingest(
     background: BackgroundTasks,
     user: Annotated[User, Depends(require_roles("scientist"))],
 ) -> JobAccepted:
-    from dataops.catalog.ingest import expand_inputs
+    from dataops.catalog.ingest import expand_locations
 
     roots = api_settings().ingest_roots
     paths = [check_ingest_path(p, roots) for p in body.paths]
     # Fails now on a missing path, before a job is recorded; and what folders, globs and
-    # list files expand to (through symlinks too) must stay inside the roots as well.
-    outside = [loc for loc in expand_inputs(paths) if not _under_roots(loc, roots)]
+    # list files expand to (through symlinks too) must stay inside the roots as well. The
+    # error names files as the request did (or as found below its folders), never where they
+    # resolve to. The worker checks every file against the roots again where it reads it.
+    outside = [
+        given for uri, given in expand_locations(paths).items() if not within_roots(uri, roots)
+    ]
     if outside:
         raise IngestPathRefused(
             f"{len(outside)} of the files resolve outside the ingest roots, e.g. {outside[0]!r}"
@@ -307,6 +312,7 @@ def ingest(
         "source": body.source,
         "attributes_csv": None,
         "copy": body.copy_bytes,
+        "roots": list(roots),
     }
     return accept_job(session, background, "ingest", params, actor=actor(user))
 
@@ -345,13 +351,11 @@ def get_media(
     image = session.get(Image, image_id)
     if image is None:
         raise ImageNotFound(f"no image {image_id}")
-    rendered = media.clean_image(
-        media.load_bytes(image), max_pixels=get_settings().ingest.max_pixels
-    )
     max_age = max(0, min(3600, expires - int(time.time())))
-    return Response(
-        rendered.data,
-        media_type=rendered.media_type,
+    return _served(
+        session,
+        image,
+        None,
         headers={
             "Cache-Control": f"private, max-age={max_age}",
             "X-Content-Type-Options": "nosniff",
@@ -389,13 +393,11 @@ def get_task_media(
     image = session.get(Image, target[0]) if target is not None else None
     if image is None:
         raise ImageNotFound("no such task")
-    rendered = media.clean_image(
-        media.load_bytes(image), max_pixels=get_settings().ingest.max_pixels
-    )
     max_age = max(0, min(3600, expires - int(time.time())))
-    return Response(
-        rendered.data,
-        media_type=rendered.media_type,
+    return _served(
+        session,
+        image,
+        None,
         headers={
             "Cache-Control": f"private, max-age={max_age}",
             "X-Content-Type-Options": "nosniff",

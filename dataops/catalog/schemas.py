@@ -33,6 +33,8 @@ class ImageDetail(ImageSummary):
     dhash: str | None = None
     dup_group_id: int | None = None
     locations: list[str] = []
+    # Locations that held this image's bytes once and hold other bytes now.
+    stale_locations: list[str] = []
     ingested_at: datetime
 
 
@@ -43,5 +45,8 @@ class IngestResult(BaseModel):
     skipped: int = 0
     quarantined: int = 0
     unreadable: int = 0
+    # Outside the ingest roots, a link planted after the paths were checked, or not a
+    # regular file (FIFO, device, socket): never read.
+    refused: int = 0
     locations_added: int = 0
     errors: list[str] = []

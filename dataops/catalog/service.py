@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dataops.catalog.errors import ImageNotFound
-from dataops.catalog.models import OK, QUARANTINED, Image, ImageLocation, Source
+from dataops.catalog.models import OK, QUARANTINED, Image, ImageLocation, Source, StaleLocation
 from dataops.catalog.schemas import ImageDetail, IngestResult
 from dataops.catalog.validate import Inspection
 from dataops.db import utcnow
@@ -31,25 +30,18 @@ def get_or_create_source(session: Session, name: str, *, actor: str | None = Non
     return int(session.scalar(select(Source.id).where(Source.name == name)) or 0)
 
 
-def known_locations(session: Session, uris: Sequence[str]) -> set[str]:
-    """Locations already recorded whose file still has the recorded size (content unchanged)."""
-    known: set[str] = set()
+def known_locations(session: Session, uris: Sequence[str]) -> dict[str, str]:
+    """The sha256 recorded at each known location; ingest re-hashes them, since a file's size
+    and time stamps can stay the same while its bytes change."""
+    known: dict[str, str] = {}
     for start in range(0, len(uris), _CHUNK):
         part = uris[start : start + _CHUNK]
         rows = session.execute(
-            select(ImageLocation.uri, Image.bytes)
+            select(ImageLocation.uri, Image.sha256)
             .join(Image, Image.id == ImageLocation.image_id)
             .where(ImageLocation.uri.in_(part))
         )
-        for uri, size in rows:
-            if "://" in uri:
-                known.add(uri)
-                continue
-            try:
-                if os.path.getsize(uri) == size:
-                    known.add(uri)
-            except OSError:
-                continue
+        known.update((uri, sha) for uri, sha in rows)
     return known
 
 
@@ -115,6 +107,7 @@ def record_inspections(
         for i in inspections
         if i.sha256 in ids
     ]
+    _note_moves(session, {i.uri: ids[i.sha256] for i in inspections if i.sha256 in ids}, ids)
     # A location whose bytes changed moves to the new image; the old image keeps its history.
     location_table = ImageLocation.__table__
     loc_stmt = _insert(session, location_table)
@@ -128,6 +121,72 @@ def record_inspections(
     return counts
 
 
+def _note_moves(session: Session, found: dict[str, int], ids: dict[str, int]) -> None:
+    """Locations that now hold other bytes are stale for the image they held."""
+    sha_of = {image_id: sha for sha, image_id in ids.items()}
+    moved = []
+    uris = list(found)
+    for start in range(0, len(uris), _CHUNK):
+        part = uris[start : start + _CHUNK]
+        for uri, image_id in session.execute(
+            select(ImageLocation.uri, ImageLocation.image_id).where(ImageLocation.uri.in_(part))
+        ):
+            if image_id != found[uri]:
+                moved.append((image_id, uri, sha_of[found[uri]]))
+    clear_stale(session, {uri: sha_of[image_id] for uri, image_id in found.items()})
+    for image_id, uri, found_sha in moved:
+        mark_stale(session, image_id, uri, found_sha)
+
+
+def clear_stale(session: Session, found: dict[str, str]) -> None:
+    """An image found at a location again (``found``: location → sha256 of its bytes now) is
+    no longer stale there."""
+    uris = list(found)
+    for start in range(0, len(uris), _CHUNK):
+        part = uris[start : start + _CHUNK]
+        rows = session.execute(
+            select(StaleLocation.id, StaleLocation.uri, Image.sha256)
+            .join(Image, Image.id == StaleLocation.image_id)
+            .where(StaleLocation.uri.in_(part))
+        )
+        done = [row_id for row_id, uri, sha in rows if found[uri] == sha]
+        if done:
+            session.execute(delete(StaleLocation).where(StaleLocation.id.in_(done)))
+
+
+def mark_stale(session: Session, image_id: int, uri: str, found_sha256: str | None) -> None:
+    """Record that ``uri`` no longer holds the bytes of image ``image_id``."""
+    stmt = _insert(session, StaleLocation).values(
+        image_id=image_id, uri=uri, found_sha256=found_sha256, detected_at=utcnow()
+    )
+    changed = session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["image_id", "uri"],
+            set_={"found_sha256": stmt.excluded.found_sha256, "detected_at": utcnow()},
+            where=StaleLocation.found_sha256.is_distinct_from(stmt.excluded.found_sha256),
+        )
+    ).rowcount  # type: ignore[attr-defined]
+    if not changed:
+        return  # already recorded with these bytes: one event per change, not per request
+    events.record(
+        session,
+        "image.location_stale",
+        "image",
+        str(image_id),
+        details={"uri": uri, "found_sha256": found_sha256},
+    )
+
+
+def stale_locations(session: Session, image_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(StaleLocation.uri)
+            .where(StaleLocation.image_id == image_id)
+            .order_by(StaleLocation.id)
+        )
+    )
+
+
 def record_ingest_event(
     session: Session, result: IngestResult, *, actor: str | None, job_id: str
 ) -> None:
@@ -137,7 +196,9 @@ def record_ingest_event(
         "job",
         job_id,
         actor=actor,
-        details=result.model_dump(include={"files", "new", "skipped", "quarantined", "unreadable"}),
+        details=result.model_dump(
+            include={"files", "new", "skipped", "quarantined", "unreadable", "refused"}
+        ),
     )
 
 
@@ -236,6 +297,7 @@ def image_detail(session: Session, image: Image) -> ImageDetail:
     data.pop("phash_flip", None)
     data["source"] = source_name(session, image.source_id)
     data["locations"] = image_locations(session, image.id)
+    data["stale_locations"] = stale_locations(session, image.id)
     return ImageDetail.model_validate(data)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from dataops.catalog.hashing import compute_hashes, to_signed64
-from dataops.storage import BlobStore, read_uri
+from dataops.storage import BlobStore, RefusedLocation, read_uri
 
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "MPO"}
 _EXIF_IFD = 0x8769
@@ -139,16 +139,31 @@ class InspectOptions:
     max_pixels: int
     exif_allowlist: frozenset[str]
     copy_to: str | None = None
+    # Set for ingests requested over HTTP: every file is re-checked against them as it is read.
+    roots: tuple[str, ...] | None = None
 
 
-def inspect_uri(uri: str, options: InspectOptions) -> Inspection:
-    """Read, validate and hash one location; a file we cannot read comes back without a sha256."""
+UNCHANGED, REFUSED, UNREADABLE = "unchanged", "refused", "unreadable"
+
+
+def inspect_uri(
+    uri: str, known_sha256: str | None = None, *, options: InspectOptions
+) -> Inspection:
+    """Read, validate and hash one location; a file we cannot or may not read comes back
+    without a sha256. A known location whose bytes still hash to ``known_sha256`` comes back
+    ``unchanged`` without being decoded (its size or time stamps prove nothing)."""
     Image.MAX_IMAGE_PIXELS = None  # we enforce our own, configurable limit before decoding
     try:
-        data = read_uri(uri)
+        data = read_uri(uri, options.roots)
+    except RefusedLocation as exc:
+        return Inspection(uri=uri, status=REFUSED, reason=f"refused: {exc}")
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        return Inspection(uri=uri, status="unreadable", reason=f"cannot read: {reason}")
+        return Inspection(uri=uri, status=UNREADABLE, reason=f"cannot read: {reason}")
+    if known_sha256 is not None:
+        sha256 = hashlib.sha256(data).hexdigest()
+        if sha256 == known_sha256:
+            return Inspection(uri=uri, sha256=sha256, bytes=len(data), status=UNCHANGED)
     result = inspect_bytes(
         uri, data, max_pixels=options.max_pixels, exif_allowlist=options.exif_allowlist
     )

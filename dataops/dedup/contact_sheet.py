@@ -20,6 +20,8 @@ from PIL.PngImagePlugin import PngInfo
 from dataops.errors import DataopsError
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from dataops.catalog.models import Image
 
 TILE = 192
@@ -40,12 +42,14 @@ class Tile:
     data: bytes | None
 
 
-def image_bytes(image: Image) -> bytes | None:
-    """The member's bytes from the blob store or its original location; None if unreadable."""
-    from dataops.storage import get_store, read_uri
+def image_bytes(image: Image, session: Session | None = None) -> bytes | None:
+    """The member's verified bytes; None if unreadable or no longer the image's (its sha256
+    differs, and with a session its location is recorded as stale), so a tile never shows
+    other pixels under the member's id."""
+    from dataops.catalog.verify import read_verified
 
     try:
-        return get_store().get(image.blob_key) if image.blob_key else read_uri(image.uri)
+        return read_verified(image, session)
     except (DataopsError, OSError, ValueError):
         return None
 

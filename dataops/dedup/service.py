@@ -1250,7 +1250,9 @@ def contact_sheet(session: Session, group_id: int, *, tile: int | None = None) -
             label = f"#{member.image_id}"
         else:
             label = f"#{member.image_id} d={member.distance}"
-        tiles.append(sheet.Tile(label=label, data=sheet.image_bytes(images[member.image_id])))
+        tiles.append(
+            sheet.Tile(label=label, data=sheet.image_bytes(images[member.image_id], session))
+        )
     return sheet.render(tiles, title=f"duplicate group {detail.id}", tile=tile)
 
 
