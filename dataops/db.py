@@ -74,12 +74,21 @@ def where_configured() -> str:
         return f"set by DATAOPS_DATABASE_URL in {dotenv}"
     if os.environ.get("DATAOPS_DATA_DIR"):
         return f"data dir {settings.resolved_data_dir} from DATAOPS_DATA_DIR or --data-dir"
-    if dotenv.is_file() and "DATAOPS_DATA_DIR" in dotenv.read_text(errors="replace"):
+    if _names_catalog(dotenv) and "DATAOPS_DATA_DIR" in dotenv.read_text(errors="replace"):
         return f"data dir {settings.resolved_data_dir} from {dotenv}"
+    found = next((env for env in (f / ".env" for f in cwd.parents) if _names_catalog(env)), None)
+    hint = f"; {found} configures one: run from {found.parent}?" if found else ""
     return (
         f"data dir {settings.resolved_data_dir}: the default ./.dataops of the current folder "
-        f"{cwd}, which has no .env naming a catalog"
+        f"{cwd}, which has no .env naming a catalog{hint}"
     )
+
+
+def _names_catalog(dotenv: Path) -> bool:
+    try:
+        return dotenv.is_file() and "DATAOPS_" in dotenv.read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def catalog_not_found(location: str, why: str = "", source: str | None = None) -> CatalogNotFound:

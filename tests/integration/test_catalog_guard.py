@@ -88,6 +88,7 @@ def test_the_folder_with_the_env_file_finds_its_catalog_and_a_subfolder_does_not
 
     below = dataops("images", "list", cwd=project / "notebooks")
     refused(below, str(project / "notebooks" / ".dataops" / "catalog.db"))
+    assert f"{project / '.env'} configures one: run from {project}?" in below.stderr
     assert list((project / "notebooks").iterdir()) == []
 
 
