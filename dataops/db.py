@@ -43,6 +43,14 @@ class Base(DeclarativeBase):
 
 _engines: dict[str, Engine] = {}
 
+# Connections per process: POOL_SIZE stay open, MAX_OVERFLOW more open under load. HTTP
+# requests hold at most REQUEST_SESSIONS of them at once (``dataops.api.admission``); the
+# rest serve jobs that run inside the API process.
+POOL_SIZE = 5
+MAX_OVERFLOW = 10
+REQUEST_SESSIONS = 12
+POOL_TIMEOUT = 30
+
 
 class CatalogNotFound(DataopsError):
     """The configured catalog does not exist; only `init`, `ingest` and `demo` create one."""
@@ -117,7 +125,13 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+        pool_timeout=POOL_TIMEOUT,
+    )
 
 
 def get_engine(url: str | None = None, *, create: bool = False) -> Engine:

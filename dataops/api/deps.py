@@ -14,15 +14,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dataops.api.admission import session_slot
 from dataops.auth import service as auth_service
 from dataops.auth.errors import PermissionDenied, Unauthenticated
 from dataops.auth.models import User
@@ -36,12 +39,26 @@ def api_settings() -> ApiSettings:
     return get_settings().api
 
 
-def get_session() -> Iterator[Session]:
-    """One unit of work per request; it commits before the response is sent."""
-    from dataops.db import session_scope
+async def get_session() -> AsyncIterator[Session]:
+    """One unit of work per request; it commits before the response is sent.
 
-    with session_scope() as session:
-        yield session
+    The request first waits for a session slot in the event loop (``dataops.api.admission``),
+    so that threads never queue for the pool behind requests that wait for threads.
+    """
+    from dataops.db import session_factory
+
+    async with session_slot():
+        session = await run_in_threadpool(session_factory())
+        try:
+            yield session
+            await run_in_threadpool(session.commit)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(session.rollback)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(session.close)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
