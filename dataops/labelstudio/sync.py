@@ -399,7 +399,8 @@ def prepare_push(
     lifecycle.check_open(batch)
     if batch.queue_id is None:
         raise DataopsError(
-            f"batch {batch.id} has no vendor queue; select it with --queue to push it"
+            f"batch {batch.id} has no vendor queue; give it one with `dataops batches assign "
+            f"{batch.id} --queue Q` (or cancel it: `dataops batches cancel {batch.id}`)"
         )
     queue = session.get(Queue, batch.queue_id)
     guideline = session.get(Guideline, queue.guideline_id) if queue is not None else None
@@ -493,7 +494,8 @@ def push_page(
     from dataops.labeling import tasks as task_keys
     from dataops.labeling.models import TaskKey
 
-    lifecycle.get_batch(session, plan.batch_id, lock=True)
+    # A batch cancelled while its push runs gets no more tasks.
+    lifecycle.check_open(lifecycle.get_batch(session, plan.batch_id, lock=True))
     order = {item_id: n for n, item_id in enumerate(item_ids)}
     rows: list[tuple[BatchItem, str]] = sorted(
         (
@@ -560,7 +562,8 @@ def _connection_of_batch(session: Session, batch_id: int) -> str:
     queue = session.get(Queue, batch.queue_id) if batch.queue_id is not None else None
     if queue is None:
         raise DataopsError(
-            f"batch {batch.id} has no vendor queue; select it with --queue to push it"
+            f"batch {batch.id} has no vendor queue; give it one with `dataops batches assign "
+            f"{batch.id} --queue Q` (or cancel it: `dataops batches cancel {batch.id}`)"
         )
     return queue.connection
 

@@ -296,3 +296,25 @@ def test_cancel_a_sent_batch_removes_unlabelled_tasks_and_keeps_labels(
     repeat = run_json("batches", "cancel", str(batch_id))
     assert (repeat["status"], repeat["removed_tasks"], repeat["kept_tasks"]) == ("cancelled", 0, 2)
     assert json.dumps(repeat)  # one JSON document, exit 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_label_studio_down_cancels_nothing(world: list[int]) -> None:
+    from tests.support.labelstudio import free_port
+
+    batch_id = draft(2, queue=QUEUE)
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        batch.status, batch.ls_project_id = "sent", 1
+        for n, item in enumerate(session.scalars(select(BatchItem))):
+            item.ls_task_id = 100 + n
+    down = {
+        "DATAOPS_LABELSTUDIO_URL": f"http://127.0.0.1:{free_port()}",
+        "DATAOPS_LABELSTUDIO_TOKEN": "0" * 40,
+    }
+    proc = run_cli("batches", "cancel", str(batch_id), "--json", env=down, check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert "unavailable" in proc.stderr
+    assert run_json("batches", "show", str(batch_id))["status"] == "sent"
+    assert len(claims(batch_id)) == 2
