@@ -497,6 +497,59 @@ def test_ingest_to_verified_manifest(
         assert {v["image_id"] for v in kept} == {disputed_image}
     accepted.append(relabeled[0])
 
+    # Steering batches over HTTP: a selection without a queue is a draft nobody can push; it
+    # gets a queue with assign, is pushed, one task is labeled, and it is cancelled: its
+    # images are released, the unlabeled tasks leave Label Studio, the label made is kept.
+    steered = stack.job(
+        stack.call("POST", "/v1/batches", sci, json={"strategy": "random", "size": 4, "seed": 11}),
+        sci,
+    )
+    steered_id = steered["id"]
+    draft = stack.call("GET", f"/v1/batches/{steered_id}", sci)
+    assert (draft["status"], draft["queue"]) == ("draft", None)
+    assigned = stack.call(
+        "POST", f"/v1/batches/{steered_id}/assign", sci, json={"queue": "acme-garments"}
+    )
+    assert (assigned["status"], assigned["queue"], assigned["task"]) == (
+        "draft",
+        "acme-garments",
+        TASK,
+    )
+    assert (assigned["size"], assigned["dropped"]) == (4, [])
+    pushed = stack.job(stack.call("POST", f"/v1/batches/{steered_id}/push", ops), ops)
+    assert pushed["status"] == "sent"
+    steered_tasks = stack.call(
+        "GET", "/v1/queues/acme-garments/tasks", ops, params={"batch": steered_id}
+    )["tasks"]
+    labeled_task = steered_tasks[0]
+    with LabelStudioClient.connect(labelstudio.url, labelstudio.annotator_tokens[0]) as client:
+        client.create_annotation(
+            labeled_task["ls_task_id"],
+            prediction_result("classification", label=label_of[labeled_task["image_id"]]),
+        )
+    project = stack.call("GET", "/v1/queues/acme-garments", ops)["ls_project_id"]
+    with LabelStudioClient.connect(labelstudio.url, labelstudio.admin_token) as admin:
+        before = {t["id"] for t in admin.list_tasks(project)}
+        refused = stack.api.post(f"/v1/batches/{steered_id}/cancel", headers=sci, json={})
+        assert refused.status_code == 403, refused.text  # a sent batch is labeling ops' call
+        cancelled = stack.call(
+            "POST", f"/v1/batches/{steered_id}/cancel", ops, json={"reason": "e2e"}
+        )
+        after = {t["id"] for t in admin.list_tasks(project)}
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["released"] == 4  # the selected images; gold items are never claimed
+    assert (cancelled["removed_tasks"], cancelled["kept_tasks"]) == (len(steered_tasks) - 1, 1)
+    assert before - after == {t["ls_task_id"] for t in steered_tasks} - {labeled_task["ls_task_id"]}
+    assert cancelled["pull_job_id"] is not None
+    stack.job(
+        {"job_id": cancelled["pull_job_id"], "status_url": f"/v1/jobs/{cancelled['pull_job_id']}"},
+        ops,
+    )
+    kept = stack.call("GET", "/v1/labels", ops, params={"batch": steered_id})
+    assert [v["image_id"] for v in kept] == [labeled_task["image_id"]]
+    again = stack.call("POST", f"/v1/batches/{steered_id}/cancel", ops, json={})
+    assert again["status"] == "cancelled"
+
     # Freeze the accepted labels into a manifest and verify it.
     made = stack.job(
         stack.call(

@@ -479,3 +479,38 @@ def test_two_rounds_with_three_labelstudio_annotators(
             label = labeling.accepted_label(s, image_id, TASK)
             assert label is not None
             assert label.payload == {"class": truth[image_id]}
+
+
+def test_queue_policy_over_http(api: Any) -> None:
+    from tests.support.api import bearer, create_user_token
+
+    ops = bearer(create_user_token("labeling_ops"))
+    world = _world(1)
+    del world
+    body = {
+        "name": "acme-pets-strict",
+        "vendor": "acme",
+        "guideline": f"{TASK}:1",
+        "on_reject": "release",
+        "relabel_answers": 5,
+        "relabel_agree": 4,
+        "relabel_rounds": 1,
+    }
+    created = api.post("/v1/queues", json=body, headers=ops)
+    assert created.status_code == 201, created.text
+    policy = {k: created.json()[k] for k in body if k.startswith(("on_", "relabel_"))}
+    assert policy == {k: v for k, v in body.items() if k.startswith(("on_", "relabel_"))}
+    # The same name with another policy is another queue: refused.
+    changed = api.post("/v1/queues", json={**body, "relabel_agree": 3}, headers=ops)
+    assert changed.status_code == 409, changed.text
+    assert "2 of 3" not in changed.text and "4 of 5 matching answers" in changed.text
+    no_majority = api.post(
+        "/v1/queues", json={**body, "name": "other", "relabel_agree": 2}, headers=ops
+    )
+    assert no_majority.status_code == 400, no_majority.text
+    assert "relabel_agree must be a majority of relabel_answers (3 to 5)" in no_majority.text
+    unknown = api.post(
+        "/v1/queues", json={**body, "name": "other", "on_reject": "shrug"}, headers=ops
+    )
+    assert unknown.status_code == 422, unknown.text
+    assert "on_reject" in unknown.text
