@@ -500,9 +500,10 @@ def _reserve_audit_id(session: Session) -> int:
 
 
 def _image_bytes(image: Image, store: BlobStore) -> bytes:
-    from dataops.storage import read_uri
+    """Only bytes that hash to the image's sha256 (``ImageChanged`` otherwise)."""
+    from dataops.catalog.verify import read_verified
 
-    return store.get(image.blob_key) if image.blob_key else read_uri(image.uri)
+    return read_verified(image, store=store)
 
 
 def _thumbnail(image: Image, store: BlobStore) -> bytes | None:
