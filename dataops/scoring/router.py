@@ -82,6 +82,9 @@ def register_model(
     path = check_ingest_path(request.path, api_settings().ingest_roots)
     if "://" in path:
         raise IngestPathRefused(f"refused {request.path!r}: a model file must be a local path")
+    # The dry run may take scoring.probe_timeout seconds: end the unit of work that signing in
+    # opened (it may have written the token's last use), so no lock is held meanwhile.
+    session.commit()
     mv, created = service.register_model(
         session,
         path,
