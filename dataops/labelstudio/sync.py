@@ -35,6 +35,7 @@ import hmac
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -273,22 +274,39 @@ def _gold_candidates(
 
 def _predicted(
     session: Session, model_version_id: int | None, kind: str, classes: list[str], ids: list[int]
-) -> set[int]:
-    """Images that get a pre-annotation from this model (see ``_predictions``)."""
+) -> dict[int, str]:
+    """The class each image's pre-annotation will show (see ``_predictions``)."""
     from dataops.scoring.models import Prediction
 
     if model_version_id is None or kind != "classification" or not ids:
-        return set()
+        return {}
     known = {c.casefold() for c in classes}
-    found: set[int] = set()
+    found: dict[int, str] = {}
     for chunk in _chunks(sorted(ids), 500):
         rows = session.execute(
             select(Prediction.image_id, Prediction.predicted_class).where(
                 Prediction.model_version_id == model_version_id, Prediction.image_id.in_(chunk)
             )
         )
-        found.update(image_id for image_id, cls in rows if str(cls).casefold() in known)
+        found.update(
+            (image_id, str(cls).casefold())
+            for image_id, cls in rows
+            if str(cls).casefold() in known
+        )
     return found
+
+
+def _apportion(counts: Counter[str], total: int) -> dict[str, int]:
+    """``total`` split in proportion to ``counts`` (largest remainder, ties by name)."""
+    whole = sum(counts.values())
+    if not whole or total <= 0:
+        return {}
+    exact = {name: total * n / whole for name, n in counts.items()}
+    out = {name: math.floor(value) for name, value in exact.items()}
+    left = total - sum(out.values())
+    for name in sorted(exact, key=lambda n: (out[n] - exact[n], n))[:left]:
+        out[name] += 1
+    return out
 
 
 def _pick_gold(
@@ -299,8 +317,10 @@ def _pick_gold(
     candidates: list[tuple[int, int, str]],
     wanted: int,
 ) -> list[tuple[int, int, str]]:
-    """Gold in the same proportion with and without a pre-annotation as the regular items, so
-    "has a prediction" tells nothing; a side short of candidates leaves gold missing."""
+    """Gold whose pre-annotations look like the regular items': the same share with and
+    without one (a side short of candidates leaves gold missing), and the predicted classes in
+    the regular items' proportions as far as the pool allows (an uncertainty batch leans to
+    some classes; gold drawn at random would not)."""
     candidates = sorted(candidates, key=lambda c: _rank("gold", batch.seed, batch.id, c[2]))
     predicted = _predicted(
         session,
@@ -311,11 +331,16 @@ def _pick_gold(
     )
     if not predicted:
         return candidates[:wanted]
-    share = sum(i.image_id in predicted for i in regular) / max(1, len(regular))
-    with_prediction = math.floor(share * wanted + 0.5)
-    chosen = [c for c in candidates if c[0] in predicted][:with_prediction]
+    shown = Counter(predicted[i.image_id] for i in regular if i.image_id in predicted)
+    with_prediction = math.floor(sum(shown.values()) / max(1, len(regular)) * wanted + 0.5)
+    pool = [c for c in candidates if c[0] in predicted]
+    chosen: list[tuple[int, int, str]] = []
+    for name, count in sorted(_apportion(shown, with_prediction).items()):
+        chosen += [c for c in pool if predicted[c[0]] == name][:count]
+    taken = {c[0] for c in chosen}
+    chosen += [c for c in pool if c[0] not in taken][: with_prediction - len(chosen)]
     chosen += [c for c in candidates if c[0] not in predicted][: wanted - with_prediction]
-    return chosen
+    return sorted(chosen, key=lambda c: _rank("gold", batch.seed, batch.id, c[2]))
 
 
 def plan_review_items(
@@ -946,23 +971,47 @@ def record_deletions(
     *,
     actor: str | None = None,
 ) -> tuple[int | None, int]:
-    """Deletions reported by the webhook: (queue id or None, deletion records appended)."""
+    """Deletions reported by the webhook: (queue id or None, deletion records appended).
+
+    Only annotations stored for this project's queue are marked: the secret is per
+    connection, so a payload naming one project must not delete another project's labels.
+    """
     queue = session.scalar(
         select(Queue).where(Queue.connection == connection, Queue.ls_project_id == project_id)
     )
     if queue is None:
         return None, 0
+    named = [labeling.labelstudio_source_id(connection, a) for a in annotation_ids]
+    ours = _annotations_of_queue(session, queue.id, named)
     marked = 0
-    for annotation_id in annotation_ids:
+    for source_id in named:
+        if source_id not in ours:
+            continue
         _, created = labeling.mark_deleted(
-            session,
-            source=SOURCE,
-            source_id=labeling.labelstudio_source_id(connection, annotation_id),
-            deleted_at=utcnow(),
-            actor=actor,
+            session, source=SOURCE, source_id=source_id, deleted_at=utcnow(), actor=actor
         )
         marked += int(created)
     return queue.id, marked
+
+
+def _annotations_of_queue(session: Session, queue_id: int, source_ids: list[str]) -> set[str]:
+    """The given annotations that the catalog stored for batches of this queue."""
+    ours: set[str] = set()
+    for start in range(0, len(source_ids), 500):
+        chunk = source_ids[start : start + 500]
+        ours.update(
+            session.scalars(
+                select(LabelVersion.source_id)
+                .join(Batch, Batch.id == LabelVersion.batch_id)
+                .where(
+                    LabelVersion.source == SOURCE,
+                    LabelVersion.source_id.in_(chunk),
+                    Batch.queue_id == queue_id,
+                )
+                .distinct()
+            )
+        )
+    return ours
 
 
 def queue_for_project(session: Session, connection: str, project_id: int) -> int | None:

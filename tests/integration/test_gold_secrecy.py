@@ -110,6 +110,32 @@ def test_a_gold_image_is_not_shown_twice_to_a_vendor_within_the_window(
     assert _plan(batch())["gold_items"] == 2
 
 
+def test_gold_pre_annotations_follow_the_regular_items_classes(
+    catalog: str, tmp_path: Path, corpus: Path
+) -> None:
+    """An uncertainty batch leans to some predicted classes; gold drawn blind would not."""
+    from dataops.scoring.models import Prediction
+    from dataops.selection.models import BatchItem
+
+    images = vendor_world.copy_clothing(corpus, tmp_path / "images", 20)
+    world = vendor_world.build(images, overlap=0.0, gold=0.5, gold_pool=12)
+    regular = world.unlabelled[:8]
+    shoes = set(world.gold_pool[:5])
+    with session_scope() as session:
+        for prediction in session.scalars(select(Prediction)):
+            is_shoe = prediction.image_id in shoes or prediction.image_id in regular
+            prediction.predicted_class = "Shoes" if is_shoe else "Pants"
+    batch = vendor_world.add_batch(world, regular, seed=5, overlap=0.0, gold=0.5)
+    assert _plan(batch)["gold_items"] == 4
+    with session_scope() as session:
+        gold = set(
+            session.scalars(
+                select(BatchItem.image_id).where(BatchItem.batch_id == batch, BatchItem.is_gold)
+            )
+        )
+    assert gold <= shoes
+
+
 # --- the vendor's view over three batches (real Label Studio) ------------------------------
 
 
