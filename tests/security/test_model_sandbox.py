@@ -259,6 +259,30 @@ def test_a_model_that_reads_files_while_loading_does_not_load(key_file: Path) ->
     assert SECRET[:3] not in str(err.value)
 
 
+class Greedy(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        big = torch.ones((1 << 31,))  # 8 GiB
+        return big[:2].expand(x.shape[0], 2)
+
+
+def test_cpu_time_and_memory_are_limited() -> None:
+    cpu = Limits(timeout=120, cpu_seconds=2, memory_bytes=16 << 30)
+    with ModelSandbox(scripted(Loops()), limits=cpu, name="m.pt") as box:
+        started = time.monotonic()
+        with pytest.raises(InvalidModel, match="at most 2 CPU seconds per call"):
+            box.run(None, (1, 1, 8, 8))
+    assert time.monotonic() - started < 60
+    memory = Limits(timeout=120, cpu_seconds=120, memory_bytes=3 << 30)
+    data = scripted(Greedy())
+    expected = r"fit in the memory limit \(scoring.memory_mb\)"
+    with (
+        ModelSandbox(data, limits=memory, name="m.pt") as box,
+        pytest.raises(InvalidModel, match=expected),
+    ):
+        box.run(None, (1, 1, 8, 8))
+    assert sandbox_children() == []
+
+
 # -- over HTTP -----------------------------------------------------------------------------------
 
 
