@@ -263,6 +263,7 @@ def _summary(
         "skipped": len(skipped_annotations(session, batch.id)),
         "queue": queue,
         "queue_id": batch.queue_id,
+        "task": (batch.params or {}).get("task"),
         "purpose": batch.purpose,
         "strategy": batch.strategy,
         "ls_project_id": batch.ls_project_id,

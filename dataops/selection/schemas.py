@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from dataops.labeling.schemas import PlainText
 from dataops.scoring.schemas import MODEL_REF
 
 MAX_BATCH_SIZE = 100_000
@@ -163,10 +164,9 @@ class BatchOut(BaseModel):
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(
+    reason: PlainText | None = Field(
         default=None,
         max_length=500,
-        pattern=r"^[^\x00]*$",
         description="Why, for the audit log.",
         examples=["size typo: asked for 5000"],
     )
@@ -175,7 +175,7 @@ class CancelRequest(BaseModel):
 class AssignRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    queue: str = Field(pattern=_NAME, description="Vendor queue (name or id).")
+    queue: PlainText = Field(min_length=1, max_length=128, description="Vendor queue (name or id).")
 
 
 class BatchChange(BaseModel):

@@ -91,7 +91,8 @@ def test_a_queueless_draft_is_assigned_or_cancelled_and_its_images_come_back(
     assert (assigned["queue"], assigned["task"], assigned["size"]) == (QUEUE, "clothing", 3)
     assert assigned["dropped"] == []
     assert run_json("batches", "assign", batch, "--queue", QUEUE) == assigned
-    assert run_json("batches", "show", batch)["queue"] == QUEUE
+    shown = run_json("batches", "show", batch)
+    assert (shown["queue"], shown["task"]) == (QUEUE, "clothing")
     assert len(events("batch.assigned", made["id"])) == 1
 
     cancelled = run_json("batches", "cancel", batch, "--reason", "size typo")
