@@ -19,6 +19,8 @@ class AuditOut(BaseModel):
     n_items: int
     n_passed: int
     n_disputed: int
+    n_relabeled: int = 0
+    n_released: int = 0
     relabel_batch_id: int | None
     report_json_key: str | None
     report_html_key: str | None

@@ -858,6 +858,8 @@ def audit_out(audit: Audit) -> AuditOut:
         n_passed=int(gate.get("n_passed", 0)),
         n_disputed=int(counts.get("disputed", 0)),
         relabel_batch_id=audit.relabel_batch_id,
+        n_relabeled=int(counts.get("items_relabeled", 0)),
+        n_released=int(counts.get("items_released", 0)),
         report_json_key=audit.report_json_key,
         report_html_key=audit.report_html_key,
         created_by=audit.created_by,

@@ -95,7 +95,8 @@ def run(
 ) -> None:
     """Audit a batch: agreement on overlap items, gold accuracy, then accept or reject it.
 
-    Disputed items (ties, gold misses) become a new relabel batch for the same queue.
+    Disputed items (ties, gold misses) become a new relabel batch for the same queue; a
+    rejected batch follows its queue's on-reject policy (see the README).
     """
     from dataops.audits.service import check_auditable
     from dataops.db import session_scope
@@ -136,8 +137,11 @@ def _render_audit(data: dict[str, Any]) -> None:
     )
     if data.get("relabel_batch_id"):
         console.print(
-            f"{data['n_disputed']} disputed items → relabel batch {data['relabel_batch_id']}"
+            f"{data.get('n_relabeled', data['n_disputed'])} items → relabel batch "
+            f"{data['relabel_batch_id']}"
         )
+    if data.get("n_released"):
+        console.print(f"{data['n_released']} items released to the pool (answers kept)")
     console.print(f"report: {data['report_html_key']}", highlight=False)
 
 
