@@ -22,6 +22,9 @@ def _absolute_input(raw: str) -> str:
     return str(Path(raw.removeprefix("file://")).expanduser().absolute())
 
 
+_INGEST_COUNTS = ("files", "new", "skipped", "quarantined", "unreadable", "refused")
+
+
 def ingest(
     paths: list[str] = typer.Argument(
         ...,
@@ -58,11 +61,11 @@ def ingest(
     def render() -> None:
         table(
             "ingest",
-            ["files", "new", "skipped", "quarantined", "unreadable"],
-            [[data.get(k, "") for k in ("files", "new", "skipped", "quarantined", "unreadable")]],
+            list(_INGEST_COUNTS),
+            [[data.get(k, "") for k in _INGEST_COUNTS]],
         )
         for line in data.get("errors", [])[:20]:
-            console.print(f"[yellow]unreadable:[/yellow] {line}", highlight=False)
+            console.print(f"[yellow]not ingested:[/yellow] {line}", highlight=False)
         console.print(f"job {job.id}")
 
     emit(data, as_json, render)
