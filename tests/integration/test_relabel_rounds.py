@@ -232,6 +232,9 @@ def test_rejected_batch_relabels_what_failed_and_releases_what_agreed(catalog: s
     counts = audit["metrics"]["counts"]
     assert (counts["items_released"], counts["items_relabeled"]) == (2, 2)
     assert counts["labels_released"] == 8
+    with session_scope() as s:
+        shown = audits.audit_out(audits.get_audit(s, audit["id"]))
+        assert (shown.n_relabeled, shown.n_released) == (2, 2)
     # Released images can be selected again; relabel items stay claimed.
     assert _selectable(4) == {a, b, *world.images[4:]}
 
