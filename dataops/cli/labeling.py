@@ -549,7 +549,7 @@ def labels_list(
 @labels_app.command("status")
 def labels_status(
     version_id: int = typer.Argument(..., help="Label version id."),
-    status: str = typer.Argument(..., help="accepted, rejected or adjudicated."),
+    status: str = typer.Argument(..., help="accepted, rejected, adjudicated or released."),
     reason: str | None = typer.Option(None, "--reason", help="Why, for the audit log."),
     as_json: bool = JSON_OPTION,
 ) -> None:
