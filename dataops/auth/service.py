@@ -31,6 +31,7 @@ from dataops.auth.schemas import NAME_PATTERN, TokenOut, UserOut
 from dataops.db import utcnow
 from dataops.events import service as events
 from dataops.labeling.models import Vendor
+from dataops.names import refuse_look_alike
 
 TOKEN_SCHEME = "dok"  # noqa: S105 - the public scheme of the token format
 _PREFIX_BYTES = 6
@@ -86,6 +87,7 @@ def create_user(
         raise InvalidUser("a vendor user needs --vendor, and only vendor users may have one")
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise UserExists(f"user {name!r} already exists")
+    refuse_look_alike(session, User.name, name, "user")
     user = User(name=name, role=role, vendor_id=_vendor_id(session, vendor) if vendor else None)
     session.add(user)
     session.flush()

@@ -71,6 +71,7 @@ from dataops.labeling.schemas import (
     VendorOut,
     normalise_payload,
 )
+from dataops.names import refuse_look_alike
 from dataops.selection.models import Batch
 
 DEFAULT_CONNECTION = "default"
@@ -143,6 +144,7 @@ def check_connection(name: str) -> str:
 def create_vendor(session: Session, name: str, *, actor: str | None = None) -> tuple[Vendor, bool]:
     """Idempotent: an existing vendor of that name is returned with ``created=False``."""
     clean = _check_entity_name(name, "vendor")
+    refuse_look_alike(session, Vendor.name, clean, "vendor")
     stmt = _insert(session, Vendor).values(name=clean).on_conflict_do_nothing()
     new_id = session.scalar(stmt.returning(Vendor.id))
     vendor = session.scalar(select(Vendor).where(Vendor.name == clean))
@@ -262,6 +264,7 @@ def _publish(
     existing = session.scalar(select(Guideline).where(Guideline.sha256 == sha))
     if existing is not None:
         return existing, False
+    refuse_look_alike(session, Guideline.name, parsed.name, "guideline")
     config = guideline_files.label_config_for(parsed)
     latest = session.scalar(
         select(func.max(Guideline.version)).where(Guideline.name == parsed.name)
@@ -385,6 +388,7 @@ def create_queue(
     (``dataops.audits.policy``).
     """
     clean = _check_entity_name(name, "queue")
+    refuse_look_alike(session, Queue.name, clean, "queue")
     overlap = _check_fraction(overlap, "--overlap", 1.0)
     gold = _check_fraction(gold, "--gold", MAX_GOLD)
     if due_days is not None and not 0 < due_days <= MAX_DUE_DAYS:

@@ -77,6 +77,7 @@ from dataops.manifests.splits import (
     normalize_split_spec,
     stratum_balance,
 )
+from dataops.names import refuse_look_alike
 from dataops.selection.models import Batch, BatchItem
 from dataops.selection.tasks import accepted_tasks, describe, manifest_task
 from dataops.storage import BlobStore, BlobStoreError, check_key, get_store, read_uri
@@ -728,6 +729,7 @@ def check_request(
         raise ManifestExists(
             f"manifest {name!r} already exists; manifests are immutable, pick a new name"
         )
+    refuse_look_alike(session, Manifest.name, name, "manifest")
     parent_row = get_manifest(session, parent) if parent else None
     batch_ids = _check_batches(session, from_batches) if from_batches is not None else None
     return ratios, parent_row, batch_ids
