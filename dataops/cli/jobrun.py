@@ -14,8 +14,10 @@ from typing import Any
 from dataops.cli.output import err_console, progress_bar
 from dataops.errors import ServiceUnavailable
 
-# Seconds the workers get to answer "which queues do you consume?"
-ANSWER_TIMEOUT = 1.5
+# Seconds the workers get to answer "which queues do you consume?": a second, longer round
+# before concluding nobody does, so a worker slow to answer on a loaded machine still counts
+# (about 4 s in all when no worker answers).
+ANSWER_ROUNDS = (1.5, 2.5)
 # While a job is still queued, the workers are asked again this often.
 RECHECK_EVERY = 30.0
 
@@ -70,12 +72,14 @@ def _unconsumed(broker: str, kind: str, job_id: str) -> str | None:
 
     queue = QUEUES[kind]
     started = time.monotonic()
-    try:
-        consumers = queue_consumers(broker, timeout=ANSWER_TIMEOUT)
-    except Exception as exc:  # kombu raises transport-specific errors
-        raise BrokerUnavailable(f"cannot ask the workers through the broker: {exc}") from exc
-    if consumers.get(queue):
-        return None
+    consumers: dict[str, list[str]] = {}
+    for timeout in ANSWER_ROUNDS:
+        try:
+            consumers = queue_consumers(broker, timeout=timeout)
+        except Exception as exc:  # kombu raises transport-specific errors
+            raise BrokerUnavailable(f"cannot ask the workers through the broker: {exc}") from exc
+        if consumers.get(queue):
+            return None
     others = ", ".join(f"{q} ({len(w)})" for q, w in sorted(consumers.items())) or "none"
     return (
         f"no running worker consumes the `{queue}` queue (asked the workers for "

@@ -87,7 +87,7 @@ def test_workers_on_other_queues_then_the_right_one_then_label_studio_down(
         assert run_json("ingest", str(image_dir), env=env)["new"] > 0
         proc = run_cli("dedup", "run", env=env, check=False, timeout=60)
         no_worker(proc, "dedup")
-        assert "queues with workers: ingest (1), sync (1)" in proc.stderr
+        assert "ingest (1)" in proc.stderr and "sync (1)" in proc.stderr
 
         with CeleryWorker(env, queues="dedup", name="cpu"):
             done = run_json("dedup", "run", env=env)
