@@ -153,7 +153,11 @@ def decide(item: Item, same: Same, *, quorum: int | None = None) -> Decision:
         if len(top) >= quorum and not tied:
             losers = [v for v in answers if v not in top]
             return Decision("relabel", top[0].payload, top, losers, True)
-        reason = "tie" if tied else f"{len(top)} of {len(answers)} answers match; {quorum} needed"
+        reason = (
+            f"{len(top)} of {len(answers)} answers match; {quorum} needed"
+            if len(top) < quorum
+            else "tie"
+        )
         return Decision("relabel", None, [], [], False, reason)
     if len(answers) >= 2:
         groups = _groups(answers, same)
