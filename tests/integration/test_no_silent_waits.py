@@ -114,3 +114,23 @@ def test_a_worker_on_a_misspelt_queue_is_refused() -> None:
 
     assert proc.returncode == 2
     assert "unknown queue 'dedupe'" in proc.stderr and "dedup,ingest" in proc.stderr
+
+
+@pytest.mark.slow
+def test_label_studio_down_exits_3_in_process(image_dir: Path) -> None:
+    env = {
+        "DATAOPS_LABELSTUDIO_URL": "http://127.0.0.1:9",
+        "DATAOPS_LABELSTUDIO_TOKEN": "not-used",
+        "DATAOPS_INGEST__WORKERS": "1",
+    }
+    run_json("ingest", str(image_dir), env=env)
+    run_json("vendors", "create", "acme", env=env)
+    run_json("guidelines", "publish", str(GUIDELINES / "clothing" / "v1.md"), env=env)
+    run_json("queues", "create", "q", "--vendor", "acme", "--guideline", "clothing", env=env)
+    batch = run_json("select", "--strategy", "random", "--size", "2", "--queue", "q", env=env)
+
+    push = run_cli("batches", "push", str(batch["id"]), env=env, check=False)
+
+    assert push.returncode == 3, push.stderr
+    assert "Label Studio at http://127.0.0.1:9 is unavailable" in push.stderr
+    assert "Traceback" not in push.stderr
