@@ -88,3 +88,28 @@ def test_outcomes(accepted: bool, on_reject: str, answers: tuple[str, ...], expe
 def test_policy_checks_name_the_field(settings: dict[str, object], message: str) -> None:
     with pytest.raises(AuditInputError, match=message):
         policy.check(**settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("purpose", "params", "rounds", "expected"),
+    [
+        ("active_learning", {}, 0, (1, None, False)),  # no relabel rounds: release instead
+        ("active_learning", {}, 2, (1, None, True)),
+        ("relabel", {"round": 2, "agree": 3}, 2, (2, 3, True)),
+        ("relabel", {"round": 3, "agree": 2}, 2, (3, 2, False)),  # the last round
+        ("relabel", {}, 1, (2, 2, False)),  # made before rounds were recorded
+    ],
+)
+def test_rounds_of_a_chain(
+    purpose: str, params: dict[str, int], rounds: int, expected: tuple[object, ...]
+) -> None:
+    from dataops.audits import relabel
+    from dataops.selection.models import Batch
+
+    batch = Batch(purpose=purpose, params=params)
+    rules = policy.check(relabel_rounds=rounds)
+    assert (
+        relabel.round_of(batch),
+        relabel.quorum_of(batch, rules),
+        relabel.can_relabel(batch, rules),
+    ) == expected
