@@ -468,7 +468,9 @@ def test_two_rounds_with_three_labelstudio_annotators(
 
     offered = [label_stream(url, token, project, answer_as(token)) for token in tokens]
     assert [sorted(o) for o in offered] == [sorted(relabel_image_of)] * 3
-    assert label_stream(url, tokens[0], project, answer_as(tokens[0])) == []
+    # Exactly three: a fourth account is offered nothing.
+    fourth = labelstudio.server.create_user(f"annotator4-{uuid.uuid4().hex[:8]}@dataops.test")
+    assert label_stream(url, fourth, project, answer_as(fourth)) == []
     assert _sync({"action": "pull", "batch_id": second})["created"] == 6
     accepted = _audit(second)
     assert accepted["decision"] == "accepted"
