@@ -396,7 +396,12 @@ def _outcome(outcome: OutcomeReport) -> str:
     on_reject = str(policy.get("on_reject"))
     rules: list[dict[str, Any]] = [
         {"setting": "item rule in this audit", "value": outcome["rule"]},
-        {"setting": "relabel round", "value": outcome["round"]},
+        {
+            "setting": "round",
+            "value": "1 (the original batch)"
+            if outcome["round"] == 1
+            else f"{outcome['round']} (relabel batch)",
+        },
         {
             "setting": "on reject",
             "value": f"{on_reject}: {_ON_REJECT_WORDS.get(on_reject, on_reject)}",
