@@ -118,6 +118,8 @@ class ImageHashes:
     def positions(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
         """Row of each id; raises KeyError for unknown ids."""
         query = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if query.size == 0:
+            return np.empty(0, dtype=np.int64)
         sorted_ids = self._sorted_ids
         idx = np.searchsorted(sorted_ids, query)
         idx_clipped = np.minimum(idx, max(len(self) - 1, 0))

@@ -292,3 +292,12 @@ def test_oversize_groups_are_reported() -> None:
 
     assert grouping.report.oversize_groups == ((1, 3),)
     assert [g.tolist() for g in grouping.groups()] == [[1, 2, 3]]
+
+
+def test_an_empty_catalog_groups_to_nothing() -> None:
+    """A dedup run on a catalog with no hashed images finds no pairs and no groups."""
+    empty = _hashes([])
+    pairs = find_pairs(empty, DedupParams())
+    grouping = group_pairs(empty, pairs, representative_rank([], [], []))
+    assert len(pairs) == 0
+    assert len(grouping.ids) == 0
