@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -149,12 +150,16 @@ def test_more_requests_than_threads_and_connections(
     out = Counter[str]()
     checked_out = [0, 0]
 
+    lock = threading.Lock()
+
     def on_checkout(*_: object) -> None:
-        checked_out[0] += 1
-        checked_out[1] = max(checked_out)
+        with lock:
+            checked_out[0] += 1
+            checked_out[1] = max(checked_out)
 
     def on_checkin(*_: object) -> None:
-        checked_out[0] -= 1
+        with lock:
+            checked_out[0] -= 1
 
     event.listen(engine, "checkout", on_checkout)
     event.listen(engine, "checkin", on_checkin)
