@@ -5,6 +5,7 @@
 Part 1: a PostgreSQL catalog of `--catalog-images` synthetic images and one batch; `dataops
 serve --workers 2` on loopback; `--clients` concurrent clients issue at most `--requests`
 requests (or run for `--max-seconds`) against GET /v1/images?limit=50 and GET /v1/batches/{id}.
+Failed requests (resets, protocol errors, non-200 answers; no retries) are counted, not fatal.
 Part 2: `--job-images` images ingested as 8 list-file jobs on 1, then 2 Celery workers
 (fresh database each time); wall time from submit to the last job finished.
 """
@@ -22,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._service import free_port, hammer, make_images, percentile, shard_lists, start_api  # noqa: E402
+from benchmarks._service import free_port, make_images, shard_lists, start_api  # noqa: E402
+from tests.support.load import run_load  # noqa: E402
 from tests.support.services import CeleryWorker, create_database, drop_database, redis_db  # noqa: E402
 
 
@@ -72,25 +74,28 @@ def api_throughput(args: argparse.Namespace, tmp: Path) -> list[str]:
         port = free_port()
         api = start_api(env, port, workers=2)
         url = f"http://127.0.0.1:{port}"
-        hammer(url, token, ["/v1/images?limit=50"], clients=4, max_requests=100, max_seconds=30)
+        run_load(url, token, ["/v1/images?limit=50"], clients=4, seconds=30, max_requests=100)
         rows = []
         for label, path in [
             ("GET /v1/images?limit=50", "/v1/images?limit=50"),
             ("GET /v1/batches/{id}", f"/v1/batches/{batch_id}"),
         ]:
-            lat, wall = hammer(
+            result = run_load(
                 url,
                 token,
                 [path],
                 clients=args.clients,
+                seconds=args.max_seconds,
                 max_requests=args.requests,
-                max_seconds=args.max_seconds,
             )
-            values = [v for vs in lat.values() for v in vs]
+            answered = len(result.latencies)
             rows.append(
-                f"| {label} | {args.clients} | {len(values):,} | {len(values) / wall:,.0f} | "
-                f"{percentile(values, 0.5) * 1000:.0f} | {percentile(values, 0.95) * 1000:.0f} |"
+                f"| {label} | {args.clients} | {answered:,} | {answered / result.wall:,.0f} | "
+                f"{result.percentile(0.5) * 1000:.0f} | {result.percentile(0.95) * 1000:.0f} | "
+                f"{result.error_count} |"
             )
+            for kind, count in result.errors.most_common():
+                print(f"  {label}: {count} x {kind}", file=sys.stderr)
         return rows
     finally:
         if api is not None:
@@ -151,13 +156,16 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60)
     parser.add_argument("--catalog-images", type=int, default=2000)
     parser.add_argument("--job-images", type=int, default=10_000)
+    parser.add_argument("--skip-jobs", action="store_true", help="Only the HTTP part.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         rows = api_throughput(args, tmp)
-        print("\n| endpoint | clients | requests | requests/s | p50 (ms) | p95 (ms) |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("\n| endpoint | clients | answers | answers/s | p50 (ms) | p95 (ms) | errors |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         print("\n".join(rows), flush=True)
+        if args.skip_jobs:
+            return
         files = make_images(tmp / "job-images", args.job_images, seed=1)
         lists = shard_lists(files, 8, tmp)
         times = {w: job_time(args, tmp, w, lists) for w in (1, 2)}
