@@ -493,7 +493,7 @@ def labels_list(
     image: str | None = typer.Option(None, "--image", help="Image id, sha256 or prefix."),
     batch: int | None = typer.Option(None, "--batch", help="Batch id."),
     status: str | None = typer.Option(
-        None, "--status", help="submitted, accepted, rejected, adjudicated or deleted."
+        None, "--status", help="submitted, accepted, rejected, adjudicated, released or deleted."
     ),
     task: str | None = typer.Option(None, "--task"),
     live: bool = typer.Option(False, "--live", help="Only each annotator's current version."),
