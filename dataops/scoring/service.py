@@ -3,8 +3,9 @@
 Registry: a TorchScript file is stored in the blob store under its sha256. Versions are
 immutable: registering the same bytes under the same name returns the existing version, new
 bytes get the next version number. A dry run on a blank input checks that the model runs with
-its input spec, counts its classes (they must match the class list) and tells whether it also
-returns an embedding. One version per name is *current*: what ``--model NAME`` means.
+its input spec, has one output per class and tells whether it also returns an embedding. A
+model is untrusted code: this module never loads one; the dry run and scoring run it in
+``sandbox.ModelSandbox``, and the input spec is read from the archive without loading it. One version per name is *current*: what ``--model NAME`` means.
 
 Scoring: every ok image without a prediction from the version is scored in DataLoader batches;
 each batch commits on its own, with ``ON CONFLICT DO NOTHING``, so an interrupted job resumes
