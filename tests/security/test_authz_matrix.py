@@ -86,6 +86,8 @@ MATRIX: list[Row] = [
     # A bearer token is never a substitute for a signature.
     Row("GET", "/v1/media/{own_image}", NOBODY, anonymous=403),
     Row("GET", "/v1/media/{own_image}", NOBODY, anonymous=403, params={"queue": "{own_queue}"}),
+    Row("GET", "/v1/media/t/" + "0" * 32, NOBODY, anonymous=403),
+    Row("GET", "/v1/media/t/" + "0" * 32, NOBODY, anonymous=403, params={"exp": "9999999999"}),
     # Nor for the webhook secret header Label Studio sends.
     Row("GET", "/v1/models", STAFF),
     Row("POST", "/v1/models/{model}/score", frozenset({"admin", "scientist"}), ok=202),
