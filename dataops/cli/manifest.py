@@ -324,20 +324,31 @@ def datasheet(
     emit({**document, "files": written}, as_json, render)
 
 
+_EXPORT_COLUMNS = ("format", "rows", "linked", "copied", "written", "upright", "skipped")
+
+
 @app.command("export")
 def export(
     ref: str = typer.Argument(..., help="Manifest name or id (sha256:...)."),
-    fmt: str = typer.Option(..., "--format", help="folder (split/class/...) or coco."),
-    out: Path = typer.Option(..., "--out", help="Destination folder."),
+    fmt: str = typer.Option(
+        ...,
+        "--format",
+        help="folder (split/class/..., image classes), coco (boxes) or rows "
+        "(rows.jsonl and rows.parquet for table readers).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Destination folder: new, empty, or an earlier dataops export."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Write the manifest's images and labels for tools that do not read manifests.
 
     Images are hard-linked from a local blob store when possible (treat them as read-only),
-    copied otherwise, and re-hashed on the way.
+    copied otherwise, and re-hashed on the way; EXIF-rotated photos are written upright. The
+    export is staged beside --out and replaces it whole; stale files never survive.
     """
     from dataops.db import session_scope
-    from dataops.manifests.service import export_manifest
+    from dataops.manifests.exporting import export_manifest
     from dataops.migrate import ensure_ready
 
     ensure_ready()
@@ -348,7 +359,7 @@ def export(
         as_json,
         lambda: table(
             f"{result['name']} -> {result['out']}",
-            ["format", "rows", "linked", "copied", "written", "skipped"],
-            [[result[k] for k in ("format", "rows", "linked", "copied", "written", "skipped")]],
+            [*_EXPORT_COLUMNS],
+            [[result[k] for k in _EXPORT_COLUMNS]],
         ),
     )

@@ -1,10 +1,16 @@
 """Exports of manifest rows for tools that do not read manifests.
 
-Image files are named ``<sha256><ext>`` so an export is content-addressed: re-running it
-skips files already in place, and a crash never leaves a half-written file under its final
-name. Files are hard-linked from the blob store when it is on the same local file system
-(no copy, no extra space; the link shares bytes with the store, so treat exports as
-read-only) and copied otherwise. Each image is re-hashed before it is placed.
+Image files are named ``<sha256><ext>`` after the catalog image. Files are hard-linked from
+the blob store when it is on the same local file system (no copy, no extra space; the link
+shares bytes with the store, so treat exports as read-only) and copied otherwise; each image
+is re-hashed before it is placed. Images whose EXIF orientation turns them are written with
+upright pixels and no orientation tag (:mod:`dataops.manifests.upright`), so loaders that
+ignore EXIF see what dataops's loader and the upright widths and heights describe.
+
+Each export is staged beside its target and swapped in whole
+(:mod:`dataops.manifests.export_target`); its ``index.jsonl`` lists every file's own sha256
+beside the catalog sha256. Re-exporting into the same folder reuses (links) unchanged files
+of the earlier export.
 """
 
 from __future__ import annotations
@@ -13,31 +19,41 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
 from dataops.errors import DataopsError
 from dataops.manifests.body import ManifestRow, _atomic_write
+from dataops.manifests.export_target import previous_index, staged_export, write_index
 from dataops.manifests.loader import CLASS_KEY, check_blob
+from dataops.manifests.upright import upright
 
 BOXES_KEY = "boxes"
+CLASSES_FILE = "classes.txt"
 _BOX_SLACK = 1e-6
+_LICENSE = {"id": 1, "name": "unspecified: see the catalog's source records", "url": ""}
 
 Locate = Callable[[ManifestRow], "str | os.PathLike[str] | bytes"]
 """Where an image's bytes are: a local path (hard-linked or copied) or the bytes themselves."""
 
 
+class WrongKind(DataopsError):
+    """The format cannot hold the manifest's labels (boxes vs image classes)."""
+
+
 @dataclass
 class ExportCounts:
-    """What an export did per image."""
+    """What an export did per image (``upright``: written turned, also counted in written)."""
 
     linked: int = 0
     copied: int = 0
     written: int = 0
     skipped: int = 0
+    upright: int = 0
+    lossy: int = 0
 
 
 def image_extension(row: ManifestRow) -> str:
@@ -55,32 +71,95 @@ def _safe_dir_name(name: str, what: str) -> str:
     return name
 
 
-def _place(row: ManifestRow, dst: Path, locate: Locate, verify: bool, counts: ExportCounts) -> None:
-    if dst.exists():
-        counts.skipped += 1
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    source = locate(row)
-    if isinstance(source, bytes):
-        if verify:
-            check_blob(row, hashlib.sha256(source).hexdigest())
-        tmp = _atomic_write(dst.parent, dst.suffix, lambda p: p.write_bytes(source), fsync=False)
+@dataclass
+class _Placer:
+    """Places images into a staged export and records the index entries."""
+
+    staged: Path
+    old_root: Path
+    locate: Locate
+    verify: bool
+    counts: ExportCounts = field(default_factory=ExportCounts)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    previous: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.previous = previous_index(self.old_root)
+
+    def _record(self, row: ManifestRow, rel: str, sha: str, turned: str | None) -> None:
+        self.entries.append(
+            {
+                "path": rel,
+                "sha256": sha,
+                "catalog_sha256": row["sha256"],
+                "split": row["split"],
+                "upright": turned,
+            }
+        )
+
+    def _reuse(self, row: ManifestRow, rel: str, dst: Path) -> bool:
+        entry = self.previous.get(rel)
+        if entry is None or entry.get("catalog_sha256") != row["sha256"]:
+            return False
+        try:
+            os.link(self.old_root / rel, dst)
+        except OSError:
+            return False
+        self.counts.skipped += 1
+        self._record(row, rel, entry["sha256"], entry.get("upright"))
+        return True
+
+    def _write(self, dst: Path, data: bytes) -> None:
+        tmp = _atomic_write(dst.parent, dst.suffix, lambda p: p.write_bytes(data), fsync=False)
         os.replace(tmp, dst)
-        counts.written += 1
-        return
-    path = Path(source)
-    if not path.is_file():
-        raise DataopsError(f"image {row['sha256']}: {path} is missing")
-    if verify:
-        with open(path, "rb") as handle:
-            check_blob(row, hashlib.file_digest(handle, "sha256").hexdigest())
-    try:
-        os.link(path, dst)
-        counts.linked += 1
-    except OSError:
-        tmp = _atomic_write(dst.parent, dst.suffix, lambda p: shutil.copyfile(path, p), fsync=False)
-        os.replace(tmp, dst)
-        counts.copied += 1
+        self.counts.written += 1
+
+    def place(self, row: ManifestRow, rel: str) -> None:
+        dst = self.staged / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if self._reuse(row, rel, dst):
+            return
+        source = self.locate(row)
+        path = None if isinstance(source, bytes) else Path(source)
+        if path is not None and not path.is_file():
+            raise DataopsError(f"image {row['sha256']}: {path} is missing")
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        if self.verify:
+            check_blob(row, hashlib.sha256(data).hexdigest())
+        turned = upright(data)
+        if turned is not None:
+            self._write(dst, turned.data)
+            self.counts.upright += 1
+            self.counts.lossy += turned.method != "jpegtran"
+            self._record(row, rel, hashlib.sha256(turned.data).hexdigest(), turned.method)
+            return
+        self._record(row, rel, row["sha256"], None)
+        if path is None:
+            self._write(dst, data)
+            return
+        try:
+            os.link(path, dst)
+            self.counts.linked += 1
+        except OSError:
+            tmp = _atomic_write(dst.parent, dst.suffix, lambda p: shutil.copyfile(path, p), False)
+            os.replace(tmp, dst)
+            self.counts.copied += 1
+
+
+def _class_of(row: ManifestRow) -> str:
+    label = row["label"]
+    if not isinstance(label.get(CLASS_KEY), str):
+        raise WrongKind(
+            f"image {row['sha256']}: label {label!r} has no class; the folder layout holds "
+            "image-level classes (use --format coco for boxes)"
+        )
+    return _safe_dir_name(label[CLASS_KEY], "class")
+
+
+def class_list(preferred: Sequence[str] | None, present: Iterable[str]) -> list[str]:
+    """``preferred`` (the guideline's classes) then any other present class, sorted."""
+    first = list(dict.fromkeys(preferred or ()))
+    return first + sorted(set(present) - set(first))
 
 
 def export_folder(
@@ -88,21 +167,34 @@ def export_folder(
     destination: str | os.PathLike[str],
     locate: Locate,
     verify_sha256: bool = True,
+    *,
+    classes: Sequence[str] | None = None,
+    splits: Sequence[str] | None = None,
+    marker: Mapping[str, Any] | None = None,
 ) -> ExportCounts:
-    """``split/class/<sha256><ext>`` for image-classification tools (ImageFolder layout)."""
-    root = Path(destination)
-    counts = ExportCounts()
-    for row in rows:
-        label = row["label"]
-        if not isinstance(label.get(CLASS_KEY), str):
-            raise DataopsError(f"image {row['sha256']}: label {label!r} has no class")
-        folder = (
-            root / _safe_dir_name(row["split"], "split") / _safe_dir_name(label[CLASS_KEY], "class")
-        )
-        _place(
-            row, folder / f"{row['sha256']}{image_extension(row)}", locate, verify_sha256, counts
-        )
-    return counts
+    """``split/class/<sha256><ext>`` for image-classification tools (ImageFolder layout).
+
+    Every class has a folder in every split, empty or not, so ImageFolder numbers the classes
+    the same way in each split; ``classes.txt`` lists them in that (sorted) order.
+    """
+    all_rows = list(rows)
+    names = [_class_of(row) for row in all_rows]
+    folders = sorted(class_list(classes, names))
+    for name in folders:
+        _safe_dir_name(name, "class")
+    split_names = sorted(set(splits or ()) | {row["split"] for row in all_rows})
+    for split in split_names:
+        _safe_dir_name(split, "split")
+    with staged_export(destination, {"format": "folder", **(marker or {})}) as staged:
+        placer = _Placer(staged, Path(destination).absolute(), locate, verify_sha256)
+        for split in split_names:
+            for name in folders:
+                (staged / split / name).mkdir(parents=True, exist_ok=True)
+        for row, name in zip(all_rows, names, strict=True):
+            placer.place(row, f"{row['split']}/{name}/{row['sha256']}{image_extension(row)}")
+        (staged / CLASSES_FILE).write_text("".join(f"{name}\n" for name in folders))
+        write_index(staged, placer.entries)
+    return placer.counts
 
 
 def _boxes(row: ManifestRow) -> list[dict[str, Any]]:
@@ -130,16 +222,22 @@ def coco_dataset(
     rows: Sequence[ManifestRow],
     split: str | None = None,
     file_name: Callable[[ManifestRow], str] | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+    info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """COCO detection dict for the rows of ``split`` (all rows when None).
 
-    Category, image and annotation ids come from all given rows (categories sorted by name,
-    images by sha256), so the files of different splits agree on them. Boxes become absolute pixel
-    ``[x, y, width, height]`` from the row's width and height.
+    Category ids follow ``classes`` (the guideline's class list; classes only seen in boxes
+    come after it, sorted), so they stay the same across manifest versions whichever classes
+    happen to have boxes. Image and annotation ids come from all given rows (images by
+    sha256), so the files of different splits agree on them. Boxes become absolute pixel
+    ``[x, y, width, height]`` from the row's (upright) width and height, with the box as
+    its polygon ``segmentation``.
     """
     ordered = sorted(rows, key=lambda row: row["sha256"])
     boxes_of = [_boxes(row) for row in ordered]
-    names = sorted({box[CLASS_KEY] for boxes in boxes_of for box in boxes})
+    names = class_list(classes, {box[CLASS_KEY] for boxes in boxes_of for box in boxes})
     category_ids = {name: i for i, name in enumerate(names, start=1)}
     name_of = file_name or (lambda row: f"{row['sha256']}{image_extension(row)}")
     images, annotations = [], []
@@ -154,6 +252,7 @@ def coco_dataset(
                     "file_name": name_of(row),
                     "width": width,
                     "height": height,
+                    "license": _LICENSE["id"],
                     "sha256": row["sha256"],
                 }
             )
@@ -161,18 +260,22 @@ def coco_dataset(
             annotation_id += 1
             if not selected:
                 continue
-            bbox = [box["x"] * width, box["y"] * height, box["w"] * width, box["h"] * height]
+            x, y = box["x"] * width, box["y"] * height
+            w, h = box["w"] * width, box["h"] * height
             annotations.append(
                 {
                     "id": annotation_id,
                     "image_id": image_id,
                     "category_id": category_ids[box[CLASS_KEY]],
-                    "bbox": bbox,
-                    "area": bbox[2] * bbox[3],
+                    "bbox": [x, y, w, h],
+                    "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
+                    "area": w * h,
                     "iscrowd": 0,
                 }
             )
     return {
+        "info": dict(info or {"description": "dataops manifest export"}),
+        "licenses": [_LICENSE],
         "images": images,
         "annotations": annotations,
         "categories": [{"id": i, "name": name} for name, i in category_ids.items()],
@@ -181,7 +284,18 @@ def coco_dataset(
 
 def _write_json(path: Path, document: Any) -> None:
     data = json.dumps(document, ensure_ascii=False, allow_nan=False).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(_atomic_write(path.parent, ".json", lambda tmp: tmp.write_bytes(data)), path)
+
+
+def require_boxes(rows: Iterable[ManifestRow], fmt: str) -> None:
+    """Refuse rows with image-level labels for a box format, naming the first one."""
+    for row in rows:
+        if BOXES_KEY not in row["label"]:
+            raise WrongKind(
+                f"{fmt} export needs box labels, but image {row['sha256']} has "
+                f"{row['label']!r} (a classification manifest): use --format folder"
+            )
 
 
 def export_coco(
@@ -189,19 +303,28 @@ def export_coco(
     destination: str | os.PathLike[str],
     locate: Locate,
     verify_sha256: bool = True,
+    *,
+    classes: Sequence[str] | None = None,
+    info: Mapping[str, Any] | None = None,
+    marker: Mapping[str, Any] | None = None,
 ) -> ExportCounts:
     """``images/<split>/<sha256><ext>`` plus ``annotations/<split>.json`` per split."""
-    root = Path(destination)
     all_rows = list(rows)
-    counts = ExportCounts()
+    require_boxes(all_rows, "COCO")
     for row in all_rows:
-        split_dir = _safe_dir_name(row["split"], "split")
-        dst = root / "images" / split_dir / f"{row['sha256']}{image_extension(row)}"
-        _place(row, dst, locate, verify_sha256, counts)
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    for split in sorted({row["split"] for row in all_rows}):
-        coco = coco_dataset(
-            all_rows, split, lambda row: f"{row['split']}/{row['sha256']}{image_extension(row)}"
-        )
-        _write_json(root / "annotations" / f"{split}.json", coco)
-    return counts
+        _safe_dir_name(row["split"], "split")
+    with staged_export(destination, {"format": "coco", **(marker or {})}) as staged:
+        placer = _Placer(staged, Path(destination).absolute(), locate, verify_sha256)
+        for row in all_rows:
+            placer.place(row, f"images/{row['split']}/{row['sha256']}{image_extension(row)}")
+        for split in sorted({row["split"] for row in all_rows}):
+            coco = coco_dataset(
+                all_rows,
+                split,
+                lambda row: f"{row['split']}/{row['sha256']}{image_extension(row)}",
+                classes=classes,
+                info=info,
+            )
+            _write_json(staged / "annotations" / f"{split}.json", coco)
+        write_index(staged, placer.entries)
+    return placer.counts

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 import uuid
@@ -1204,25 +1203,3 @@ def locate_image(store: BlobStore, row: ManifestRow) -> str | bytes:
         return image_bytes(store.url, row)
     return location.removeprefix("file://")
 
-
-def export_manifest(
-    session: Session, ref: str, destination: str | os.PathLike[str], *, fmt: str
-) -> dict[str, Any]:
-    """Write a manifest as an ImageFolder tree (``folder``) or COCO files (``coco``)."""
-    from dataops.manifests.export import export_coco, export_folder
-
-    exporters = {"folder": export_folder, "coco": export_coco}
-    if fmt not in exporters:
-        raise DataopsError(f"--format must be one of {', '.join(exporters)}, got {fmt!r}")
-    manifest = get_manifest(session, ref)
-    store = get_store()
-    rows = read_rows(manifest, store)
-    counts = exporters[fmt](rows, destination, lambda row: locate_image(store, row))
-    return {
-        "name": manifest.name,
-        "id": manifest.content_hash,
-        "format": fmt,
-        "out": str(Path(destination).absolute()),
-        "rows": len(rows),
-        **vars(counts),
-    }

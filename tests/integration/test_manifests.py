@@ -24,7 +24,7 @@ from dataops.dedup.models import DupGroup
 from dataops.events.models import AuditEvent
 from dataops.labeling.models import ACCEPTED, Annotator, Guideline, Vendor
 from dataops.labeling.service import add_label_version
-from dataops.manifests import datasheet, models, service
+from dataops.manifests import datasheet, exporting, models, service
 from dataops.manifests.body import ManifestError
 from dataops.manifests.errors import EmptyManifest, ManifestExists, ManifestTampered
 from dataops.manifests.splits import assign_splits
@@ -659,11 +659,11 @@ def test_importing_manifests_does_not_import_torch() -> None:
 def test_export_folder_and_coco(labeled: list[Image], tmp_path: Path) -> None:
     manifest = _create("exp")
     with session_scope() as s:
-        result = service.export_manifest(s, "exp", tmp_path / "folder", fmt="folder")
+        result = exporting.export_manifest(s, "exp", tmp_path / "folder", fmt="folder")
     assert result["rows"] == manifest.row_count
     assert result["linked"] + result["copied"] == manifest.row_count
     files = list((tmp_path / "folder").rglob("*.jpg"))
     assert len(files) == manifest.row_count
     assert {f.parent.name for f in files} <= set(CLASSES)
     with session_scope() as s, pytest.raises(Exception, match="--format"):
-        service.export_manifest(s, "exp", tmp_path / "x", fmt="voc")
+        exporting.export_manifest(s, "exp", tmp_path / "x", fmt="voc")

@@ -189,8 +189,13 @@ def test_export_folder_layout_links_then_skips(clothing_rows, tmp_path):
         target = out / row["split"] / row["label"]["class"] / f"{row['sha256']}.jpg"
         assert hashlib.sha256(target.read_bytes()).hexdigest() == row["sha256"]
         assert target.stat().st_ino == Path(urlparse(row["uri"]).path).stat().st_ino
-    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    files = sorted(p.relative_to(out) for p in out.rglob("*.jpg"))
     assert len(files) == len(clothing_rows)
+    assert {p.name for p in out.iterdir() if p.is_file()} == {
+        ".dataops-export",
+        "classes.txt",
+        "index.jsonl",
+    }
     again = export_folder(clothing_rows, out, lambda r: Path(urlparse(r["uri"]).path))
     assert again.skipped == len(clothing_rows)
     assert again.linked == again.copied == again.written == 0

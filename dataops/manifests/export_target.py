@@ -1,0 +1,92 @@
+"""Export folders that dataops owns: staged beside the target, swapped in whole.
+
+An export is written into a temporary folder next to its target and renamed into place only
+when complete, so a crash or a refused image never leaves a half-written export and stale
+files from an earlier export never survive. The target must be missing, empty, or an earlier
+dataops export (it holds the marker file); any other folder is refused, never overwritten.
+The index (``index.jsonl``) lists every exported file with its own sha256 beside the
+catalog sha256 of the image it came from; they differ only for images turned upright.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dataops.errors import DataopsError
+
+MARKER = ".dataops-export"
+INDEX = "index.jsonl"
+
+
+class ExportTargetError(DataopsError):
+    """The export target is a folder dataops does not own."""
+
+
+def check_target(root: Path) -> None:
+    """Refuse a target that is a file or a non-empty folder without the marker."""
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise ExportTargetError(f"{root} is not a folder: choose a new or empty folder for --out")
+    if root.is_dir() and not (root / MARKER).is_file() and any(root.iterdir()):
+        raise ExportTargetError(
+            f"{root} is not empty and was not written by dataops export (no {MARKER}): "
+            "choose a new or empty folder for --out"
+        )
+
+
+def previous_index(root: Path) -> dict[str, dict[str, Any]]:
+    """Entries of an earlier export at ``root`` by relative path (empty when there is none)."""
+    path = root / INDEX
+    if not (root / MARKER).is_file() or not path.is_file():
+        return {}
+    entries: dict[str, dict[str, Any]] = {}
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            entries[entry["path"]] = entry
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return entries
+
+
+def _swap(staged: Path, root: Path) -> None:
+    if not root.exists():
+        os.rename(staged, root)
+        return
+    old = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
+    os.rename(root, old / "export")
+    try:
+        os.rename(staged, root)
+    except BaseException:
+        os.rename(old / "export", root)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staged_export(destination: str | os.PathLike[str], marker: Mapping[str, Any]) -> Iterator[Path]:
+    """A fresh folder to write the export into; it replaces ``destination`` on success."""
+    root = Path(destination).absolute()
+    check_target(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
+    try:
+        yield staged
+        (staged / MARKER).write_text(json.dumps(dict(marker), sort_keys=True) + "\n")
+        staged.chmod(0o755)
+        check_target(root)
+        _swap(staged, root)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+def write_index(staged: Path, entries: list[dict[str, Any]]) -> None:
+    lines = (json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n" for e in entries)
+    (staged / INDEX).write_text("".join(lines), encoding="utf-8")

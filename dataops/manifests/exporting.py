@@ -1,0 +1,109 @@
+"""``dataops manifest export``: a stored manifest written in a format other tools read.
+
+Formats: ``folder`` (ImageFolder layout, image classes), ``coco`` (boxes) and ``rows``
+(rows-only ``rows.jsonl`` and ``rows.parquet`` beside a copy of the canonical body). A format
+that cannot hold the manifest's labels is refused before anything is written. Class lists
+come from the guidelines the labels were made under, newest version first, so class folders
+and COCO category ids do not depend on which classes a manifest version happens to contain.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dataops.errors import DataopsError
+from dataops.labeling.models import Guideline
+from dataops.manifests.body import ManifestRow
+from dataops.manifests.export import ExportCounts, export_coco, export_folder
+from dataops.manifests.export_target import staged_export
+from dataops.manifests.models import Manifest
+from dataops.manifests.rows_files import write_rows_files
+from dataops.manifests.service import get_manifest, local_copy, locate_image, read_rows
+from dataops.storage import BlobStore, get_store
+
+FORMATS = ("folder", "coco", "rows")
+BODY_COPY = "manifest.jsonl"
+
+
+def guideline_classes(session: Session, rows: Sequence[ManifestRow]) -> list[str]:
+    """Classes of the rows' guidelines (``name:version``), newest version's order first."""
+    wanted: set[tuple[str, int]] = set()
+    for row in rows:
+        name, _, number = (row["guideline_version"] or "").rpartition(":")
+        if name and number.isdigit():
+            wanted.add((name, int(number)))
+    if not wanted:
+        return []
+    found = session.execute(
+        select(Guideline.name, Guideline.version, Guideline.classes).where(
+            Guideline.name.in_({name for name, _ in wanted})
+        )
+    ).all()
+    chosen = sorted(
+        (g for g in found if (g.name, g.version) in wanted), key=lambda g: (-g.version, g.name)
+    )
+    names = (c for g in chosen for c in g.classes if isinstance(c, str))
+    return list(dict.fromkeys(names))
+
+
+def _info(manifest: Manifest) -> dict[str, Any]:
+    return {
+        "description": f"dataops manifest {manifest.name}",
+        "version": manifest.content_hash,
+        "year": manifest.created_at.year,
+        "contributor": manifest.created_by or "",
+        "date_created": manifest.created_at.isoformat(),
+        "url": "",
+    }
+
+
+def _export_rows(
+    manifest: Manifest, store: BlobStore, rows: Sequence[ManifestRow], destination: Path
+) -> ExportCounts:
+    marker = {"format": "rows", "manifest": manifest.name, "id": manifest.content_hash}
+    with staged_export(destination, marker) as staged, local_copy(store, manifest.body_key) as body:
+        shutil.copyfile(body, staged / BODY_COPY)
+        write_rows_files(staged, rows)
+    return ExportCounts()
+
+
+def export_manifest(
+    session: Session, ref: str, destination: str | os.PathLike[str], *, fmt: str
+) -> dict[str, Any]:
+    """Write a manifest as ``folder``, ``coco`` or ``rows`` files into ``destination``."""
+    if fmt not in FORMATS:
+        raise DataopsError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    manifest = get_manifest(session, ref)
+    store = get_store()
+    rows = read_rows(manifest, store)
+    out = Path(destination).absolute()
+    marker = {"manifest": manifest.name, "id": manifest.content_hash}
+    classes = guideline_classes(session, rows)
+
+    def locate(row: ManifestRow) -> str | bytes:
+        return locate_image(store, row)
+
+    if fmt == "folder":
+        splits = list(manifest.split_counts or {}) or list(manifest.splits or {})
+        counts = export_folder(rows, out, locate, classes=classes, splits=splits, marker=marker)
+    elif fmt == "coco":
+        counts = export_coco(
+            rows, out, locate, classes=classes, info=_info(manifest), marker=marker
+        )
+    else:
+        counts = _export_rows(manifest, store, rows, out)
+    return {
+        "name": manifest.name,
+        "id": manifest.content_hash,
+        "format": fmt,
+        "out": str(out),
+        "rows": len(rows),
+        **vars(counts),
+    }

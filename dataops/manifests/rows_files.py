@@ -1,0 +1,90 @@
+"""Rows-only data files for table readers: ``rows.jsonl`` and ``rows.parquet``.
+
+The canonical body starts with a header line, which pandas, polars, duckdb and Hugging Face
+``datasets`` read as an extra row, and its Parquet copy keeps ``label`` as JSON text. These
+files hold only the rows, with ``label`` as an object (JSON) or a typed struct (Parquet),
+so every reader gets the rows without a workaround. They are written next to a copy of the
+canonical body (``manifest.jsonl``), whose bytes, and hence the manifest id, are untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dataops.manifests.body import ManifestRow
+
+ROWS_JSONL = "rows.jsonl"
+ROWS_PARQUET = "rows.parquet"
+_COORDS = ("x", "y", "w", "h")
+
+
+def _box_type(boxes: list[dict[str, Any]]) -> Any:
+    import pyarrow as pa
+
+    keys = sorted({"class", *_COORDS} | {key for box in boxes for key in box})
+    fields = []
+    for key in keys:
+        if key in _COORDS:
+            kind = pa.float64()
+        elif key == "class":
+            kind = pa.string()
+        else:
+            kind = pa.array([box.get(key) for box in boxes]).type
+        fields.append(pa.field(key, kind))
+    return pa.struct(fields)
+
+
+def label_type(labels: Sequence[dict[str, Any]]) -> Any:
+    """A struct type for the labels: ``class`` a string, ``boxes`` a list of typed boxes."""
+    import pyarrow as pa
+
+    keys = sorted({key for label in labels for key in label})
+    fields = []
+    for key in keys:
+        values = [label.get(key) for label in labels]
+        if key == "class":
+            kind = pa.string()
+        elif key == "boxes":
+            boxes = [box for value in values if isinstance(value, list) for box in value]
+            kind = pa.list_(_box_type(boxes))
+        else:
+            kind = pa.array(values).type
+        fields.append(pa.field(key, kind))
+    return pa.struct(fields)
+
+
+def _table(rows: Sequence[ManifestRow]) -> Any:
+    import pyarrow as pa
+
+    text, integer = pa.string(), pa.int64()
+    types = {
+        "sha256": text,
+        "blob_key": text,
+        "uri": text,
+        "split": text,
+        "label_version_id": integer,
+        "guideline_version": text,
+        "dup_group_id": integer,
+        "width": integer,
+        "height": integer,
+    }
+    columns = {
+        name: pa.array([row[name] for row in rows], kind)  # type: ignore[literal-required]
+        for name, kind in types.items()
+    }
+    labels = [row["label"] for row in rows]
+    columns["label"] = pa.array(labels, label_type(labels))
+    return pa.table(columns)
+
+
+def write_rows_files(folder: Path, rows: Sequence[ManifestRow]) -> None:
+    """``rows.jsonl`` (one object per row) and ``rows.parquet`` (typed label struct)."""
+    import pyarrow.parquet as pq
+
+    with open(folder / ROWS_JSONL, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+    pq.write_table(_table(rows), folder / ROWS_PARQUET, compression="zstd")
