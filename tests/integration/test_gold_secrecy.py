@@ -136,6 +136,30 @@ def test_gold_pre_annotations_follow_the_regular_items_classes(
     assert gold <= shoes
 
 
+def test_tasks_pushed_before_task_keys_keep_their_item_key(
+    pg_catalog: str, tmp_path: Path, corpus: Path
+) -> None:
+    """The migration records a key for every task already in Label Studio: its item key."""
+    from dataops import migrate
+    from dataops.labeling.models import TaskKey
+    from dataops.selection.models import BatchItem
+
+    images = vendor_world.copy_clothing(corpus, tmp_path / "images", 6)
+    world = vendor_world.build(images, overlap=0.0, gold=0.0, gold_pool=0)
+    batch = vendor_world.add_batch(world, world.unlabelled[:4], seed=1, overlap=0.0, gold=0.0)
+    with session_scope() as session:
+        items = list(session.scalars(select(BatchItem).where(BatchItem.batch_id == batch)))
+        for n, item in enumerate(items[:3]):
+            item.ls_task_id = 100 + n
+            item.pushed_at = utcnow()
+        pushed = {item.item_key: item.id for item in items[:3]}
+    migrate.downgrade(pg_catalog, "0005")
+    migrate.upgrade(pg_catalog)
+    with session_scope() as session:
+        keys = {k.key: (k.batch_item_id, k.queue_id) for k in session.scalars(select(TaskKey))}
+    assert keys == {key: (item_id, world.queue_id) for key, item_id in pushed.items()}
+
+
 # --- the vendor's view over three batches (real Label Studio) ------------------------------
 
 
