@@ -176,12 +176,23 @@ def cancel(
     change = cancel_batch(batch, transaction=session_scope, actor=_actor(), reason=reason)
     data = change.model_dump(mode="json")
     if change.kept_tasks:
-        with session_scope() as session:
-            from dataops.selection import lifecycle
+        from dataops.errors import DataopsError, ServiceUnavailable
+        from dataops.selection import lifecycle
 
+        with session_scope() as session:
             queue_id = lifecycle.get_batch(session, batch).queue_id
         params = {"action": "pull", "queue_id": queue_id}
-        job = run_job("sync", params, description="pull kept labels", wait=wait)
+        try:
+            job = run_job("sync", params, description="pull kept labels", wait=wait)
+        except DataopsError as exc:
+            # The cancel stands; the kept labels wait in Label Studio for the next pull.
+            kind = ServiceUnavailable if isinstance(exc, ServiceUnavailable) else DataopsError
+            raise kind(
+                f"batch {batch} is cancelled ({change.released} images released, "
+                f"{change.removed_tasks} unlabelled tasks removed), but pulling the labels of "
+                f"its {change.kept_tasks} kept tasks failed: {exc}; run `dataops batches pull "
+                f"--queue {change.queue}` later"
+            ) from None
         data["pull_job_id"] = job.id
         data["pull"] = job.result or {"status": job.status}
     emit(data, as_json, lambda: _render_change("cancelled", data))
