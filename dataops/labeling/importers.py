@@ -460,12 +460,13 @@ def labelstudio_path(uri: str) -> str:
 
 def mapped_uris(uri: str, path_map: Sequence[tuple[str, str]]) -> list[str]:
     """Every location a task's image may be recorded at: as written, and through the map."""
-    forms = list(dict.fromkeys((uri, labelstudio_path(uri))))
-    out = list(forms)
+    path = labelstudio_path(uri)
+    out = [uri, path]
     for prefix, root in path_map:
-        for form in forms:
-            if form.startswith(prefix):
-                out.append(root + form[len(prefix) :])
+        # The one-path form first, so /data/local-files/ maps the decoded ?d= path.
+        form = next((f for f in (path, uri) if f.startswith(prefix)), None)
+        if form is not None:
+            out.append(root + form[len(prefix) :])
     return list(dict.fromkeys(out))
 
 
