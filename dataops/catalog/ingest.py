@@ -12,7 +12,7 @@ import csv
 import glob
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from itertools import islice
@@ -30,7 +30,7 @@ from dataops.catalog.validate import (
     inspect_uri,
 )
 from dataops.config import get_settings
-from dataops.storage import within_roots
+from dataops.storage import RefusedLocation, read_uri, within_roots
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 LIST_SUFFIXES = {".txt", ".csv", ".lst"}
@@ -45,13 +45,18 @@ def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
-def _read_list(path: Path) -> list[tuple[str, str]]:
+def _read_list(path: Path, roots: Sequence[str] | None) -> list[tuple[str, str]]:
     """A text file (one path/URI per line) or a CSV whose `uri`/`path` column (or first) lists
-    them: (location, the entry as written)."""
+    them: (location, the entry as written). Read like an image: inside the roots, no link
+    planted after the check, never a FIFO."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise IngestInputError(f"{path}: cannot read the list file ({exc})") from exc
+        text = read_uri(str(path), roots).decode("utf-8-sig")
+    except RefusedLocation as exc:
+        raise IngestInputError(f"{path}: the list file is refused: {exc}") from exc
+    except OSError as exc:
+        raise IngestInputError(f"{path}: cannot read the list file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise IngestInputError(f"{path}: the list file is not UTF-8 text") from exc
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if path.suffix.lower() != ".csv":
         return [(_absolute(line.strip(), path.parent), line.strip()) for line in lines]
@@ -105,12 +110,22 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
     return list(expand_locations(inputs))
 
 
-def expand_locations(inputs: Iterable[str]) -> dict[str, str]:
+def expand_locations(
+    inputs: Iterable[str],
+    roots: Sequence[str] | None = None,
+    refused: list[str] | None = None,
+) -> dict[str, str]:
     """Unique locations, each with the path as the user gave it (or as found below a folder
-    they gave): errors show that one, never where a link resolves to."""
+    they gave): errors show that one, never where a link resolves to. With ``roots``, inputs
+    and glob matches outside them are not expanded (no listing of folders elsewhere) but
+    added to ``refused``; what the rest expands to is for the caller to check."""
     seen: dict[str, str] = {}
+    refused = refused if refused is not None else []
     for raw in inputs:
         found: list[tuple[str, str]]
+        if roots is not None and not within_roots(raw, roots):
+            refused.append(raw)
+            continue
         if _is_url(raw):
             found = [(url, url) for url in _expand_url(raw)]
         elif _GLOB_CHARS & set(raw):
@@ -120,7 +135,9 @@ def expand_locations(inputs: Iterable[str]) -> dict[str, str]:
             found = []
             for match in matches:
                 path = Path(match)
-                if path.is_dir():
+                if roots is not None and not within_roots(match, roots):
+                    refused.append(match)
+                elif path.is_dir():
                     found.extend(_walk(path, match))
                 elif _is_image_name(match):
                     found.append((str(path.resolve()), match))
@@ -131,7 +148,7 @@ def expand_locations(inputs: Iterable[str]) -> dict[str, str]:
             if path.is_dir():
                 found = list(_walk(path, raw))
             elif path.suffix.lower() in LIST_SUFFIXES:
-                found = _read_list(path)
+                found = _read_list(path, roots)
             else:
                 found = [(str(path.resolve()), raw)]
         for uri, given in found:
@@ -197,7 +214,8 @@ def ingest(
 ) -> IngestResult:
     """Ingest files; with ``roots``, only files inside them, checked again as each is read."""
     settings = get_settings()
-    locations = expand_locations(inputs)
+    refused: list[str] = []
+    locations = expand_locations(inputs, roots, refused)
     attributes = read_attributes(attributes_csv)
     options = InspectOptions(
         max_pixels=settings.ingest.max_pixels,
@@ -205,23 +223,19 @@ def ingest(
         copy_to=settings.resolved_storage_url if copy else None,
         roots=tuple(roots) if roots is not None else None,
     )
-    result = IngestResult(files=len(locations))
     uris = list(locations)
     if roots is not None:
         uris = [u for u in uris if within_roots(u, roots)]
-        result.refused = len(locations) - len(uris)
-        result.errors.extend(
-            f"{given}: refused: outside the ingest roots"
-            for uri, given in locations.items()
-            if not within_roots(uri, roots)
-        )
+        refused += [given for uri, given in locations.items() if not within_roots(uri, roots)]
+    result = IngestResult(files=len(uris) + len(refused), refused=len(refused))
+    result.errors.extend(f"{given}: refused: outside the ingest roots" for given in refused)
     with session_scope() as session:
         source_id = service.get_or_create_source(session, source, actor=actor) if source else None
     with session_scope() as session:
         known = service.known_locations(session, uris)
     done = result.refused
     if progress:
-        progress(done, len(locations))
+        progress(done, result.files)
     run = partial(inspect_uri, options=options)
     workers = _pool_size(settings.ingest.workers)
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
@@ -256,7 +270,7 @@ def ingest(
             result.locations_added += counts.locations_added
             done += len(inspections)
             if progress:
-                progress(done, len(locations))
+                progress(done, result.files)
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)

@@ -300,9 +300,9 @@ def ingest(
     # list files expand to (through symlinks too) must stay inside the roots as well. The
     # error names files as the request did (or as found below its folders), never where they
     # resolve to. The worker checks every file against the roots again where it reads it.
-    outside = [
-        given for uri, given in expand_locations(paths).items() if not within_roots(uri, roots)
-    ]
+    outside: list[str] = []
+    locations = expand_locations(paths, roots, outside)
+    outside += [given for uri, given in locations.items() if not within_roots(uri, roots)]
     if outside:
         raise IngestPathRefused(
             f"{len(outside)} of the files resolve outside the ingest roots, e.g. {outside[0]!r}"

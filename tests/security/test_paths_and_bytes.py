@@ -87,6 +87,51 @@ def test_link_planted_after_the_request_is_refused_where_the_file_is_read(
     assert "private-payroll" not in shown and "elsewhere" not in shown, shown
 
 
+def test_folder_or_list_swapped_for_a_link_after_the_request_reveals_nothing(
+    api: TestClient, scientist: dict[str, str], ingest_root: Path, tmp_path: Path, queued_jobs: Any
+) -> None:
+    """Neither the names in a folder elsewhere nor the lines of a file elsewhere reach the job."""
+    elsewhere = tmp_path / "elsewhere"
+    secret_photo = write_photo(elsewhere / "photos" / "secret-name.jpg", seed=7)
+    secret_text = elsewhere / "secrets.txt"
+    secret_text.write_text("TOPSECRET-LINE-1\nTOPSECRET-LINE-2\n")
+    folder = ingest_root / "batch"
+    write_photo(folder / "a.jpg")
+    listing = ingest_root / "list.txt"
+    listing.write_text(f"{write_photo(ingest_root / 'listed.jpg', seed=3)}\n")
+    for path in (folder, listing):
+        response = api.post("/v1/ingest", json={"paths": [str(path)]}, headers=scientist)
+        assert response.status_code == 202, response.text
+    folder.rename(ingest_root / "batch-old")
+    folder.symlink_to(elsewhere / "photos")
+    listing.unlink()
+    listing.symlink_to(secret_text)
+
+    for job_id, path in zip(queued_jobs, (folder, listing), strict=True):
+        result = _run(job_id)
+        assert (result["new"], result["refused"]) == (0, 1), result
+        assert result["errors"] == [f"{path}: refused: outside the ingest roots"]
+        shown = api.get(f"/v1/jobs/{job_id}", headers=scientist).text
+        assert "TOPSECRET" not in shown and "secret-name" not in shown, shown
+    assert not _catalogued(_sha(secret_photo))
+
+
+def test_fifo_list_file_does_not_block_the_request(
+    api: TestClient, scientist: dict[str, str], ingest_root: Path
+) -> None:
+    listing = ingest_root / "list.txt"
+    os.mkfifo(listing)
+    try:
+        response = _finishes(
+            lambda: api.post("/v1/ingest", json={"paths": [str(listing)]}, headers=scientist)
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(os.open(listing, os.O_WRONLY | os.O_NONBLOCK))
+    assert response.status_code == 400, response.text
+    assert "not a regular file (a FIFO)" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("swap", ["file", "folder"])
 def test_link_planted_between_the_check_and_the_open_is_not_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: str
