@@ -580,7 +580,8 @@ def run_audit_job(ctx: JobContext) -> dict[str, Any]:
             gold_threshold=float(params.get("gold_threshold", GOLD_THRESHOLD)),
             task=params.get("task"),
         )
-        result = audit_out(audit).model_dump(mode="json")
+        # The job finishes with the audit: a retry answers with this audit, never a second one.
+        result = ctx.finish(session, audit_out(audit).model_dump(mode="json"))
     ctx.progress(1, 1, "audit")
     return result
 

@@ -38,6 +38,7 @@ class JobContext:
     actor: str | None
     on_progress: ProgressCallback | None = None
     owner: str | None = None
+    finished: bool = False
     _last_write: float = field(default=0.0, repr=False)
 
     @contextmanager
@@ -59,6 +60,15 @@ class JobContext:
         """Add to the job's counters in the transaction of the work counted, so totals add up
         across attempts; raises LeaseLost (rolling that work back) if another attempt took over."""
         service.add_counters(session, self.job_id, self.owner, counts)
+
+    def finish(self, session: Session, result: dict[str, Any]) -> dict[str, Any]:
+        """Record the job's result in the transaction of its work (call it last, just before
+        that transaction commits): a worker dying after the commit leaves a finished job, so a
+        retry or a racing attempt answers with this result instead of redoing the work. Raises
+        LeaseLost, rolling the work back, if another attempt took over or finished first."""
+        service.finish_with_work(session, self.job_id, self.owner, result)
+        self.finished = True
+        return result
 
     def counters(self) -> dict[str, int]:
         with session_scope() as session:
@@ -162,12 +172,17 @@ def execute(job_id: str, *, on_progress: ProgressCallback | None = None) -> Job:
             # The kind of failure travels with the job, so a CLI waiting on a worker can exit
             # as if the error had happened in its own process (3 for a service that is down).
             failure = {"error": {"code": exc.code, "status": exc.status_code}}
-            _finish(job_id, owner, error=str(exc), result=failure)
+            if not _finish(job_id, owner, error=str(exc), result=failure):
+                return _current(job_id)
             raise
         except Exception as exc:
-            _finish(job_id, owner, error=f"{type(exc).__name__}: {exc}")
+            if not _finish(job_id, owner, error=f"{type(exc).__name__}: {exc}"):
+                return _current(job_id)
             raise
-        return _finish(job_id, owner, result=result)
+        if ctx.finished:  # the handler wrote its outcome with its work
+            return _current(job_id)
+        _finish(job_id, owner, result=result)
+        return _current(job_id)
 
 
 def _new_owner() -> str:
@@ -248,17 +263,19 @@ def _current(job_id: str) -> Job:
 
 def _finish(
     job_id: str, owner: str, *, result: dict[str, Any] | None = None, error: str | None = None
-) -> Job:
+) -> bool:
+    """Record this attempt's outcome; False if the job is no longer this attempt's (another
+    attempt took it over or finished it), so what this one saw is not the job's outcome."""
     with session_scope() as session:
         try:
             job = service.lock_owned(session, job_id, owner)
         except LeaseLost as exc:
-            log.warning("job %s: %s; its outcome is not recorded", job_id, exc)
-            return service.get_job(session, job_id)
+            log.warning("job %s: %s; this attempt's outcome is not recorded", job_id, exc)
+            return False
         service.mark_finished(session, job, result=result, error=error)
         if error:
             log.warning("job %s (%s) failed: %s", job_id, job.kind, error)
-        return job
+        return True
 
 
 def wait(

@@ -113,6 +113,39 @@ def add_counters(session: Session, job_id: str, owner: str | None, counts: dict[
     session.flush()
 
 
+def finish_with_work(
+    session: Session, job_id: str, owner: str | None, result: dict[str, Any]
+) -> None:
+    """Mark the job succeeded in the transaction of its work, so both commit or neither does.
+
+    One conditional UPDATE: it succeeds only while the job is unfinished and (given an owner)
+    that attempt still holds the lease; otherwise LeaseLost rolls the work back. On
+    PostgreSQL a second attempt's UPDATE waits for the first to commit and then matches
+    nothing; SQLite lets one writer in at a time.
+    """
+    job_is_ours = [Job.id == job_id, Job.status.in_([PENDING, RUNNING])]
+    if owner is not None:
+        job_is_ours.append(Job.lease_owner == owner)
+    finished = session.execute(
+        update(Job)
+        .where(*job_is_ours)
+        .values(
+            status=SUCCEEDED,
+            result=result,
+            error=None,
+            finished_at=utcnow(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(finished) != 1:
+        holder = session.scalar(select(Job.lease_owner).where(Job.id == job_id))
+        raise LeaseLost(f"job {job_id} was finished or taken over by another attempt ({holder})")
+    kind, actor = session.execute(select(Job.kind, Job.created_by).where(Job.id == job_id)).one()
+    events.record(session, f"job.{SUCCEEDED}", "job", job_id, actor=actor, details={"kind": kind})
+
+
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 

@@ -285,3 +285,172 @@ def test_a_job_whose_attempts_keep_dying_fails_with_a_reason(
     assert job.error is not None and job.error.startswith("gave up after 2 attempts")
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Batch)) == 0
+
+
+# --- jobs whose work is one transaction: the outcome is written in it ------------------------
+
+
+def _labeled_images(image_dir: Path) -> list[int]:
+    """Ingested images (sorted by sha256) with one accepted label each, for manifests."""
+    from dataops.catalog.ingest import ingest
+    from dataops.labeling.service import add_label_version
+
+    ingest([str(image_dir)], session_scope=session_scope)
+    with session_scope() as session:
+        ids = list(
+            session.scalars(select(Image.id).where(Image.status == "ok").order_by(Image.sha256))
+        )
+        for i, image_id in enumerate(ids):
+            add_label_version(
+                session,
+                image_id=image_id,
+                payload={"class": "ab"[i % 2]},
+                source="csv",
+                source_id=str(image_id),
+                status="accepted",
+            )
+    return ids
+
+
+def _die_after_the_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attempt's process goes away once the handler has returned: its work committed,
+    nothing the runner does afterwards runs."""
+    real = runner.handler_for
+
+    def handler(kind: str) -> Callable[[runner.JobContext], dict[str, Any]]:
+        work = real(kind)
+
+        def then_die(ctx: runner.JobContext) -> dict[str, Any]:
+            work(ctx)
+            raise _Died
+
+        return then_die
+
+    monkeypatch.setattr(runner, "handler_for", handler)
+
+
+def _count(model: Any) -> int:
+    with session_scope() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _events(kind: str) -> int:
+    from dataops.events.models import AuditEvent
+
+    with session_scope() as session:
+        stmt = select(func.count()).select_from(AuditEvent).where(AuditEvent.action == kind)
+        return int(session.scalar(stmt) or 0)
+
+
+def _retried_after_a_death(job_id: str, monkeypatch: pytest.MonkeyPatch) -> Job:
+    """Kill the first attempt after its work, then recover and redeliver as a worker would."""
+    _set_worker(monkeypatch, lease=0.3)
+    real = runner.handler_for
+    _die_after_the_handler(monkeypatch)
+    with pytest.raises(_Died):
+        runner.execute(job_id)
+    monkeypatch.setattr(runner, "handler_for", real)
+    time.sleep(0.5)  # the first attempt's lease, had it any left, runs out
+    recover_stale(older_than=0)
+    again = runner.execute(job_id)  # a late redelivery of the first message
+    assert _job(job_id).result == again.result
+    return again
+
+
+@pytest.mark.slow
+def test_an_audit_job_retried_after_its_work_committed_answers_with_its_audit(
+    catalog: str, image_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataops.audits.models import Audit
+    from tests.integration.test_audit_service import _classification_batch
+
+    ingest_ids = _labeled_images(image_dir)
+    built = _classification_batch(ingest_ids)
+    params = {"batch_id": built.batch_id, "gate": 0.6, "resamples": 0}
+    job_id = _new_job("audit", params)
+    job = _retried_after_a_death(job_id, monkeypatch)
+    assert (job.status, job.attempts, job.error) == ("succeeded", 1, None)
+    assert _count(Audit) == 1
+    with session_scope() as session:
+        audit_id = session.scalar(select(Audit.id))
+    assert job.result is not None and job.result["id"] == audit_id
+    assert _events("audit.created") == 1
+    assert _events("job.succeeded") == 1
+
+
+def test_a_manifest_job_retried_after_its_work_committed_answers_with_its_manifest(
+    catalog: str, image_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataops.manifests.models import Manifest
+
+    _labeled_images(image_dir)
+    job_id = _new_job("manifest", {"name": "train-v1", "seed": 3})
+    job = _retried_after_a_death(job_id, monkeypatch)
+    assert (job.status, job.attempts, job.error) == ("succeeded", 1, None)
+    assert _count(Manifest) == 1
+    with session_scope() as session:
+        manifest = session.scalars(select(Manifest)).one()
+    assert job.result is not None
+    assert (job.result["name"], job.result["id"]) == ("train-v1", manifest.content_hash)
+    assert _events("job.succeeded") == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("kind", ["audit", "manifest"])
+def test_an_attempt_that_lost_its_lease_mid_work_leaves_one_outcome(
+    kind: str, pg_catalog: str, image_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt stalls inside its work transaction (audit or manifest written, not
+    committed) until its lease runs out and a second attempt takes the job: the first one's
+    work rolls back, the second one's is the job's only outcome."""
+    from dataops.audits import service as audits
+    from dataops.audits.models import Audit
+    from dataops.manifests import service as manifests
+    from dataops.manifests.models import Manifest
+
+    ids = _labeled_images(image_dir)
+    if kind == "audit":
+        from tests.integration.test_audit_service import _classification_batch
+
+        module, out, model = audits, "audit_out", Audit
+        params: dict[str, Any] = {
+            "batch_id": _classification_batch(ids).batch_id,
+            "gate": 0.6,
+            "resamples": 0,
+        }
+    else:
+        module, out, model, params = manifests, "manifest_out", Manifest, {"name": "m", "seed": 1}
+    job_id = _new_job(kind, params)
+    inside, release = threading.Event(), threading.Event()
+    real = getattr(module, out)
+
+    def first_one_stalls(*args: Any, **kwargs: Any) -> Any:
+        if not inside.is_set():
+            inside.set()
+            assert release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, out, first_one_stalls)
+    first, first_out = _in_thread(lambda: runner.execute(job_id))
+    assert inside.wait(120)
+    stalled = _job(job_id).lease_owner
+    assert stalled is not None
+    with session_scope() as session:  # its lease runs out: nobody heard from it
+        assert jobs.take_over(session, job_id, stalled)
+    second, second_out = _in_thread(lambda: runner.execute(job_id))
+    _until(lambda: _job(job_id).attempts == 2, "the second attempt to claim the job")
+    release.set()
+    for thread in (first, second):
+        thread.join(timeout=120)
+    answers = first_out + second_out
+    assert not [a for a in answers if isinstance(a, BaseException)], answers
+    job = _job(job_id)
+    assert (job.status, job.attempts, job.error) == ("succeeded", 2, None)
+    assert answers[0].error is None  # the stalled attempt stopped without an outcome of its own
+    assert answers[1].result == job.result
+    assert _count(model) == 1
+    with session_scope() as session:
+        made = session.scalars(select(model)).one()
+    assert job.result is not None
+    assert job.result["id"] == (made.id if kind == "audit" else made.content_hash)
+    assert _events("job.succeeded") == 1
