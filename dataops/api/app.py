@@ -55,7 +55,7 @@ Authenticate with `Authorization: Bearer <token>` (create one with
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     from dataops.migrate import ensure_ready
 
-    # The embedded catalog migrates itself; a shared database must already be at head.
+    # No catalog, no server: a missing one is refused, an embedded one at an older schema upgrades.
     await run_in_threadpool(ensure_ready)
     yield
 
