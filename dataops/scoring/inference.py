@@ -140,11 +140,14 @@ def _reason(exc: BaseException) -> str:
 
 def _collate(
     items: list[tuple[int, np.ndarray | None, str | None]],
-) -> tuple[np.ndarray, np.ndarray | None, list[tuple[int, str]]]:
+) -> tuple[np.ndarray, torch.Tensor | None, list[tuple[int, str]]]:
+    """A tensor, not an array: a DataLoader worker hands tensors over in shared memory."""
+    import torch
+
     ok = [(index, pixels) for index, pixels, _ in items if pixels is not None]
     failed = [(index, error) for index, _, error in items if error is not None]
     indices = np.array([index for index, _ in ok], dtype=np.int64)
-    batch = np.stack([pixels for _, pixels in ok]) if ok else None
+    batch = torch.from_numpy(np.stack([pixels for _, pixels in ok])) if ok else None
     return indices, batch, failed
 
 
@@ -301,7 +304,7 @@ def score_images(
             done = checked(*in_flight) if in_flight is not None else None
             in_flight = None
             if pixels is not None:
-                box.submit(pixels)
+                box.submit(pixels.numpy())
                 in_flight = (indices, failed)
             if done is not None:
                 yield done

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import math
+import mmap
 import os
 import resource
 import select
@@ -110,6 +111,8 @@ class ModelSandbox:
         self._proc: subprocess.Popen[bytes] | None = None
         self._req = self._rep = -1
         self._pending: tuple[float, tuple[int, ...]] | None = None
+        self._shm_fd = -1
+        self._shm: mmap.mmap | None = None
 
     def __enter__(self) -> ModelSandbox:
         self.start()
@@ -129,8 +132,12 @@ class ModelSandbox:
         for fd in (req_w, rep_w):
             with contextlib.suppress(OSError):  # a smaller pipe only costs more wake-ups
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        # Pixels go through shared memory that may only grow: the child cannot shrink it
+        # under this process's writes (and its filter denies ftruncate anyway).
+        self._shm_fd = os.memfd_create("dataops-model-input", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        fcntl.fcntl(self._shm_fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
         memory = self.limits.memory_bytes if self._device == "cpu" else 0
-        args = [CHILD, rep_w, self._device, self._threads, self._channels, memory]
+        args = [CHILD, rep_w, self._shm_fd, self._device, self._threads, self._channels, memory]
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", *map(str, args)],
@@ -140,7 +147,7 @@ class ModelSandbox:
                 env=child_env(),
                 cwd="/",
                 close_fds=True,
-                pass_fds=(rep_w,),
+                pass_fds=(rep_w, self._shm_fd),
             )
         finally:
             os.close(req_r)
@@ -174,12 +181,27 @@ class ModelSandbox:
             batch = np.ascontiguousarray(batch, dtype=np.float32)
             shape = batch.shape
             header: dict[str, Any] = {"op": "run", "shape": list(shape)}
-            payload: bytes | memoryview = batch.data.cast("B")
+            header |= {"shm": batch.nbytes, "shm_size": self._input_buffer(batch)}
+            payload: bytes | memoryview = b""
         else:
             assert shape is not None
             header = {"op": "run", "shape": list(shape), "blank": True}
             payload = b""
         self._pending = (self._send(header, payload), tuple(shape))
+
+    def _input_buffer(self, batch: np.ndarray) -> int:
+        """Copy the batch into the shared input buffer (grown as needed); returns its size."""
+        if self._shm is None or len(self._shm) < batch.nbytes:
+            size = max(batch.nbytes, 2 * len(self._shm) if self._shm is not None else 0)
+            try:
+                os.ftruncate(self._shm_fd, size)
+            except OSError:
+                self._protocol()
+            if self._shm is not None:
+                self._shm.close()
+            self._shm = mmap.mmap(self._shm_fd, size)
+        self._shm[: batch.nbytes] = batch.data.cast("B")
+        return len(self._shm)
 
     def result(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The reply to the batch sent last."""
@@ -190,10 +212,13 @@ class ModelSandbox:
         return self._arrays(reply, data, int(shape[0]))
 
     def close(self) -> None:
-        for fd in (self._req, self._rep):
+        if self._shm is not None:
+            self._shm.close()
+            self._shm = None
+        for fd in (self._req, self._rep, self._shm_fd):
             if fd >= 0:
                 os.close(fd)
-        self._req = self._rep = -1
+        self._req = self._rep = self._shm_fd = -1
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
         if self._proc is not None:

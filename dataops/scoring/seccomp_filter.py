@@ -23,6 +23,7 @@ DENIED_SYSCALLS = (
     "open", "openat", "openat2", "creat", "open_by_handle_at", "name_to_handle_at",
     "open_tree", "fsopen", "fsmount", "fsconfig", "fspick", "move_mount", "mount",
     "mount_setattr", "umount2", "pivot_root", "chroot", "chdir", "fchdir", "truncate",
+    "ftruncate", "fallocate",
     "link", "linkat", "symlink", "symlinkat", "unlink", "unlinkat", "rename", "renameat",
     "renameat2", "mkdir", "mkdirat", "rmdir", "mknod", "mknodat", "chmod", "fchmodat",
     "fchmodat2", "chown", "lchown", "fchownat", "utime", "utimes", "utimensat", "futimesat",
