@@ -363,3 +363,29 @@ def export(
             [[result[k] for k in _EXPORT_COLUMNS]],
         ),
     )
+
+
+@app.command("verify-export")
+def verify_export_command(
+    folder: Path = typer.Argument(..., help="A folder written by `dataops manifest export`."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Re-hash an export's files against its index.jsonl; needs no catalog.
+
+    Each file must match its listed sha256, and one that was not turned upright its catalog
+    sha256 too. Exit 0 when intact, 1 with the reasons otherwise.
+    """
+    from dataops.manifests.export_target import verify_export
+
+    problems = verify_export(folder)
+    data = {"folder": str(folder.absolute()), "ok": not problems, "problems": problems}
+
+    def render() -> None:
+        status = "[green]intact[/green]" if not problems else "[red]FAILED[/red]"
+        console.print(f"{data['folder']}: {status}", highlight=False)
+        for problem in problems:
+            console.print(f"  {problem}", highlight=False)
+
+    emit(data, as_json, render)
+    if problems:
+        raise typer.Exit(EXIT_PROBLEMS)

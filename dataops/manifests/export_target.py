@@ -10,6 +10,7 @@ catalog sha256 of the image it came from; they differ only for images turned upr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,6 +24,12 @@ from dataops.errors import DataopsError
 
 MARKER = ".dataops-export"
 INDEX = "index.jsonl"
+# Label files the formats write next to the images; everything else under a subfolder is listed.
+_DATA_FOLDERS = ("annotations/",)
+
+
+def _is_data_file(rel: str) -> bool:
+    return rel.startswith(_DATA_FOLDERS)
 
 
 class ExportTargetError(DataopsError):
@@ -90,3 +97,37 @@ def staged_export(destination: str | os.PathLike[str], marker: Mapping[str, Any]
 def write_index(staged: Path, entries: list[dict[str, Any]]) -> None:
     lines = (json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n" for e in entries)
     (staged / INDEX).write_text("".join(lines), encoding="utf-8")
+
+
+def verify_export(destination: str | os.PathLike[str], limit: int = 20) -> list[str]:
+    """Problems of an export folder against its index: missing, changed or unlisted files.
+
+    A file must hash to its listed sha256, and one that was not turned upright must also
+    hash to its catalog sha256, so a copied export can be checked without the catalog.
+    """
+    root = Path(destination)
+    if not (root / MARKER).is_file():
+        return [f"{root} is not a dataops export (no {MARKER})"]
+    problems: list[str] = []
+    listed = previous_index(root)
+    if not listed and (root / INDEX).is_file() and (root / INDEX).stat().st_size:
+        return [f"{root / INDEX} cannot be read"]
+    for rel, entry in sorted(listed.items()):
+        path = root / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+            continue
+        with open(path, "rb") as handle:
+            actual = hashlib.file_digest(handle, "sha256").hexdigest()
+        if actual != entry["sha256"]:
+            problems.append(f"{rel}: sha256 {actual} is not the listed {entry['sha256']}")
+        elif entry.get("upright") is None and actual != entry["catalog_sha256"]:
+            problems.append(
+                f"{rel}: sha256 {actual} is not the catalog's {entry['catalog_sha256']}"
+            )
+    if (root / INDEX).is_file():
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and "/" in rel and rel not in listed and not _is_data_file(rel):
+                problems.append(f"{rel}: not in {INDEX}")
+    return problems[:limit]

@@ -197,6 +197,20 @@ def test_folder_export_is_upright_indexed_and_numbers_classes_alike(
     for split in ("train", "test"):
         assert _image_folder_classes(out / split) == {n: i for i, n in enumerate(expected)}
 
+    # The index verifies a copied export without the catalog; a changed file is caught.
+    assert run_json("manifest", "verify-export", str(out))["ok"] is True
+    turned = next(rel for rel, entry in index.items() if entry["upright"])
+    plain = next(rel for rel, entry in index.items() if not entry["upright"])
+    (out / turned).unlink()
+    (out / turned).write_bytes(b"changed")
+    (out / plain).unlink()
+    (out / plain).write_bytes(b"changed too")
+    (out / "train" / "hat" / "extra.jpg").write_bytes(b"stray")
+    proc = run_cli("manifest", "verify-export", str(out), "--json", check=False)
+    assert proc.returncode == 1
+    problems = json.loads(proc.stdout)["problems"]
+    assert [p.split(":")[0] for p in problems] == [*sorted([turned, plain]), "train/hat/extra.jpg"]
+
 
 # --- 3: a used target folder -------------------------------------------------------------------
 
@@ -318,6 +332,7 @@ def test_coco_loads_in_pycocotools_with_guideline_category_ids(
                 assert mask.sum() == pytest.approx(ann["area"], rel=0.05)
                 assert ann["iscrowd"] == 0
     assert total == len(rows)
+    assert run_json("manifest", "verify-export", str(out))["ok"] is True
 
 
 # --- 5: rows-only data files -------------------------------------------------------------------

@@ -153,8 +153,9 @@ def test_diff_datasheet_and_export(labeled: dict[str, Any], tmp_path: Path) -> N
     images = list((tmp_path / "f").rglob("*.jpg"))
     assert len(images) == labeled["count"]
     assert {p.parents[1].name for p in images} <= {"train", "test"}
-    coco = run_json("manifest", "export", "a", "--format", "coco", "--out", str(tmp_path / "c"))
-    assert coco["rows"] == labeled["count"]
-    assert sorted(p.name for p in (tmp_path / "c" / "annotations").iterdir()) == sorted(
-        f"{s}.json" for s in {p.parents[1].name for p in images}
+    # Image classes have no COCO form: refused before anything is written.
+    code, _, err = _fails(
+        "manifest", "export", "a", "--format", "coco", "--out", str(tmp_path / "c")
     )
+    assert code == 2 and "needs box labels" in err
+    assert not (tmp_path / "c").exists()
