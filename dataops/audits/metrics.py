@@ -30,6 +30,8 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
 
+    from dataops.audits.chance_corrected import ChanceCorrected
+
 Level = Literal["nominal", "ordinal", "interval"]
 KappaWeights = Literal["linear", "quadratic"] | None
 TieBreak = Literal["none", "random"]
@@ -271,31 +273,36 @@ def cohen_kappa(
     return _as_float(value)
 
 
-def fleiss_rater_count(ratings: Ratings) -> int | None:
-    """The number of raters per item that Fleiss' kappa uses.
-
-    Fleiss' kappa needs the same number of ratings on every item. We keep the items with the
-    most common number of ratings among items rated at least twice; on a tie, the larger
-    number wins (more raters per item estimate agreement better). None when no item has two.
-    """
-    n = ratings.value_counts.sum(axis=1)
-    n = n[n >= 2]
-    if n.size == 0:
-        return None
-    freq = np.bincount(n)
-    return int(len(freq) - 1 - np.argmax(freq[::-1]))
-
-
 def fleiss_kappa(ratings: Ratings) -> float | None:
-    """Fleiss' kappa on the items with the modal number of raters (see fleiss_rater_count)."""
-    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
+    """Fleiss' kappa on every rated item, any number of raters per item (Gwet 2014)."""
+    from dataops.audits.chance_corrected import chance_corrected
 
-    m = fleiss_rater_count(ratings)
-    if m is None:
-        return None
-    table = ratings.value_counts[ratings.value_counts.sum(axis=1) == m]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return _as_float(sm_fleiss_kappa(table, method="fleiss"))
+    return chance_corrected(ratings.value_counts, "fleiss_kappa").value
+
+
+def gwet_ac1(ratings: Ratings, *, confidence: float = 0.95) -> ChanceCorrected:
+    """Gwet's AC1 with its standard error and t interval (Gwet 2008, 2014).
+
+    AC1 stays near the observed agreement when one class dominates, where kappa collapses
+    (the kappa paradox). Chance agreement counts every category in ``ratings.categories``.
+    """
+    from dataops.audits.chance_corrected import chance_corrected
+
+    return chance_corrected(ratings.value_counts, "gwet_ac1", confidence=confidence)
+
+
+def weighted_kappa(ratings: Ratings, weights: Literal["linear", "quadratic"]) -> float | None:
+    """Weighted Cohen's kappa; the mean over annotator pairs when there are more than two.
+
+    Categories are ordinal in their ``ratings.categories`` order. Pairs that share no item
+    or whose kappa is undefined are left out of the mean.
+    """
+    if weights not in ("linear", "quadratic"):
+        raise ValueError(f"unknown kappa weights {weights!r}: use linear or quadratic")
+    kappa = pairwise_kappa(ratings, weights=weights).kappa
+    upper = kappa[np.triu_indices(ratings.n_annotators, k=1)]
+    upper = upper[np.isfinite(upper)]
+    return float(upper.mean()) if upper.size else None
 
 
 def percent_agreement(ratings: Ratings) -> float | None:
@@ -338,10 +345,7 @@ class _ItemStats:
     n_patterns: int
     pair: FloatArray
     pair_agree: FloatArray
-    fleiss_raters: int
-    fleiss_item: FloatArray
-    fleiss_agree: FloatArray
-    fleiss_counts: FloatArray
+    shares: FloatArray
     coincidences: csr_matrix
     confusion: csr_matrix | None
 
@@ -355,16 +359,13 @@ class _ItemStats:
         values = _interval_values(ratings) if level == "interval" else None
         k = ratings.n_categories
         counts = ratings.value_counts
-        n = counts.sum(axis=1)
-        pairable = n >= 2
         two = ratings.n_annotators == 2
         code = np.full(ratings.n_items, -1, dtype=np.intp)
         if two:
             ya, yb = ratings.matrix
             both = (ya >= 0) & (yb >= 0)
             code[both] = ya[both] * k + yb[both]
-        key = np.where(pairable[:, None], counts, 0)
-        key = np.concatenate([key, code[:, None]], axis=1)
+        key = np.concatenate([counts, code[:, None]], axis=1)
         patterns, pattern = _unique_rows(key)
         pc = patterns[:, :k]
         pn = pc.sum(axis=1)
@@ -372,10 +373,7 @@ class _ItemStats:
         agree = (pc * (pc - 1)).sum(axis=1).astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(pn >= 2, agree / np.where(pairs > 0, pairs, 1), 0.0)
-        m = fleiss_rater_count(ratings) or 0
-        fleiss_item = (pn == m).astype(np.float64)
-
-        rows, cats = np.nonzero(pc)
+        rows, cats = np.nonzero(pc * (pn >= 2)[:, None])
         vals = pc[rows, cats]
         i, j = group_pairs(rows, rows)
         r = rows[i]
@@ -409,10 +407,7 @@ class _ItemStats:
             n_patterns=len(pc),
             pair=(pn >= 2).astype(np.float64),
             pair_agree=share,
-            fleiss_raters=m,
-            fleiss_item=fleiss_item,
-            fleiss_agree=share * fleiss_item,
-            fleiss_counts=pc * fleiss_item[:, None],
+            shares=pc / pn[:, None],
             coincidences=coincidences,
             confusion=confusion,
         )
@@ -433,12 +428,14 @@ class _ItemStats:
         """Every statistic for each row of pattern counts."""
         k = self.n_categories
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = {"percent_agreement": (counts @ self.pair_agree) / (counts @ self.pair)}
-            n_items = counts @ self.fleiss_item
-            p_mean = (counts @ self.fleiss_agree) / n_items
-            p_cat = (counts @ self.fleiss_counts) / (n_items * self.fleiss_raters)[:, None]
-            p_exp = (p_cat**2).sum(axis=1)
-            out["fleiss_kappa"] = (p_mean - p_exp) / (1 - p_exp)
+            p_obs = (counts @ self.pair_agree) / (counts @ self.pair)
+            out = {"percent_agreement": p_obs}
+            # Gwet (2014): prevalences are mean label shares over every rated item.
+            pi = (counts @ self.shares) / counts.sum(axis=1)[:, None]
+            p_exp = (pi**2).sum(axis=1)
+            out["fleiss_kappa"] = (p_obs - p_exp) / (1 - p_exp)
+            p_exp = (pi * (1 - pi)).sum(axis=1) / (k - 1)
+            out["gwet_ac1"] = (p_obs - p_exp) / (1 - p_exp)
             o = np.asarray((self.coincidences.T @ counts.T).T).reshape(-1, k, k)
             out["krippendorff_alpha"] = _alpha_from_coincidences(o, self.level, self.values)
             if self.confusion is not None:
@@ -563,19 +560,38 @@ def agreement_summary(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The `dataops audit agreement` document; a "ci" block is added when n_resamples > 0."""
+    """The `dataops audit agreement` document; a "ci" block is added when n_resamples > 0.
+
+    Fleiss' kappa and AC1 use every item: ``n_items`` for the category prevalences and
+    ``n_items_paired`` (rated at least twice) for the observed agreement. ``weighted_kappa``
+    is present when ``weights`` is given.
+    """
+    from dataops.audits.chance_corrected import chance_corrected
+
     stats = _ItemStats.build(ratings, level=level, weights=weights)
     point = stats.point()
+    fleiss = chance_corrected(ratings.value_counts, "fleiss_kappa", confidence=confidence)
+    ac1 = chance_corrected(ratings.value_counts, "gwet_ac1", confidence=confidence)
     out: dict[str, Any] = {
         "n_items": ratings.n_items,
+        "n_items_paired": fleiss.n_items_paired,
         "n_annotators": ratings.n_annotators,
         "percent_agreement": _as_float(point["percent_agreement"][0]),
         "cohen_kappa": (
             cohen_kappa(ratings, weights=weights) if ratings.n_annotators == 2 else None
         ),
-        "fleiss_kappa": fleiss_kappa(ratings),
+        "fleiss_kappa": fleiss.value,
+        "gwet_ac1": ac1.value,
         "krippendorff_alpha": _as_float(point["krippendorff_alpha"][0]),
+        "standard_errors": {
+            "method": f"Gwet linearisation, {confidence:.0%} t interval",
+            "fleiss_kappa": {"se": fleiss.standard_error, "ci": fleiss.as_dict()["ci"]},
+            "gwet_ac1": {"se": ac1.standard_error, "ci": ac1.as_dict()["ci"]},
+        },
     }
+    if weights is not None:
+        out["weights"] = weights
+        out["weighted_kappa"] = weighted_kappa(ratings, weights)
     if n_resamples > 0:
         out["ci"] = _bootstrap(stats, ratings.n_items, n_resamples, confidence, seed)
     return out

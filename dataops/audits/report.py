@@ -301,21 +301,36 @@ def _decision(gate: GateResult | None) -> str:
 _SUMMARY_KEYS = (
     "percent_agreement",
     "cohen_kappa",
+    "weighted_kappa",
     "fleiss_kappa",
+    "gwet_ac1",
     "krippendorff_alpha",
 )
 
 
 def _summary(summary: dict[str, Any]) -> str:
     ci = summary.get("ci") or {}
+    analytic = summary.get("standard_errors") or {}
     rows = [
-        {"metric": key, "value": summary.get(key), "ci": ci.get(key)}
+        {
+            "metric": key if key != "weighted_kappa" else f"{key} ({summary.get('weights')})",
+            "value": summary.get(key),
+            "se": (analytic.get(key) or {}).get("se"),
+            "t_interval": (analytic.get(key) or {}).get("ci"),
+            "ci": ci.get(key),
+        }
         for key in _SUMMARY_KEYS
         if key in summary
     ]
+    paired = ""
+    if summary.get("n_items_paired") is not None:
+        paired = (
+            f" Fleiss' kappa and Gwet's AC1 use every item; "
+            f"{_fmt(summary.get('n_items_paired'))[0]} were rated at least twice."
+        )
     counts = (
         f"<p>{_fmt(summary.get('n_items'))[0]} items, "
-        f"{_fmt(summary.get('n_annotators'))[0]} annotators.</p>"
+        f"{_fmt(summary.get('n_annotators'))[0]} annotators.{paired}</p>"
     )
     note = ""
     if ci:
@@ -324,7 +339,15 @@ def _summary(summary: dict[str, Any]) -> str:
             f"{ci.get('confidence', 0):.0%} confidence, "
             f"{_fmt(ci.get('n_resamples'))[0]} resamples, seed {_esc(ci.get('seed'))}.</p>"
         )
-    cols = ("metric", "value", "ci") if ci else ("metric", "value")
+    cols = ["metric", "value"]
+    if analytic:
+        cols += ["se", "t_interval"]
+        note += (
+            f"<p class='meta'>SE and t interval: {_esc(analytic.get('method', 'analytic'))} "
+            "(Gwet 2014), for Fleiss' kappa and Gwet's AC1.</p>"
+        )
+    if ci:
+        cols.append("ci")
     return counts + _table(rows, cols) + note
 
 

@@ -95,7 +95,7 @@ from dataops.labeling.models import (
 from dataops.selection.models import OPEN_STATUSES, Batch, BatchItem, ImageClaim
 
 if TYPE_CHECKING:
-    from dataops.audits.metrics import Level
+    from dataops.audits.metrics import KappaWeights, Level
     from dataops.audits.report import (
         DisputedItem,
     )
@@ -652,11 +652,13 @@ def agreement_from_csv(
     resamples: int = 0,
     seed: int = 0,
     categories: Sequence[str] | None = None,
+    weights: str | None = None,
 ) -> dict[str, Any]:
     """The `dataops audit agreement` document for a long-form ratings CSV.
 
     Interval data need numeric labels; ordinal labels are numbers, or text ordered by
-    ``categories`` (their natural sort, "high" < "low" < "mid", is wrong).
+    ``categories`` (their natural sort, "high" < "low" < "mid", is wrong). Weighted kappa
+    needs ordered categories for the same reason.
     """
     from dataops.audits.metrics import agreement_summary, read_ratings_csv
 
@@ -666,6 +668,13 @@ def agreement_from_csv(
         raise AuditInputError(f"--bootstrap must be 0 or more, got {resamples}")
     if categories is not None and level == "interval":
         raise AuditInputError("--categories orders text labels; interval labels are numbers")
+    if weights is not None and weights not in ("linear", "quadratic"):
+        raise AuditInputError(f"--weights must be linear or quadratic, got {weights!r}")
+    if weights is not None and level == "nominal" and categories is None:
+        raise AuditInputError(
+            "--weights needs ordered categories: give their order with --categories "
+            "(e.g. low,mid,high) or pass --level ordinal for numeric labels"
+        )
     numeric = level == "interval" or (level == "ordinal" and categories is None)
     try:
         ratings = read_ratings_csv(path, numeric=numeric, categories=categories)
@@ -678,4 +687,10 @@ def agreement_from_csv(
         if level == "ordinal" and categories is None and "is not a number" in str(exc):
             hint = " (ordinal text labels need --categories in their order, e.g. low,mid,high)"
         raise RatingsFileError(f"{exc}{hint}") from None
-    return agreement_summary(ratings, level=cast("Level", level), n_resamples=resamples, seed=seed)
+    return agreement_summary(
+        ratings,
+        level=cast("Level", level),
+        weights=cast("KappaWeights", weights),
+        n_resamples=resamples,
+        seed=seed,
+    )

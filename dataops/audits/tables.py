@@ -32,6 +32,7 @@ def empty_summary() -> dict[str, Any]:
         "percent_agreement": None,
         "cohen_kappa": None,
         "fleiss_kappa": None,
+        "gwet_ac1": None,
         "krippendorff_alpha": None,
     }
 

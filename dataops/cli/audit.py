@@ -14,7 +14,14 @@ app = typer.Typer(
     help="Inter-annotator agreement, gold checks and acceptance gates.", no_args_is_help=True
 )
 
-_METRICS = ("percent_agreement", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha")
+_METRICS = (
+    "percent_agreement",
+    "cohen_kappa",
+    "weighted_kappa",
+    "fleiss_kappa",
+    "gwet_ac1",
+    "krippendorff_alpha",
+)
 
 
 def _num(value: Any) -> str:
@@ -30,15 +37,34 @@ def _interval(ci: dict[str, Any] | None, key: str) -> str:
     return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "–"
 
 
+def _analytic(summary: dict[str, Any], key: str) -> str:
+    """Gwet's standard error and t interval, where the summary has one for the metric."""
+    block = (summary.get("standard_errors") or {}).get(key) or {}
+    if block.get("se") is None:
+        return "–"
+    return f"±{block['se']:.3f} {_interval(block, 'ci')}"
+
+
 def _render_summary(title: str, summary: dict[str, Any]) -> None:
     ci = summary.get("ci")
-    columns = ["metric", "value", *(["95% CI"] if ci else [])]
+    columns = ["metric", "value", "SE, 95% t interval", *(["95% bootstrap CI"] if ci else [])]
     rows = [
-        [key, _num(summary.get(key)), *([_interval(ci, key)] if ci else [])]
+        [
+            key if key != "weighted_kappa" else f"weighted_kappa ({summary.get('weights')})",
+            _num(summary.get(key)),
+            _analytic(summary, key),
+            *([_interval(ci, key)] if ci else []),
+        ]
         for key in _METRICS
         if key in summary
     ]
     table(title, columns, rows)
+    if "n_items_paired" in summary:
+        console.print(
+            f"Fleiss' kappa and AC1 used all {summary['n_items']} items "
+            f"({summary['n_items_paired']} rated at least twice).",
+            highlight=False,
+        )
 
 
 @app.command("agreement")
@@ -56,9 +82,15 @@ def agreement(
     categories: str | None = typer.Option(
         None, "--categories", help="Order of ordinal text labels, comma-separated: low,mid,high."
     ),
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        help="Also report weighted kappa: linear or quadratic, over the ordinal category order "
+        "(mean over annotator pairs for more than two annotators).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Percent agreement, Cohen's kappa (2 annotators), Fleiss' kappa and Krippendorff's alpha."""
+    """Percent agreement, Cohen's kappa (2 annotators), Fleiss' kappa, Gwet's AC1, alpha."""
     from dataops.audits.service import agreement_from_csv
 
     order = [c.strip() for c in categories.split(",")] if categories else None
@@ -68,6 +100,7 @@ def agreement(
         resamples=bootstrap,
         seed=seed,
         categories=order,
+        weights=weights,
     )
     emit(
         summary,

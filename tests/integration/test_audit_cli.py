@@ -28,11 +28,14 @@ KRIPPENDORFF_2011 = {
 WIDE = {"COLUMNS": "1000"}
 CONTRACT_KEYS = {
     "n_items",
+    "n_items_paired",
     "n_annotators",
     "percent_agreement",
     "cohen_kappa",
     "fleiss_kappa",
+    "gwet_ac1",
     "krippendorff_alpha",
+    "standard_errors",
 }
 
 
@@ -109,6 +112,49 @@ def test_bad_csv_is_one_clear_line(tmp_path: Path, content: str, level: str, mes
     assert len(lines) == 1, proc.stderr
     assert message in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("weights", ["linear", "quadratic"])
+def test_agreement_weighted_kappa_follows_the_category_order(tmp_path: Path, weights: str) -> None:
+    order = ["low", "mid", "high"]
+    a = [0, 1, 2, 2, 1, 0, 0, 2, 1, 1]
+    b = [0, 2, 2, 1, 1, 0, 1, 2, 0, 1]
+    rows = [f"i{i},ann,{order[x]}" for i, x in enumerate(a)]
+    rows += [f"i{i},ben,{order[x]}" for i, x in enumerate(b)]
+    path = tmp_path / "ordinal.csv"
+    path.write_text("item,annotator,label\n" + "\n".join(rows) + "\n")
+    args = ("audit", "agreement", "--csv", str(path), "--weights", weights)
+    data = run_json(*args, "--categories", "low,mid,high")
+    assert set(data) == {*CONTRACT_KEYS, "weights", "weighted_kappa"}
+    assert data["weights"] == weights
+    assert data["weighted_kappa"] == pytest.approx(cohen_kappa_score(a, b, weights=weights))
+    out = run_cli(*args, "--categories", "low,mid,high", env=WIDE).stdout
+    assert f"weighted_kappa ({weights})" in out
+    assert "gwet_ac1" in out
+    # Without an order the text labels would sort high < low < mid: refused, with the fix.
+    proc = run_cli(*args, check=False, env=WIDE)
+    assert proc.returncode == 2
+    assert "--weights needs ordered categories" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_agreement_reports_ac1_interval_and_items_used(k2011: Path) -> None:
+    data = run_json("audit", "agreement", "--csv", str(k2011))
+    assert (data["n_items"], data["n_items_paired"]) == (12, 11)
+    # irrCAC 0.4.4 on its raw_4raters example (the same data).
+    assert data["fleiss_kappa"] == pytest.approx(0.761169275422411, abs=1e-12)
+    assert data["gwet_ac1"] == pytest.approx(0.775444068126995, abs=1e-12)
+    assert data["standard_errors"]["gwet_ac1"]["se"] == pytest.approx(0.142949950640765)
+    assert "weighted_kappa" not in data
+    out = run_cli("audit", "agreement", "--csv", str(k2011), env=WIDE).stdout
+    assert "used all 12 items (11 rated at least twice)" in out
+
+
+def test_unknown_weights_is_one_clear_line(k2011: Path) -> None:
+    args = ("audit", "agreement", "--csv", str(k2011), "--level", "ordinal", "--weights", "cubic")
+    proc = run_cli(*args, check=False, env=WIDE)
+    assert proc.returncode == 2
+    assert "--weights must be linear or quadratic" in proc.stderr
 
 
 def test_missing_csv_is_one_clear_line(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import krippendorff
 import numpy as np
@@ -21,9 +22,9 @@ from dataops.audits.metrics import (
     confusion_matrix,
     confusion_vs_reference,
     fleiss_kappa,
-    fleiss_rater_count,
     gold_accuracy,
     group_pairs,
+    gwet_ac1,
     krippendorff_alpha,
     majority_vote,
     pairwise_kappa,
@@ -32,6 +33,7 @@ from dataops.audits.metrics import (
     percent_agreement,
     read_ratings_csv,
     resampled_statistics,
+    weighted_kappa,
 )
 
 # Fleiss (1971), as worked through on Wikipedia's "Fleiss' kappa" page: 10 subjects,
@@ -97,7 +99,6 @@ def _reference_alpha(ratings: Ratings, level: str) -> float | None:
 
 def test_fleiss_kappa_reproduces_fleiss_1971_worked_example() -> None:
     ratings = _from_table(FLEISS_TABLE)
-    assert fleiss_rater_count(ratings) == 14
     assert fleiss_kappa(ratings) == pytest.approx(0.210, abs=5e-4)
     assert percent_agreement(ratings) == pytest.approx(0.378, abs=5e-4)
 
@@ -114,13 +115,17 @@ def test_summary_has_the_cli_contract_keys() -> None:
     summary = agreement_summary(_from_matrix(KRIPPENDORFF_2011))
     assert set(summary) == {
         "n_items",
+        "n_items_paired",
         "n_annotators",
         "percent_agreement",
         "cohen_kappa",
         "fleiss_kappa",
+        "gwet_ac1",
         "krippendorff_alpha",
+        "standard_errors",
     }
     assert summary["n_items"] == 12
+    assert summary["n_items_paired"] == 11
     assert summary["n_annotators"] == 4
     assert summary["cohen_kappa"] is None
     assert summary["krippendorff_alpha"] == pytest.approx(0.743, abs=5e-4)
@@ -165,22 +170,6 @@ def test_cohen_kappa_matches_sklearn(weights: str | None) -> None:
 def test_cohen_kappa_needs_two_annotators() -> None:
     with pytest.raises(ValueError, match="exactly two"):
         cohen_kappa(_from_matrix(KRIPPENDORFF_2011))
-
-
-def test_fleiss_uses_items_with_the_modal_rater_count() -> None:
-    ratings = _from_matrix(KRIPPENDORFF_2011)
-    # Rater counts per unit: 3,4,4,4,4,4,4,4,4,3,2,1 -> 4 is modal, 8 units.
-    assert fleiss_rater_count(ratings) == 4
-    table = ratings.value_counts[ratings.value_counts.sum(axis=1) == 4]
-    assert table.shape[0] == 8
-    assert fleiss_kappa(ratings) == pytest.approx(sm_fleiss_kappa(table))
-
-
-def test_fleiss_rater_count_tie_prefers_more_raters() -> None:
-    ratings = Ratings.from_records(
-        [("a", 1, "x"), ("a", 2, "x"), ("b", 1, "x"), ("b", 2, "y"), ("b", 3, "y")]
-    )
-    assert fleiss_rater_count(ratings) == 3
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -301,7 +290,7 @@ def test_bootstrap_is_reproducible_and_contains_the_estimate() -> None:
     ci = summary["ci"]
     assert ci == again
     assert ci["krippendorff_alpha"] != other["krippendorff_alpha"]
-    for key in ("percent_agreement", "fleiss_kappa", "krippendorff_alpha"):
+    for key in ("percent_agreement", "fleiss_kappa", "gwet_ac1", "krippendorff_alpha"):
         low, high = ci[key]
         assert low < summary[key] < high
         assert high - low < 0.2
@@ -336,9 +325,8 @@ def test_fast_bootstrap_matches_recomputation_on_the_same_resamples(n_annotators
             assert fast["krippendorff_alpha"][row] == pytest.approx(expected_alpha)
             if level == "nominal":
                 assert fast["percent_agreement"][row] == pytest.approx(percent_agreement(slow))
-                m = fleiss_rater_count(ratings)
-                table = slow.value_counts[slow.value_counts.sum(axis=1) == m]
-                assert fast["fleiss_kappa"][row] == pytest.approx(sm_fleiss_kappa(table))
+                assert fast["fleiss_kappa"][row] == pytest.approx(fleiss_kappa(slow))
+                assert fast["gwet_ac1"][row] == pytest.approx(gwet_ac1(slow).value)
                 if n_annotators == 2:
                     assert fast["cohen_kappa"][row] == pytest.approx(cohen_kappa(slow))
 
@@ -526,3 +514,224 @@ def test_interval_level_needs_numbers() -> None:
     ratings = Ratings.from_records([(1, "a", "x"), (1, "b", "y")])
     with pytest.raises(ValueError, match="numeric"):
         krippendorff_alpha(ratings, level="interval")
+
+
+# --- Fleiss' kappa and Gwet's AC1 with missing ratings ---------------------------------------
+
+# irrCAC's documented example data sets (Gwet 2014; Python irrCAC 0.4.4 `irrCAC.datasets`),
+# items x raters with None for a missing rating.
+IRRCAC_RAW_5OBSERVERS = [
+    [1, 1, 2, None, 2],
+    [1, 1, 0, 1, None],
+    [2, 3, 3, 3, None],
+    [None, 0, 0, None, 0],
+    [0, 0, 0, None, 0],
+    [0, 0, 0, None, 0],
+    [1, 0, 2, None, 1],
+    [1, None, 2, 0, None],
+    [2, 2, 2, None, 2],
+    [2, 1, 1, 1, None],
+    [None, 1, 0, 0, None],
+    [0, 0, 0, 0, None],
+    [1, 2, 2, 2, None],
+    [3, 3, 2, 2, 3],
+    [1, 1, 1, None, 1],
+]
+IRRCAC_RAW_G1G2 = [
+    ["a", "a", None, "a"],
+    ["b", "b", "c", "b"],
+    ["c", "c", "c", "c"],
+    ["c", "c", "c", "c"],
+    ["b", "b", "b", "b"],
+    ["a", "b", "c", "d"],
+    ["d", "d", "d", "d"],
+    ["a", "a", "b", "a"],
+    ["b", "b", "b", "b"],
+    [None, "e", "e", "e"],
+    [None, None, "a", "a"],
+    [None, None, "c", None],
+    ["b", "b", "c", "b"],
+    ["b", "a", "c", "b"],
+]
+# 53 items, 5 raters, 1 to 5 ratings per item (3 items with one, 8 with two, 19 with three,
+# 15 with four, 8 with five): the case where keeping only the modal rater count drops items.
+MISSING_53 = [
+    [2, 2, 0, 2, 2], [2, 2, 2, 2, 2], [2, None, 2, None, 2], [0, 2, None, 2, None],
+    [1, 0, None, 2, 1], [None, 1, 2, 1, None], [1, 0, 0, 1, 1], [None, None, None, None, 0],
+    [None, 1, 1, None, 1], [1, 1, 1, None, 1], [None, 2, 2, None, 0], [0, 0, 0, 0, 0],
+    [2, 2, 0, 1, 2], [0, None, 1, 2, 2], [None, 1, 1, 1, 1], [1, None, 1, None, 1],
+    [2, 2, 2, None, None], [None, 1, 1, None, 1], [0, 0, None, 0, None], [2, None, 0, None, None],
+    [None, 0, None, 0, None], [2, 2, 2, None, 0], [1, None, 0, 0, None], [2, 2, None, None, None],
+    [0, None, 0, None, 1], [1, 1, 1, 1, None], [None, None, None, 2, None], [2, None, None, 2, 0],
+    [2, 2, None, 2, None], [0, 0, 0, None, 0], [2, None, 2, None, 2], [2, None, 1, 2, None],
+    [0, 0, 0, 0, 1], [None, 1, 1, 1, 1], [1, None, 1, None, None], [0, 0, None, 2, 0],
+    [0, 0, None, 1, 0], [None, 2, None, None, 1], [None, 1, None, None, None],
+    [None, None, 2, 2, None], [0, 2, None, 2, 2], [0, 0, None, None, None], [0, 0, 0, 0, None],
+    [2, 1, 2, 2, None], [None, None, None, 1, 0], [None, None, 1, 1, 1], [1, 1, None, 1, None],
+    [2, 2, 2, 2, 2], [None, 1, 1, None, 1], [None, 2, 2, 0, 2], [2, 2, None, 2, None],
+    [2, 2, 0, 2, None], [2, 1, 2, 2, 2],
+]  # fmt: skip
+
+# Values from irrCAC 0.4.4 (`CAC(ratings, digits=15).fleiss()` / `.gwet()`): coefficient,
+# standard error, 95% interval. raw_4raters is Krippendorff's 2011 example (KRIPPENDORFF_2011).
+IRRCAC_REFERENCE = {
+    "raw_4raters": {
+        "fleiss_kappa": (0.761169275422411, 0.153019203469492, (0.424376279378345, 1.0)),
+        "gwet_ac1": (0.775444068126995, 0.142949950640765, (0.46081334813208, 1.0)),
+    },
+    "raw_5observers": {
+        "fleiss_kappa": (0.45762168677217, 0.120450071940065, (0.199281975916482, 0.715961397627858)),
+        "gwet_ac1": (0.496622054872614, 0.121973368005297, (0.235015198894462, 0.758228910850767)),
+    },
+    "raw_g1g2": {
+        "fleiss_kappa": (0.657245283843749, 0.149918557033983, (0.33336593220567, 0.981124635481829)),
+        "gwet_ac1": (0.684603818747768, 0.133533173469305, (0.39612293618691, 0.973084701308627)),
+    },
+    "missing_53": {
+        "fleiss_kappa": (0.535396834005363, 0.076777595419575, (0.381331317606798, 0.689462350403927)),
+        "gwet_ac1": (0.542267546391533, 0.075422525468867, (0.390921176777536, 0.69361391600553)),
+    },
+}  # fmt: skip
+
+
+def _from_rows(rows: list[list[Any]]) -> Ratings:
+    """Items x raters rows (None = not rated) as ratings."""
+    return Ratings.from_records(
+        (item, rater, value)
+        for item, row in enumerate(rows)
+        for rater, value in enumerate(row)
+        if value is not None
+    )
+
+
+def _irrcac_datasets() -> dict[str, Ratings]:
+    return {
+        "raw_4raters": _from_matrix(KRIPPENDORFF_2011),
+        "raw_5observers": _from_rows(IRRCAC_RAW_5OBSERVERS),
+        "raw_g1g2": _from_rows(IRRCAC_RAW_G1G2),
+        "missing_53": _from_rows(MISSING_53),
+    }
+
+
+@pytest.mark.parametrize("dataset", sorted(IRRCAC_REFERENCE))
+@pytest.mark.parametrize("coefficient", ["fleiss_kappa", "gwet_ac1"])
+def test_fleiss_and_ac1_match_irrcac_with_missing_ratings(dataset: str, coefficient: str) -> None:
+    ratings = _irrcac_datasets()[dataset]
+    value, se, (low, high) = IRRCAC_REFERENCE[dataset][coefficient]
+    summary = agreement_summary(ratings)
+    assert summary[coefficient] == pytest.approx(value, abs=1e-12)
+    block = summary["standard_errors"][coefficient]
+    assert block["se"] == pytest.approx(se, abs=1e-12)
+    assert block["ci"] == pytest.approx([low, high], abs=1e-9)  # t quantiles differ in scipy
+    assert summary["n_items"] == ratings.n_items
+    # Every item counts: nothing is dropped for having a different number of raters.
+    assert summary["n_items_paired"] == int((ratings.value_counts.sum(axis=1) >= 2).sum())
+
+
+def test_fleiss_uses_every_item_not_only_the_modal_rater_count() -> None:
+    ratings = _from_rows(MISSING_53)
+    n = ratings.value_counts.sum(axis=1)
+    assert np.bincount(n).tolist() == [0, 3, 8, 19, 15, 8]
+    modal = ratings.value_counts[n == 3]
+    assert abs(sm_fleiss_kappa(modal) - fleiss_kappa(ratings)) > 0.01  # the old answer
+    assert fleiss_kappa(ratings) == pytest.approx(IRRCAC_REFERENCE["missing_53"]["fleiss_kappa"][0])
+    summary = agreement_summary(ratings)
+    assert (summary["n_items"], summary["n_items_paired"]) == (53, 50)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fleiss_matches_statsmodels_on_complete_data(seed: int) -> None:
+    ratings = _random_ratings(np.random.default_rng(seed), 80, 4, 3, missing=0.0)
+    assert (ratings.value_counts.sum(axis=1) == 4).all()
+    expected = sm_fleiss_kappa(ratings.value_counts, method="fleiss")
+    assert fleiss_kappa(ratings) == pytest.approx(expected, abs=1e-12)
+    assert agreement_summary(ratings)["fleiss_kappa"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_ac1_reproduces_irrcac_published_two_rater_example() -> None:
+    # irrCAC vignette, cont3x3abstractors: Gwet's AC1 0.8493305, Scott's pi 0.7962397 (which
+    # is Fleiss' kappa for two raters). Expanded to one item per cell count.
+    table = [[13, 0, 0], [0, 20, 7], [0, 4, 56]]
+    records = []
+    for a, row in enumerate(table):
+        for b, count in enumerate(row):
+            for _ in range(count):
+                records += [(len(records), "r1", a), (len(records), "r2", b)]
+    ratings = Ratings.from_records(records)
+    assert gwet_ac1(ratings).value == pytest.approx(0.8493305, abs=5e-8)
+    assert fleiss_kappa(ratings) == pytest.approx(0.7962397, abs=5e-8)
+
+
+def test_kappa_paradox_on_skewed_classes() -> None:
+    # 100 items, two raters, 88% raw agreement but 'yes' dominates: kappa collapses, AC1 not.
+    cells = {("yes", "yes"): 84, ("yes", "no"): 4, ("no", "yes"): 8, ("no", "no"): 4}
+    records = []
+    for (a, b), count in cells.items():
+        for _ in range(count):
+            item = len(records)
+            records += [(item, "r1", a), (item, "r2", b)]
+    ratings = Ratings.from_records(records)
+    summary = agreement_summary(ratings)
+    assert summary["percent_agreement"] == pytest.approx(0.88)
+    assert summary["cohen_kappa"] == pytest.approx(0.34, abs=0.005)
+    assert summary["gwet_ac1"] == pytest.approx(0.85, abs=0.005)
+    low, high = summary["standard_errors"]["gwet_ac1"]["ci"]
+    assert low < summary["gwet_ac1"] < high <= 1.0
+
+
+def test_ac1_interval_and_confidence() -> None:
+    ratings = _from_rows(MISSING_53)
+    wide = gwet_ac1(ratings, confidence=0.99)
+    narrow = gwet_ac1(ratings, confidence=0.9)
+    assert wide.ci is not None and narrow.ci is not None
+    assert wide.ci[0] < narrow.ci[0] < narrow.ci[1] < wide.ci[1]
+    assert wide.n_items == 53 and wide.n_items_paired == 50
+    with pytest.raises(ValueError, match="confidence"):
+        gwet_ac1(ratings, confidence=1.5)
+
+
+def test_ac1_undefined_with_one_category() -> None:
+    ratings = Ratings.from_records([(i, a, "same") for i in range(4) for a in range(2)])
+    result = gwet_ac1(ratings)
+    assert result.value is None and result.ci is None
+
+
+# --- weighted kappa --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weights", ["linear", "quadratic"])
+def test_weighted_kappa_two_annotators_matches_sklearn_with_category_order(weights: str) -> None:
+    order = ["low", "mid", "high"]  # alphabetical order (high < low < mid) would be wrong
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 3, 60)
+    b = np.clip(a + rng.integers(-1, 2, 60), 0, 2)
+    records = [(i, "x", order[v]) for i, v in enumerate(a)]
+    records += [(i, "y", order[v]) for i, v in enumerate(b)]
+    ratings = Ratings.from_records(records, categories=order)
+    expected = cohen_kappa_score(a, b, weights=weights)
+    assert weighted_kappa(ratings, weights) == pytest.approx(expected)  # type: ignore[arg-type]
+    summary = agreement_summary(ratings, weights=weights)  # type: ignore[arg-type]
+    assert summary["weights"] == weights
+    assert summary["weighted_kappa"] == pytest.approx(expected)
+    alphabetical = Ratings.from_records(records)
+    assert weighted_kappa(alphabetical, weights) != pytest.approx(expected)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("weights", ["linear", "quadratic"])
+def test_weighted_kappa_is_mean_pairwise_for_more_annotators(weights: str) -> None:
+    ratings = _from_matrix(KRIPPENDORFF_2011)
+    m = ratings.matrix
+    values = []
+    for i in range(4):
+        for j in range(i + 1, 4):
+            both = (m[i] >= 0) & (m[j] >= 0)
+            values.append(
+                cohen_kappa_score(m[i, both], m[j, both], labels=range(5), weights=weights)
+            )
+    assert weighted_kappa(ratings, weights) == pytest.approx(np.mean(values))  # type: ignore[arg-type]
+    assert "weighted_kappa" not in agreement_summary(ratings)
+
+
+def test_weighted_kappa_rejects_unknown_weights() -> None:
+    with pytest.raises(ValueError, match="linear or quadratic"):
+        weighted_kappa(_from_matrix(KRIPPENDORFF_2011), "cubic")  # type: ignore[arg-type]

@@ -175,3 +175,16 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     top = rgb[:400]
     red = (top[..., 0] > 180) & (top[..., 1] < 90) & (top[..., 2] < 100)
     assert red.sum() > 1000
+
+
+def test_report_shows_ac1_with_its_interval_and_the_items_used() -> None:
+    records = [(i, "a", "x") for i in range(6)] + [
+        (i, "b", "x" if i < 4 else "y") for i in range(5)
+    ]
+    summary = agreement_summary(Ratings.from_records(records), weights="linear")
+    page = render_html(AuditReport(title="t", summary=summary))
+    assert "gwet ac1" in page.replace("_", " ")
+    assert "weighted kappa (linear)" in page.replace("_", " ")
+    se = summary["standard_errors"]["gwet_ac1"]["se"]
+    assert f"{se:.3f}" in page
+    assert "5 were rated at least twice" in page
