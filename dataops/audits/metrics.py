@@ -4,7 +4,9 @@ Ratings come in long form (item, annotator, label); not every annotator has to r
 item. Items, annotators and categories are kept in a canonical order (sorted when the values
 are comparable, first seen otherwise), so every result is independent of the input order.
 
-Cohen's kappa and Fleiss' kappa come from scikit-learn and statsmodels. Krippendorff's alpha
+Cohen's kappa comes from scikit-learn; Fleiss' kappa and Gwet's AC1 use every rated item
+(Gwet's generalisation, in chance_corrected.py) and their bootstrap shares the per-item
+contributions below. Krippendorff's alpha
 is computed from per-item coincidence contributions: the sum over items gives the same value
 as ``krippendorff.alpha`` (the tests hold it to that), and the bootstrap resamples those
 contributions instead of recomputing alpha from scratch, which is what makes 1,000 resamples
