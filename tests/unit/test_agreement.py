@@ -192,7 +192,7 @@ def rating_records(draw: st.DrawFn) -> list[tuple[str, str, int]]:
 
 def _summary_values(ratings: Ratings) -> list[float | None]:
     summary = agreement_summary(ratings)
-    keys = ("percent_agreement", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha")
+    keys = ("percent_agreement", "cohen_kappa", "fleiss_kappa", "gwet_ac1", "krippendorff_alpha")
     return [summary[k] for k in keys]
 
 
