@@ -1132,7 +1132,9 @@ def run_dedup_job(ctx: JobContext) -> dict[str, Any]:
             run_id=ctx.job_id,
             fan_out=fan_out,
         )
-    return summary.model_dump()
+        # The job finishes with the groups it wrote: a retry answers with this summary
+        # rather than a second run's (which would find no new image).
+        return ctx.finish(session, summary.model_dump())
 
 
 # --------------------------------------------------------------------------- reading groups

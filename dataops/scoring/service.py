@@ -730,4 +730,5 @@ def run_score_job(ctx: Any) -> dict[str, Any]:
             actor=ctx.actor,
             details={k: v for k, v in result.items() if k != "errors"} | {"job_id": ctx.job_id},
         )
-    return result
+        # Recorded with its event: a retry answers with this result, not an empty second run.
+        return ctx.finish(session, result)

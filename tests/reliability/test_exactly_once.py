@@ -454,3 +454,40 @@ def test_an_attempt_that_lost_its_lease_mid_work_leaves_one_outcome(
     assert job.result is not None
     assert job.result["id"] == (made.id if kind == "audit" else made.content_hash)
     assert _events("job.succeeded") == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_dedup_job_retried_after_its_work_committed_answers_with_its_summary(
+    catalog: str, image_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second run would find no new image and report nothing: the retry repeats the first."""
+    ids = _labeled_images(image_dir)
+    job_id = _new_job("dedup", {})
+    job = _retried_after_a_death(job_id, monkeypatch)
+    assert (job.status, job.attempts, job.error) == ("succeeded", 1, None)
+    assert job.result is not None and job.result["new_images"] == len(ids)
+    assert _events("job.succeeded") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_score_job_retried_after_its_last_commit_answers_with_its_result(
+    catalog: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Predictions are one per (model version, image), so a retry would score nothing and
+    record a second `model.scored` with `scored: 0`; it answers with the first result."""
+    from dataops.catalog.ingest import ingest
+    from dataops.scoring import service as scoring
+    from tests.support.brightness_model import CLASSES, export, write_gray
+
+    grays = [write_gray(tmp_path / "grays" / f"g{g:03d}.png", g) for g in (20, 100, 200)]
+    ingest([str(tmp_path / "grays")], session_scope=session_scope)
+    with session_scope() as session:
+        scoring.register_model(
+            session, export(tmp_path / "b.pt"), name="bright", classes=CLASSES, actor="test"
+        )
+    job_id = _new_job("score", {"model": "bright"})
+    job = _retried_after_a_death(job_id, monkeypatch)
+    assert (job.status, job.attempts, job.error) == ("succeeded", 1, None)
+    assert job.result is not None and job.result["scored"] == len(grays)
+    assert _events("model.scored") == 1
