@@ -17,8 +17,6 @@ from dataops.api import media, signing
 from dataops.api.deps import (
     STAFF,
     SessionDep,
-    VendorScope,
-    VendorScopeDep,
     actor,
     api_settings,
     require_roles,
@@ -30,7 +28,7 @@ from dataops.catalog.errors import ImageChanged, ImageNotFound
 from dataops.catalog.models import Image
 from dataops.catalog.schemas import ImageDetail, ImageSummary
 from dataops.config import get_settings
-from dataops.errors import DataopsError, Forbidden, NotFound
+from dataops.errors import DataopsError, Forbidden
 from dataops.jobs.router import JobAccepted, accept_job
 from dataops.selection.models import Batch, BatchItem
 from dataops.storage import within_roots
@@ -148,18 +146,6 @@ def _served(
     return Response(rendered.data, media_type=rendered.media_type, headers=headers)
 
 
-def _visible_image(session: Session, scope: VendorScope, ref: str) -> Image:
-    """Vendors get the same 404 for a missing image and for someone else's."""
-    try:
-        image = service.get_image(session, ref)
-        scope.check_image(session, image.id)
-    except NotFound:
-        if scope.vendor_id is None:
-            raise
-        raise ImageNotFound(f"no image {ref!r}") from None
-    return image
-
-
 @router.get(
     "/images",
     response_model=ImageList,
@@ -252,7 +238,8 @@ def get_image(
     summary="Get a thumbnail",
     description=(
         "A small upright JPEG (PNG when the image has transparency) without any metadata. "
-        "Vendors may fetch thumbnails of images in their own queues only."
+        "Staff only: vendors and annotators see images only through their tasks' signed, "
+        "opaque media URLs, so no catalog id is ever something a vendor can use."
     ),
     responses={
         **error_responses(401, 403, 404, 409, 422),
@@ -261,12 +248,11 @@ def get_image(
 )
 def get_thumbnail(
     session: SessionDep,
-    _user: Annotated[User, Depends(require_roles(*STAFF, "vendor"))],
-    scope: VendorScopeDep,
+    _user: Annotated[User, Depends(require_roles(*STAFF))],
     image_ref: ImageRef,
     size: Annotated[int, Query(ge=16, le=1024, description="Longest edge in pixels.")] = 256,
 ) -> Response:
-    image = _visible_image(session, scope, image_ref)
+    image = service.get_image(session, image_ref)
     return _served(
         session,
         image,

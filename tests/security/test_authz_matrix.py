@@ -67,8 +67,9 @@ MATRIX: list[Row] = [
     Row("DELETE", "/v1/tokens/{bystander_token}", ADMIN),
     Row("GET", "/v1/images", STAFF),
     Row("GET", "/v1/images/{own_image}", STAFF),
-    Row("GET", "/v1/images/{own_image}/thumbnail", EVERYONE),
-    # A vendor guessing ids: another vendor's image, and an image in no queue at all.
+    # Vendors see images only through their tasks' opaque media URLs: a catalog id, even of
+    # an image in their own queue, gets them nothing (ids would tell old gold from new work).
+    Row("GET", "/v1/images/{own_image}/thumbnail", STAFF),
     Row("GET", "/v1/images/{other_image}/thumbnail", STAFF),
     Row("GET", "/v1/images/{unqueued_image}/thumbnail", STAFF),
     Row("GET", "/v1/images/999999/thumbnail", NOBODY),
