@@ -33,7 +33,7 @@ from dataops.errors import DataopsError
 # A body stored by the catalog sits at manifests/<hex>/body.jsonl; an exported one may be <hex>.jsonl.
 _HEX = re.compile(r"[0-9a-f]{64}")
 
-Loaded = tuple[str, str, list[Any], str]
+Loaded = tuple[str, str, list[Any], str, list[str] | None]
 
 
 def is_manifest_path(ref: str | os.PathLike[str]) -> bool:
@@ -68,10 +68,11 @@ def _locate(catalog: str | os.PathLike[str] | None, storage: str | None) -> tupl
 
 
 def _load(ref: str, catalog: str | os.PathLike[str] | None, storage: str | None) -> Loaded:
-    """(name, id, rows, store URL) of a manifest, the body verified against its id."""
+    """(name, id, rows, store URL, guideline classes) of a manifest, body verified by its id."""
     from sqlalchemy.exc import DBAPIError
 
     from dataops.db import catalog_not_found, session_scope
+    from dataops.manifests.exporting import guideline_classes
     from dataops.manifests.service import get_manifest, read_rows
     from dataops.migrate import current_revision
     from dataops.storage import get_store
@@ -94,7 +95,8 @@ def _load(ref: str, catalog: str | os.PathLike[str] | None, storage: str | None)
         name, manifest_id = manifest.name, manifest.content_hash
         store = get_store(store_url)
         rows = read_rows(manifest, store)
-    return name, manifest_id, rows, store.url
+        classes = guideline_classes(session, rows)
+    return name, manifest_id, rows, store.url, classes
 
 
 def _load_file(path: Path, storage: str | None) -> Loaded:
@@ -118,7 +120,7 @@ def _load_file(path: Path, storage: str | None) -> Loaded:
     if problems:
         raise ManifestTampered(f"manifest body {path} fails verification: {problems[0]}")
     _, rows = read_body(path)
-    return path.name, expected, rows, storage or get_settings().resolved_storage_url
+    return path.name, expected, rows, storage or get_settings().resolved_storage_url, None
 
 
 def _make_torch_dataset() -> type:
@@ -126,7 +128,15 @@ def _make_torch_dataset() -> type:
     from dataops.manifests.service import image_bytes
 
     class TorchDataset(RowsDataset):
-        """(image, class index) pairs of one split of a manifest; classes sorted over all splits.
+        """(image, class index) pairs of one split of a manifest, or detection targets.
+
+        Classes are the guideline's (newest version first) plus any other class the rows
+        use: sorted for image classes, so indices match the folder export's ``classes.txt``;
+        in guideline order for boxes, label ``i`` being COCO category id ``i`` of the export
+        (0 is ``__background__``). A box manifest yields (float32 CHW tensor, ``{"boxes":
+        (N, 4) xyxy pixels, "labels": int64}``); batch it with
+        ``dataops.manifests.detection.collate``. A body file read without a catalog has no
+        guideline, so only the classes its rows use are numbered.
 
         ``manifest_id`` is a manifest name, ``sha256:`` id or body file path; ``catalog`` a
         database URL or data dir (default: the configured one); ``storage`` the blob store URL
@@ -151,13 +161,15 @@ def _make_torch_dataset() -> type:
                 loaded = _load_file(Path(os.fspath(manifest_id)).expanduser(), storage)
             else:
                 loaded = _load(os.fspath(manifest_id), catalog, storage)
-            name, ident, rows, store_url = loaded
+            name, ident, rows, store_url, classes = loaded
             splits = sorted({row["split"] for row in rows})
             if split not in splits:
                 raise DataopsError(
                     f"manifest {name} has no split {split!r}; it has {', '.join(splits)}"
                 )
-            super().__init__(rows, split, partial(image_bytes, store_url), transform, verify_sha256)
+            super().__init__(
+                rows, split, partial(image_bytes, store_url), transform, verify_sha256, classes
+            )
             self.name = name
             self.manifest_id = ident
 

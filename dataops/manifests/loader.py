@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dataops.errors import DataopsError
+from dataops.manifests.detection import BACKGROUND, box_target, detection_classes, is_box_row
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -38,9 +39,14 @@ def check_blob(row: ManifestRow, actual_sha256: str) -> None:
         )
 
 
-def class_names(rows: Iterable[ManifestRow]) -> list[str]:
-    """Sorted class names over all rows, so every split indexes classes the same way."""
-    names = set()
+def class_names(rows: Iterable[ManifestRow], preferred: Sequence[str] | None = None) -> list[str]:
+    """Sorted class names over all rows and ``preferred`` (the guideline's classes).
+
+    Sorted as torchvision's ``ImageFolder`` sorts class folders, so the folder export's
+    ``classes.txt`` and this loader give each class the same index in every split, also one
+    that no row of this manifest uses.
+    """
+    names = set(preferred or ())
     for row in rows:
         label = row["label"]
         if not isinstance(label, Mapping) or not isinstance(label.get(CLASS_KEY), str):
@@ -59,11 +65,16 @@ class _SplitRows:
         rows: Iterable[ManifestRow],
         split: str,
         open_blob: Callable[[ManifestRow], bytes],
-        transform: Callable[[Image.Image], Any] | None = None,
+        transform: Callable[..., Any] | None = None,
         verify_sha256: bool = True,
+        classes: Sequence[str] | None = None,
     ) -> None:
         all_rows = list(rows)
-        self.classes = class_names(all_rows)
+        self.detection = bool(all_rows) and all(is_box_row(row) for row in all_rows)
+        if self.detection:
+            self.classes = [BACKGROUND, *detection_classes(all_rows, classes)]
+        else:
+            self.classes = class_names(all_rows, classes)
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
         self.rows = [row for row in all_rows if row["split"] == split]
         self.split = split
@@ -75,7 +86,7 @@ class _SplitRows:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
         from PIL import Image, ImageOps
 
         row = self.rows[index]
@@ -85,10 +96,27 @@ class _SplitRows:
             self._verified.add(index)
         with Image.open(io.BytesIO(data)) as img:
             image = ImageOps.exif_transpose(img).convert("RGB")
+        if self.detection:
+            return self._detection_item(row, image)
         target = self.class_to_idx[row["label"][CLASS_KEY]]
         if self.transform is not None:
             return self.transform(image), target
         return image, target
+
+    def _detection_item(self, row: ManifestRow, image: Image.Image) -> tuple[Any, Any]:
+        import numpy as np
+        import torch
+
+        if image.size != (row["width"], row["height"]):
+            raise DataopsError(
+                f"image {row['uri']}: upright size {image.size} is not the manifest's "
+                f"{(row['width'], row['height'])}, so its boxes would not fit"
+            )
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        target = box_target(row, self.class_to_idx)
+        if self.transform is not None:
+            return self.transform(pixels, target)
+        return pixels, target
 
 
 def _make_rows_dataset() -> type:
@@ -96,6 +124,10 @@ def _make_rows_dataset() -> type:
 
     class RowsDataset(_SplitRows, Dataset):
         """(image, class index) pairs of one split; classes sorted over all given rows.
+
+        Rows with box labels give (float32 CHW image tensor, torchvision detection target)
+        instead (:mod:`dataops.manifests.detection`; batch them with its ``collate``), and
+        ``transform`` then gets and returns (image tensor, target).
 
         ``open_blob`` gets a row and returns the image bytes; it must be picklable (a
         module-level function or a ``functools.partial`` of one) when the DataLoader uses
