@@ -333,8 +333,9 @@ def export(
     fmt: str = typer.Option(
         ...,
         "--format",
-        help="folder (split/class/..., image classes), coco (boxes) or rows "
-        "(rows.jsonl and rows.parquet for table readers).",
+        help="folder (split/class/..., image classes), coco (boxes), rows "
+        "(rows.jsonl and rows.parquet for table readers), voc (Pascal VOC, boxes) or cvat "
+        "(CVAT for images 1.1 XML, boxes or image classes).",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Destination folder: new, empty, or an earlier dataops export."

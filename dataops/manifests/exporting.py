@@ -1,7 +1,8 @@
 """``dataops manifest export``: a stored manifest written in a format other tools read.
 
-Formats: ``folder`` (ImageFolder layout, image classes), ``coco`` (boxes) and ``rows``
-(rows-only ``rows.jsonl`` and ``rows.parquet`` beside a copy of the canonical body). A format
+Formats: ``folder`` (ImageFolder layout, image classes), ``coco`` (boxes), ``rows``
+(rows-only ``rows.jsonl`` and ``rows.parquet`` beside a copy of the canonical body), ``voc``
+(Pascal VOC, boxes) and ``cvat`` (CVAT for images 1.1 XML, boxes or image classes). A format
 that cannot hold the manifest's labels is refused before anything is written. Class lists
 come from the guidelines the labels were made under, newest version first, so class folders
 and COCO category ids do not depend on which classes a manifest version happens to contain.
@@ -23,12 +24,14 @@ from dataops.labeling.models import Guideline
 from dataops.manifests.body import ManifestRow
 from dataops.manifests.export import ExportCounts, export_coco, export_folder
 from dataops.manifests.export_target import staged_export
+from dataops.manifests.formats_cvat import export_cvat
+from dataops.manifests.formats_voc import export_voc
 from dataops.manifests.models import Manifest
 from dataops.manifests.rows_files import write_rows_files
 from dataops.manifests.service import get_manifest, local_copy, locate_image, read_rows
 from dataops.storage import BlobStore, get_store
 
-FORMATS = ("folder", "coco", "rows")
+FORMATS = ("folder", "coco", "rows", "voc", "cvat")
 BODY_COPY = "manifest.jsonl"
 
 
@@ -97,6 +100,10 @@ def export_manifest(
         counts = export_coco(
             rows, out, locate, classes=classes, info=_info(manifest), marker=marker
         )
+    elif fmt == "voc":
+        counts = export_voc(rows, out, locate, classes=classes, marker=marker)
+    elif fmt == "cvat":
+        counts = export_cvat(rows, out, locate, classes=classes, name=manifest.name, marker=marker)
     else:
         counts = _export_rows(manifest, store, rows, out)
     return {
