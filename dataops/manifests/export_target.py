@@ -25,7 +25,7 @@ from dataops.errors import DataopsError
 MARKER = ".dataops-export"
 INDEX = "index.jsonl"
 # Label files the formats write next to the images; everything else under a subfolder is listed.
-_DATA_FOLDERS = ("annotations/", "Annotations/", "ImageSets/")
+_DATA_FOLDERS = ("annotations/", "Annotations/", "ImageSets/", "labels/")
 
 
 def _is_data_file(rel: str) -> bool:
