@@ -82,7 +82,7 @@ def _export_rows(
 def export_manifest(
     session: Session, ref: str, destination: str | os.PathLike[str], *, fmt: str
 ) -> dict[str, Any]:
-    """Write a manifest as ``folder``, ``coco`` or ``rows`` files into ``destination``."""
+    """Write a manifest in one of ``FORMATS`` into ``destination``."""
     if fmt not in FORMATS:
         raise DataopsError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     manifest = get_manifest(session, ref)
