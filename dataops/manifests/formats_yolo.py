@@ -8,8 +8,8 @@ COCO category id ``i + 1`` and the detection ``TorchDataset`` label ``i + 1``. `
 has no ``path``, so ultralytics resolves the split folders next to the file.
 
 ``yolo-cls``: the folder layout (``<split>/<class>/...``, every class in every split, plus
-``classes.txt``), which ultralytics' classification datasets read with ImageFolder's rule:
-class folders sorted by name.
+``classes.txt``), which ultralytics' classification datasets read with torchvision's
+``ImageFolder(allow_empty=True)``: class folders sorted by name, empty ones kept.
 """
 
 from __future__ import annotations
