@@ -5,7 +5,8 @@ image (empty when it has no box) with a ``class cx cy w h`` line per box, centre
 relative to the upright image, and ``data.yaml`` naming the split folders and the classes.
 Class ``i`` is the guideline's class list in order (other drawn classes after it, sorted), the
 COCO category id ``i + 1`` and the detection ``TorchDataset`` label ``i + 1``. ``data.yaml``
-has no ``path``, so ultralytics resolves the split folders next to the file.
+has no ``path``, so ultralytics resolves the split folders next to the file; its training
+needs ``train`` and ``val`` splits (the default split spec has them).
 
 ``yolo-cls``: the folder layout (``<split>/<class>/...``, every class in every split, plus
 ``classes.txt``), which ultralytics' classification datasets read with torchvision's
