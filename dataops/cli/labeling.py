@@ -409,9 +409,16 @@ def annotators_map(
 
 @labels_app.command("import")
 def labels_import(
-    file: Path = typer.Argument(..., help="A CSV (image,annotator,label) or Label Studio JSON."),
+    file: Path = typer.Argument(
+        ..., help="A CSV (image,annotator,label), Label Studio JSON or CVAT for images 1.1 XML."
+    ),
     fmt: str | None = typer.Option(
-        None, "--format", help="csv or labelstudio (default: from the extension or content)."
+        None,
+        "--format",
+        help="csv, labelstudio or cvat (default: from the extension or content).",
+    ),
+    annotator: str | None = typer.Option(
+        None, "--annotator", help="Who made the labels of a CVAT export (name or email)."
     ),
     accept: bool = typer.Option(
         False, "--accept", help="Labels vetted elsewhere: store them as accepted."
@@ -440,7 +447,8 @@ def labels_import(
     were ingested from (relative paths are read from the CSV's folder). Label Studio JSON
     exports (not JSON_MIN) find images by the task key dataops pushed, data.dataops_sha256, or
     data.image through --path-map; a result dataops cannot store (a polygon, a key point,
-    free text) refuses the file.
+    free text) refuses the file. CVAT for images 1.1 XML needs --annotator; its images are the
+    sha256 names `manifest export --format cvat` writes, or file names ingested before.
     """
     from dataops.db import session_scope
     from dataops.labeling import service
@@ -451,21 +459,37 @@ def labels_import(
     except OSError as exc:
         raise LabelFileError(f"cannot read {file}: {exc.strerror or exc}") from None
     _ready()
-    with session_scope() as session:
-        report = service.import_labels(
-            session,
-            data,
-            filename=file.name,
-            fmt=fmt,
-            accept=accept,
-            task=task,
-            guideline=guideline,
-            vendor=vendor,
-            connection=connection,
-            base_dir=file.absolute().parent,
-            path_map=path_map,
-            actor=_actor(),
-        )
+    if fmt == "cvat" or (fmt is None and file.suffix.lower() == ".xml"):
+        from dataops.labeling.cvat_import import import_cvat
+
+        with session_scope() as session:
+            report = import_cvat(
+                session,
+                data,
+                filename=file.name,
+                annotator=annotator,
+                accept=accept,
+                task=task,
+                guideline=guideline,
+                vendor=vendor,
+                actor=_actor(),
+            )
+    else:
+        with session_scope() as session:
+            report = service.import_labels(
+                session,
+                data,
+                filename=file.name,
+                fmt=fmt,
+                accept=accept,
+                task=task,
+                guideline=guideline,
+                vendor=vendor,
+                connection=connection,
+                base_dir=file.absolute().parent,
+                path_map=path_map,
+                actor=_actor(),
+            )
     out = report.model_dump(mode="json")
 
     def render() -> None:

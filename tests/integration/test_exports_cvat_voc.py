@@ -142,3 +142,123 @@ def test_cvat_classification_export_writes_tags(tmp_path: Path) -> None:
         row = by_sha[item["id"]]
         assert item["subset"] == row["split"]
         assert item["tags"] == [row["label"]["class"]] and item["boxes"] == []
+
+
+# --- labels made in CVAT, imported back ----------------------------------------------------
+
+
+def _cvat_labels() -> list[tuple[str, int | None, dict[str, Any], str]]:
+    from sqlalchemy import select
+
+    from dataops.catalog.models import Image as CatalogImage
+    from dataops.db import session_scope
+    from dataops.labeling.models import Annotator, LabelVersion
+
+    with session_scope() as s:
+        rows = s.execute(
+            select(CatalogImage.sha256, LabelVersion.payload, Annotator.name, LabelVersion.status)
+            .join(CatalogImage, CatalogImage.id == LabelVersion.image_id)
+            .join(Annotator, Annotator.id == LabelVersion.annotator_id)
+            .where(LabelVersion.source == "cvat")
+        ).all()
+        return [(sha, None, payload, f"{name}/{status}") for sha, payload, name, status in rows]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("boxed")
+def test_cvat_labels_import_back_by_sha256_and_by_file_name(tmp_path: Path) -> None:
+    """Pre-annotations exported for CVAT, edited there, come back as the annotator's labels."""
+    _create("objects")
+    by_sha = {row["sha256"]: row for row in _rows("objects")}
+    out = tmp_path / "cvat"
+    _export("objects", "cvat", out)
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(out / "train.xml")  # noqa: S314 (our own export)
+    images = tree.getroot().findall("image")
+    first = images[0]
+    sha = first.get("name", "").split(".")[0]
+    # The annotator moves the first box of the first image and drops the rest.
+    for box in first.findall("box")[1:]:
+        first.remove(box)
+    box = first.find("box")
+    assert box is not None
+    box.set("label", "vest")
+    box.set("xtl", "10")
+    box.set("ytl", "20")
+    box.set("xbr", "110")
+    box.set("ybr", "70")
+    edited = tmp_path / "annotations.xml"
+    tree.write(edited, encoding="utf-8", xml_declaration=True)
+
+    args = ("labels", "import", str(edited), "--annotator", "alice@vendor.test")
+    report = run_json(*args, "--guideline", "objects:1")
+    assert report["errors"] == [] and report["rows"] == len(images)
+    labeled = [i for i in images if i.findall("box")]
+    assert report["created"] == len(labeled)
+    assert report["skipped"] == len(images) - len(labeled)  # no shapes: not labeled in CVAT
+    stored = {sha_: payload for sha_, _, payload, _ in _cvat_labels()}
+    row = by_sha[sha]
+    assert stored[sha]["boxes"] == [
+        {
+            "class": "vest",
+            "x": pytest.approx(10 / row["width"]),
+            "y": pytest.approx(20 / row["height"]),
+            "w": pytest.approx(100 / row["width"]),
+            "h": pytest.approx(50 / row["height"]),
+        }
+    ]
+    for other in labeled[1:]:
+        other_sha = other.get("name", "").split(".")[0]
+        got, want = stored[other_sha]["boxes"], by_sha[other_sha]["label"]["boxes"]
+        assert [b["class"] for b in got] == [b["class"] for b in want]
+        for g, w in zip(got, want, strict=True):
+            assert [g[k] for k in "xywh"] == pytest.approx([w[k] for k in "xywh"], abs=1e-5)
+    assert {who for *_, who in _cvat_labels()} == {"alice@vendor.test/submitted"}
+    assert run_json(*args, "--guideline", "objects:1")["existing"] == len(labeled)
+
+    # A task made from the original files: names are matched against recorded locations.
+    plain = by_sha[next(s for s in by_sha if s != sha)]
+    name = Path(plain["uri"]).name
+    doc = f"""<?xml version="1.0"?><annotations><version>1.1</version><meta/>
+      <image id="0" name="{name}" width="{plain["width"]}" height="{plain["height"]}">
+        <tag label="helmet"/></image></annotations>"""
+    by_name = tmp_path / "by-name.xml"
+    by_name.write_text(doc)
+    result = run_json("labels", "import", str(by_name), "--annotator", "bob")
+    assert result["created"] == 1 and result["errors"] == []
+    assert {"class": "helmet"} in [p for s_, _, p, _ in _cvat_labels() if s_ == plain["sha256"]]
+
+
+@pytest.mark.usefixtures("boxed")
+def test_cvat_import_is_all_or_nothing_with_row_errors(tmp_path: Path) -> None:
+    rotated = next(r for r in _rows_or_create() if Path(r["uri"]).name == "rotated-0.jpg")
+    doc = f"""<?xml version="1.0"?><annotations><version>1.1</version><meta/>
+      <image id="0" name="nowhere.jpg" width="10" height="10"><tag label="helmet"/></image>
+      <image id="1" name="rotated-0.jpg" width="{rotated["height"]}" height="{rotated["width"]}">
+        <box label="helmet" xtl="1" ytl="1" xbr="5" ybr="5"/></image>
+      <image id="2" name="{rotated["sha256"]}.jpg" width="{rotated["width"]}"
+        height="{rotated["height"]}"><polygon label="helmet" points="1,1;5,1;5,5"/></image>
+      <image id="3" name="{rotated["sha256"]}.jpg" width="{rotated["width"]}"
+        height="{rotated["height"]}"><box label="helmet" xtl="1" ytl="1" xbr="5" ybr="5"/></image>
+    </annotations>"""
+    path = tmp_path / "bad.xml"
+    path.write_text(doc)
+    missing = run_cli("labels", "import", str(path), check=False)
+    assert missing.returncode != 0 and "--annotator" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    proc = run_cli("labels", "import", str(path), "--annotator", "carol", "--json", check=False)
+    assert proc.returncode != 0, proc.stdout
+    import json
+
+    errors = {e["row"]: e["message"] for e in json.loads(proc.stdout)["errors"]}
+    assert sorted(errors) == [1, 2, 3]
+    assert "no image was ingested from a file named nowhere.jpg" in errors[1]
+    assert "upright" in errors[2]  # CVAT saw the sideways original
+    assert "polygon is not imported" in errors[3]
+    assert _cvat_labels() == []
+
+
+def _rows_or_create() -> list[ManifestRow]:
+    _create("objects")
+    return _rows("objects")
