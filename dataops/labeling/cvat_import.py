@@ -116,7 +116,8 @@ def import_cvat(
     who = importers._annotator_from_text(annotator or "")
     if who is None:
         raise DataopsError(
-            "a CVAT export does not say who labeled: give --annotator NAME (or an email)"
+            "a CVAT export does not say who labeled: give the annotator's name or email "
+            "(--annotator; HTTP: annotator)"
         )
     text = importers.decode(data, filename)
     guideline_row = get_guideline(session, guideline) if guideline else None

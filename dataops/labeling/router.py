@@ -504,6 +504,22 @@ def list_labels(
     return service.label_outs(session, versions)
 
 
+def _import_cvat(session: Session, user: User, body: LabelImport) -> ImportReport:
+    from dataops.labeling.cvat_import import import_cvat
+
+    return import_cvat(
+        session,
+        body.content.encode("utf-8"),
+        filename="labels.xml",
+        annotator=body.annotator,
+        accept=body.accept,
+        task=body.task,
+        guideline=body.guideline,
+        vendor=body.vendor,
+        actor=actor(user),
+    )
+
+
 @router.post(
     "/labels/import",
     tags=["labels"],
@@ -516,7 +532,8 @@ def list_labels(
         "nothing (`existing` counts those rows). Label Studio exports: use the JSON export "
         "(JSON_MIN is refused); every result type dataops does not store (polygons, key "
         "points, free text...) is a bad row, never dropped; `path_map` maps Label Studio's "
-        "own image paths to catalog locations."
+        "own image paths to catalog locations. CVAT for images 1.1 XML (`format: cvat`) needs "
+        "`annotator`: the file does not say who labeled."
     ),
     responses={
         **error_responses(400, 401, 403, 404, 413, 422),
@@ -524,6 +541,8 @@ def list_labels(
     },
 )
 def import_labels(session: SessionDep, user: Ops, body: LabelImport) -> ImportReport | JSONResponse:
+    if body.format == "cvat":
+        return _rejected_or(_import_cvat(session, user, body))
     suffix = ".csv" if body.format == "csv" else ".json"
     report = service.import_labels(
         session,
@@ -538,6 +557,10 @@ def import_labels(session: SessionDep, user: Ops, body: LabelImport) -> ImportRe
         path_map=body.path_map,
         actor=actor(user),
     )
+    return _rejected_or(report)
+
+
+def _rejected_or(report: ImportReport) -> ImportReport | JSONResponse:
     if not report.errors:
         return report
     return error_json(

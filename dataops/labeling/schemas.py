@@ -346,8 +346,15 @@ class LabelImport(BaseModel):
         },
     )
 
-    format: Literal["csv", "labelstudio"] = Field(
-        description="`csv` (image,annotator,label) or a Label Studio JSON export."
+    format: Literal["csv", "labelstudio", "cvat"] = Field(
+        description="`csv` (image,annotator,label), a Label Studio JSON export, or `cvat` "
+        "(CVAT for images 1.1 XML; needs `annotator`)."
+    )
+    annotator: PlainText | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Who made the labels of a CVAT export (name or email).",
     )
     content: str = Field(
         min_length=1,

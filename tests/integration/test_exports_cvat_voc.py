@@ -262,3 +262,30 @@ def test_cvat_import_is_all_or_nothing_with_row_errors(tmp_path: Path) -> None:
 def _rows_or_create() -> list[ManifestRow]:
     _create("objects")
     return _rows("objects")
+
+
+@pytest.mark.usefixtures("boxed")
+def test_cvat_import_over_http_needs_the_annotator(api: Any, make_user: Any) -> None:
+    row = _rows_or_create()[0]
+    width, height = row["width"], row["height"]
+    doc = f"""<?xml version="1.0"?><annotations><version>1.1</version><meta/>
+      <image id="0" name="{row["sha256"]}.jpg" width="{width}" height="{height}">
+        <box label="helmet" xtl="0" ytl="0" xbr="{width / 2}" ybr="{height}"/>
+      </image></annotations>"""
+    ops = {"Authorization": f"Bearer {make_user('labeling_ops')}"}
+    body = {"format": "cvat", "content": doc}
+    missing = api.post("/v1/labels/import", json=body, headers=ops)
+    assert missing.status_code == 400, missing.text
+    assert "annotator" in missing.text
+    done = api.post("/v1/labels/import", json={**body, "annotator": "dana"}, headers=ops)
+    assert done.status_code == 200, done.text
+    assert done.json()["created"] == 1
+    [(sha, _, payload, who)] = _cvat_labels()
+    assert sha == row["sha256"] and who == "dana/submitted"
+    assert payload["boxes"] == [{"class": "helmet", "x": 0.0, "y": 0.0, "w": 0.5, "h": 1.0}]
+    bad = api.post(
+        "/v1/labels/import",
+        json={**body, "annotator": "dana", "content": doc.replace("box", "polygon")},
+        headers=ops,
+    )
+    assert bad.status_code == 422 and "polygon" in bad.text
