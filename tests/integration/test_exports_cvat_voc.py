@@ -147,7 +147,8 @@ def test_cvat_classification_export_writes_tags(tmp_path: Path) -> None:
 # --- labels made in CVAT, imported back ----------------------------------------------------
 
 
-def _cvat_labels() -> list[tuple[str, int | None, dict[str, Any], str]]:
+def _cvat_labels() -> list[tuple[str, dict[str, Any], str]]:
+    """(image sha256, payload, "annotator/status") of every label imported from CVAT."""
     from sqlalchemy import select
 
     from dataops.catalog.models import Image as CatalogImage
@@ -161,7 +162,7 @@ def _cvat_labels() -> list[tuple[str, int | None, dict[str, Any], str]]:
             .join(Annotator, Annotator.id == LabelVersion.annotator_id)
             .where(LabelVersion.source == "cvat")
         ).all()
-        return [(sha, None, payload, f"{name}/{status}") for sha, payload, name, status in rows]
+        return [(sha, payload, f"{name}/{status}") for sha, payload, name, status in rows]
 
 
 @pytest.mark.slow
@@ -197,7 +198,7 @@ def test_cvat_labels_import_back_by_sha256_and_by_file_name(tmp_path: Path) -> N
     labeled = [i for i in images if i.findall("box")]
     assert report["created"] == len(labeled)
     assert report["skipped"] == len(images) - len(labeled)  # no shapes: not labeled in CVAT
-    stored = {sha_: payload for sha_, _, payload, _ in _cvat_labels()}
+    stored = {sha_: payload for sha_, payload, _ in _cvat_labels()}
     row = by_sha[sha]
     assert stored[sha]["boxes"] == [
         {
@@ -227,7 +228,7 @@ def test_cvat_labels_import_back_by_sha256_and_by_file_name(tmp_path: Path) -> N
     by_name.write_text(doc)
     result = run_json("labels", "import", str(by_name), "--annotator", "bob")
     assert result["created"] == 1 and result["errors"] == []
-    assert {"class": "helmet"} in [p for s_, _, p, _ in _cvat_labels() if s_ == plain["sha256"]]
+    assert {"class": "helmet"} in [p for s_, p, _ in _cvat_labels() if s_ == plain["sha256"]]
 
 
 @pytest.mark.usefixtures("boxed")
@@ -280,7 +281,7 @@ def test_cvat_import_over_http_needs_the_annotator(api: Any, make_user: Any) -> 
     done = api.post("/v1/labels/import", json={**body, "annotator": "dana"}, headers=ops)
     assert done.status_code == 200, done.text
     assert done.json()["created"] == 1
-    [(sha, _, payload, who)] = _cvat_labels()
+    [(sha, payload, who)] = _cvat_labels()
     assert sha == row["sha256"] and who == "dana/submitted"
     assert payload["boxes"] == [{"class": "helmet", "x": 0.0, "y": 0.0, "w": 0.5, "h": 1.0}]
     bad = api.post(
@@ -289,3 +290,35 @@ def test_cvat_import_over_http_needs_the_annotator(api: Any, make_user: Any) -> 
         headers=ops,
     )
     assert bad.status_code == 422 and "polygon" in bad.text
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("boxed")
+def test_cvat_xml_written_by_datumaro_imports_as_the_manifest_boxes(tmp_path: Path) -> None:
+    """datumaro's own CVAT writer (what CVAT's export is built on) produces a file that
+    imports back to the manifest's boxes."""
+    rows = _rows_or_create()
+    by_sha = {row["sha256"]: row for row in rows}
+    out = tmp_path / "cvat"
+    _export("objects", "cvat", out)
+    again = tmp_path / "datumaro-cvat"
+    datumaro.read(out, "cvat", convert=(again, "cvat"))
+    files = sorted(again.glob("*.xml"))
+    assert [p.name for p in files] == ["test.xml", "train.xml"]
+    total = 0
+    for path in files:
+        report = run_json("labels", "import", str(path), "--annotator", "erin")
+        assert report["errors"] == []
+        total += report["created"]
+    assert total == sum(1 for row in rows if row["label"]["boxes"])
+    stored = {sha: payload for sha, payload, _ in _cvat_labels()}
+    for sha, payload in stored.items():
+        want = by_sha[sha]["label"]["boxes"]
+        got = payload["boxes"]
+        assert sorted(b["class"] for b in got) == sorted(b["class"] for b in want)
+        for g, w in zip(
+            sorted(got, key=lambda b: b["class"]),
+            sorted(want, key=lambda b: b["class"]),
+            strict=True,
+        ):
+            assert [g[k] for k in "xywh"] == pytest.approx([w[k] for k in "xywh"], abs=1e-4)

@@ -1,7 +1,8 @@
 """Read a dataset folder with datumaro and print its items as JSON (run by .venv-datumaro).
 
-    .venv-datumaro/bin/python tests/support/datumaro_read.py DIR FORMAT
+    .venv-datumaro/bin/python tests/support/datumaro_read.py DIR FORMAT [OUT OUT_FORMAT]
 
+With OUT, datumaro also writes the dataset in OUT_FORMAT (labels only, no images) to OUT.
 Prints ``{"labels": [...], "items": [{"id", "subset", "image", "size", "boxes", "tags"}]}``;
 boxes are ``[label, x, y, w, h]`` in pixels as datumaro reads them.
 """
@@ -12,7 +13,7 @@ import json
 import sys
 
 
-def main(path: str, fmt: str) -> None:
+def main(path: str, fmt: str, out: str | None = None, out_fmt: str | None = None) -> None:
     import datumaro
     from datumaro.components.annotation import AnnotationType
 
@@ -38,8 +39,10 @@ def main(path: str, fmt: str) -> None:
                 "tags": tags,
             }
         )
+    if out and out_fmt:
+        dataset.export(out, out_fmt, save_media=False)
     print(json.dumps({"version": datumaro.__version__, "labels": labels, "items": items}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:5])

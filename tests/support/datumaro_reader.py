@@ -29,10 +29,12 @@ def python() -> Path:
     return binary
 
 
-def read(path: Path, fmt: str) -> dict[str, Any]:
-    """The dataset at ``path`` as datumaro's ``Dataset.import_from(path, fmt)`` sees it."""
+def read(path: Path, fmt: str, convert: tuple[Path, str] | None = None) -> dict[str, Any]:
+    """The dataset at ``path`` as datumaro's ``Dataset.import_from(path, fmt)`` sees it;
+    ``convert`` (folder, format) also has datumaro write it in another format."""
+    extra = [str(convert[0]), convert[1]] if convert else []
     proc = subprocess.run(
-        [str(python()), str(SCRIPT), str(path), fmt],
+        [str(python()), str(SCRIPT), str(path), fmt, *extra],
         capture_output=True,
         text=True,
         timeout=300,
