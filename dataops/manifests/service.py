@@ -1204,4 +1204,3 @@ def locate_image(store: BlobStore, row: ManifestRow) -> str | bytes:
     if "://" in location and not location.startswith("file://"):
         return image_bytes(store.url, row)
     return location.removeprefix("file://")
-
