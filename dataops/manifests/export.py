@@ -65,14 +65,15 @@ def image_extension(row: ManifestRow) -> str:
     return ""
 
 
-def _safe_dir_name(name: str, what: str) -> str:
+def safe_dir_name(name: str, what: str) -> str:
+    """``name`` when it is one plain folder name; a class or split could otherwise climb out."""
     if name in ("", ".", "..") or any(ch in name for ch in "/\\\0"):
         raise DataopsError(f"{what} {name!r} cannot be a folder name")
     return name
 
 
 @dataclass
-class _Placer:
+class Placer:
     """Places images into a staged export and records the index entries."""
 
     staged: Path
@@ -153,7 +154,7 @@ def _class_of(row: ManifestRow) -> str:
             f"image {row['sha256']}: label {label!r} has no class; the folder layout holds "
             "image-level classes (use --format coco for boxes)"
         )
-    return _safe_dir_name(label[CLASS_KEY], "class")
+    return safe_dir_name(label[CLASS_KEY], "class")
 
 
 def class_list(preferred: Sequence[str] | None, present: Iterable[str]) -> list[str]:
@@ -181,12 +182,12 @@ def export_folder(
     names = [_class_of(row) for row in all_rows]
     folders = sorted(class_list(classes, names))
     for name in folders:
-        _safe_dir_name(name, "class")
+        safe_dir_name(name, "class")
     split_names = sorted(set(splits or ()) | {row["split"] for row in all_rows})
     for split in split_names:
-        _safe_dir_name(split, "split")
+        safe_dir_name(split, "split")
     with staged_export(destination, {"format": "folder", **(marker or {})}) as staged:
-        placer = _Placer(staged, Path(destination).absolute(), locate, verify_sha256)
+        placer = Placer(staged, Path(destination).absolute(), locate, verify_sha256)
         for split in split_names:
             for name in folders:
                 (staged / split / name).mkdir(parents=True, exist_ok=True)
@@ -197,7 +198,8 @@ def export_folder(
     return placer.counts
 
 
-def _boxes(row: ManifestRow) -> list[dict[str, Any]]:
+def label_boxes(row: ManifestRow) -> list[dict[str, Any]]:
+    """A row's boxes, refusing a label whose boxes are not a list."""
     boxes = row["label"].get(BOXES_KEY, [])
     if not isinstance(boxes, list):
         raise DataopsError(f"image {row['sha256']}: {BOXES_KEY!r} must be a list")
@@ -236,7 +238,7 @@ def coco_dataset(
     its polygon ``segmentation``.
     """
     ordered = sorted(rows, key=lambda row: row["sha256"])
-    boxes_of = [_boxes(row) for row in ordered]
+    boxes_of = [label_boxes(row) for row in ordered]
     names = class_list(classes, {box[CLASS_KEY] for boxes in boxes_of for box in boxes})
     category_ids = {name: i for i, name in enumerate(names, start=1)}
     name_of = file_name or (lambda row: f"{row['sha256']}{image_extension(row)}")
@@ -312,9 +314,9 @@ def export_coco(
     all_rows = list(rows)
     require_boxes(all_rows, "COCO")
     for row in all_rows:
-        _safe_dir_name(row["split"], "split")
+        safe_dir_name(row["split"], "split")
     with staged_export(destination, {"format": "coco", **(marker or {})}) as staged:
-        placer = _Placer(staged, Path(destination).absolute(), locate, verify_sha256)
+        placer = Placer(staged, Path(destination).absolute(), locate, verify_sha256)
         for row in all_rows:
             placer.place(row, f"images/{row['split']}/{row['sha256']}{image_extension(row)}")
         for split in sorted({row["split"] for row in all_rows}):

@@ -20,12 +20,12 @@ from dataops.manifests.export import (
     BOXES_KEY,
     ExportCounts,
     Locate,
+    Placer,
     WrongKind,
-    _boxes,
-    _Placer,
-    _safe_dir_name,
     class_list,
     image_extension,
+    label_boxes,
+    safe_dir_name,
 )
 from dataops.manifests.export_target import staged_export, write_index
 from dataops.manifests.formats_voc import pixel
@@ -39,7 +39,7 @@ def row_labels(row: ManifestRow) -> tuple[str, list[dict[str, Any]]]:
     """``("box", boxes)`` or ``("tag", [{"class": ...}])`` for a row, or refuse its label."""
     label = row["label"]
     if BOXES_KEY in label:
-        return "box", _boxes(row)
+        return "box", label_boxes(row)
     if isinstance(label.get(CLASS_KEY), str):
         return "tag", [{CLASS_KEY: label[CLASS_KEY]}]
     raise WrongKind(
@@ -115,9 +115,9 @@ def export_cvat(
     present = {item[CLASS_KEY] for row in all_rows for item in row_labels(row)[1]}
     labels = class_list(classes, present)
     for row in all_rows:
-        _safe_dir_name(row["split"], "split")
+        safe_dir_name(row["split"], "split")
     with staged_export(destination, {"format": "cvat", **(marker or {})}) as staged:
-        placer = _Placer(staged, Path(destination).absolute(), locate, verify_sha256)
+        placer = Placer(staged, Path(destination).absolute(), locate, verify_sha256)
         for row in all_rows:
             placer.place(row, f"{IMAGES_DIR}/{row['split']}/{row['sha256']}{image_extension(row)}")
         for split in sorted({row["split"] for row in all_rows}):

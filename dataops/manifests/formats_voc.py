@@ -21,12 +21,12 @@ from dataops.manifests.body import ManifestRow
 from dataops.manifests.export import (
     ExportCounts,
     Locate,
-    _boxes,
-    _Placer,
-    _safe_dir_name,
+    Placer,
     class_list,
     image_extension,
+    label_boxes,
     require_boxes,
+    safe_dir_name,
 )
 from dataops.manifests.export_target import staged_export, write_index
 from dataops.manifests.loader import CLASS_KEY
@@ -63,7 +63,7 @@ def annotation_xml(row: ManifestRow, file_name: str) -> bytes:
     _text(size, "height", height)
     _text(size, "depth", 3)
     _text(root, "segmented", 0)
-    for box in _boxes(row):
+    for box in label_boxes(row):
         obj = ET.SubElement(root, "object")
         _text(obj, "name", box[CLASS_KEY])
         _text(obj, "pose", "Unspecified")
@@ -92,15 +92,15 @@ def export_voc(
     all_rows = sorted(rows, key=lambda row: row["sha256"])
     require_boxes(all_rows, "VOC")
     for row in all_rows:
-        _safe_dir_name(row["split"], "split")
-    names = class_list(classes, {box[CLASS_KEY] for row in all_rows for box in _boxes(row)})
+        safe_dir_name(row["split"], "split")
+    names = class_list(classes, {box[CLASS_KEY] for row in all_rows for box in label_boxes(row)})
     for name in names:
         if ":" in name or "\n" in name:
             raise DataopsError(
                 f"class {name!r} cannot be written to VOC's {LABELMAP}: rename it without ':'"
             )
     with staged_export(destination, {"format": "voc", **(marker or {})}) as staged:
-        placer = _Placer(staged, Path(destination).absolute(), locate, verify_sha256)
+        placer = Placer(staged, Path(destination).absolute(), locate, verify_sha256)
         (staged / ANNOTATIONS_DIR).mkdir()
         (staged / SETS_DIR).mkdir(parents=True)
         splits: dict[str, list[str]] = {}

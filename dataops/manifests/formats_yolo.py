@@ -27,13 +27,13 @@ from dataops.manifests.export import (
     BOXES_KEY,
     ExportCounts,
     Locate,
+    Placer,
     WrongKind,
-    _boxes,
-    _Placer,
-    _safe_dir_name,
     class_list,
     export_folder,
     image_extension,
+    label_boxes,
+    safe_dir_name,
 )
 from dataops.manifests.export_target import staged_export, write_index
 from dataops.manifests.loader import CLASS_KEY
@@ -60,7 +60,7 @@ def _refuse_kind(rows: Iterable[ManifestRow], boxes: bool) -> None:
 def label_lines(row: ManifestRow, index: Mapping[str, int]) -> str:
     """``class cx cy w h`` per box, relative, in fixed notation (readers split on spaces)."""
     lines = []
-    for box in _boxes(row):
+    for box in label_boxes(row):
         x, y, w, h = (float(box[k]) for k in ("x", "y", "w", "h"))
         values = (x + w / 2, y + h / 2, w, h)
         lines.append(f"{index[box[CLASS_KEY]]} " + " ".join(f"{v:.6f}" for v in values) + "\n")
@@ -86,13 +86,13 @@ def export_yolo(
     """The ultralytics detection layout of box rows; image-class rows are refused."""
     all_rows = list(rows)
     _refuse_kind(all_rows, boxes=True)
-    names = class_list(classes, {b[CLASS_KEY] for row in all_rows for b in _boxes(row)})
+    names = class_list(classes, {b[CLASS_KEY] for row in all_rows for b in label_boxes(row)})
     index = {name: i for i, name in enumerate(names)}
     splits = sorted({row["split"] for row in all_rows})
     for split in splits:
-        _safe_dir_name(split, "split")
+        safe_dir_name(split, "split")
     with staged_export(destination, {"format": "yolo", **(marker or {})}) as staged:
-        placer = _Placer(staged, Path(destination).absolute(), locate, verify_sha256)
+        placer = Placer(staged, Path(destination).absolute(), locate, verify_sha256)
         for split in splits:
             (staged / LABELS_DIR / split).mkdir(parents=True)
         for row in all_rows:
