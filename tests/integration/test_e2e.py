@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import time
 import uuid
@@ -377,6 +378,24 @@ def test_ingest_to_verified_manifest(
     assert (len(overlap), len(gold)) == (n_overlap, n_gold)
     assert gold <= {id_of[n] for n in pool}
     n_audited = len(set(overlap) | gold_tasks)
+
+    # The vendor's view tells gold from regular work by nothing it can read: every task has the
+    # same fields and one key format, no catalog identity, gold mixed into the push order, and
+    # no gold or overlap shares (test_gold_secrecy.py measures this over three batches).
+    vendor = bearer(create_user_token("vendor", vendor="acme"))
+    seen = stack.call("GET", "/v1/queues/acme-garments/tasks", vendor)["tasks"]
+    assert {t["key"] for t in seen} == {t["key"] for t in tasks}
+    assert {frozenset(t) for t in seen} == {
+        frozenset({"key", "status", "ls_task_id", "pushed_at", "media_url", "media_expires_at"})
+    }
+    assert all(re.fullmatch(r"[0-9a-f]{32}", t["key"]) for t in seen)
+    ids = {str(t["image_id"]) for t in tasks} | {t["sha256"] for t in tasks} | {str(batch_id)}
+    assert not any(set(urlsplit(t["media_url"]).path.split("/")) & ids for t in seen)
+    gold_keys = {t["key"] for t in tasks if flags[t["item_id"]][1]}
+    last = {t["key"] for t in seen[-len(gold_keys) :]}
+    assert last != gold_keys
+    shown = stack.call("GET", "/v1/queues/acme-garments", vendor)
+    assert (shown["gold"], shown["overlap"]) == (None, None)
 
     # Two annotators label through Label Studio's API: the first everything, the second the
     # overlap items, agreeing on all but one regular item.
