@@ -336,7 +336,8 @@ def export(
         help="folder (split/class/..., image classes), coco (boxes), rows "
         "(rows.jsonl and rows.parquet for table readers), voc (Pascal VOC, boxes) or cvat "
         "(CVAT for images 1.1 XML, boxes or image classes), yolo (ultralytics detection: "
-        "images/, labels/, data.yaml) or yolo-cls (ultralytics classification folders).",
+        "images/, labels/, data.yaml), yolo-cls (ultralytics classification folders) or hf "
+        "(Hugging Face datasets: data/<split>-*.parquet with images and typed labels, README.md).",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Destination folder: new, empty, or an earlier dataops export."

@@ -3,7 +3,8 @@
 Formats: ``folder`` (ImageFolder layout, image classes), ``coco`` (boxes), ``rows``
 (rows-only ``rows.jsonl`` and ``rows.parquet`` beside a copy of the canonical body), ``voc``
 (Pascal VOC, boxes), ``cvat`` (CVAT for images 1.1 XML, boxes or image classes), ``yolo``
-(ultralytics detection layout) and ``yolo-cls`` (ultralytics classification folders). A format
+(ultralytics detection layout), ``yolo-cls`` (ultralytics classification folders) and ``hf``
+(Hugging Face ``datasets``: per-split Parquet with images and typed labels). A format
 that cannot hold the manifest's labels is refused before anything is written. Class lists
 come from the guidelines the labels were made under, newest version first, so class folders
 and COCO category ids do not depend on which classes a manifest version happens to contain.
@@ -26,6 +27,7 @@ from dataops.manifests.body import ManifestRow
 from dataops.manifests.export import ExportCounts, export_coco, export_folder
 from dataops.manifests.export_target import staged_export
 from dataops.manifests.formats_cvat import export_cvat
+from dataops.manifests.formats_hf import export_hf
 from dataops.manifests.formats_voc import export_voc
 from dataops.manifests.formats_yolo import export_yolo, export_yolo_cls
 from dataops.manifests.models import Manifest
@@ -33,7 +35,7 @@ from dataops.manifests.rows_files import write_rows_files
 from dataops.manifests.service import get_manifest, local_copy, locate_image, read_rows
 from dataops.storage import BlobStore, get_store
 
-FORMATS = ("folder", "coco", "rows", "voc", "cvat", "yolo", "yolo-cls")
+FORMATS = ("folder", "coco", "rows", "voc", "cvat", "yolo", "yolo-cls", "hf")
 BODY_COPY = "manifest.jsonl"
 
 
@@ -111,6 +113,8 @@ def export_manifest(
     elif fmt == "yolo-cls":
         splits = list(manifest.split_counts or {}) or list(manifest.splits or {})
         counts = export_yolo_cls(rows, out, locate, classes=classes, splits=splits, marker=marker)
+    elif fmt == "hf":
+        counts = export_hf(rows, out, locate, classes=classes, name=manifest.name, marker=marker)
     else:
         counts = _export_rows(manifest, store, rows, out)
     return {
