@@ -160,7 +160,7 @@ def export_hf(
     import pyarrow.parquet as pq
 
     all_rows = list(rows)
-    boxes = any(is_box_row(row) for row in all_rows)
+    boxes = bool(all_rows) and is_box_row(all_rows[0])
     for row in all_rows:
         if is_box_row(row) != boxes:
             raise WrongKind(

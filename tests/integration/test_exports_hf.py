@@ -141,3 +141,16 @@ def test_hf_export_refuses_a_split_name_datasets_cannot_hold(tmp_path: Path) -> 
     with pytest.raises(DataopsError, match="'hold-out' cannot be a datasets split name"):
         export_hf(bad, tmp_path / "hf", _catalog_bytes)  # type: ignore[arg-type]
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.usefixtures("classified")
+def test_hf_export_refuses_boxes_beside_image_classes(tmp_path: Path) -> None:
+    from dataops.manifests.export import WrongKind
+    from dataops.manifests.formats_hf import export_hf
+
+    rows = _rows(_create("garments"))
+    box = {"class": "hat", "x": 0.1, "y": 0.1, "w": 0.2, "h": 0.2}
+    mixed = [*rows[:-1], {**rows[-1], "label": {"boxes": [box]}}]
+    with pytest.raises(WrongKind, match=f"image {rows[-1]['sha256']} has"):
+        export_hf(mixed, tmp_path / "hf", _catalog_bytes)  # type: ignore[arg-type]
+    assert not (tmp_path / "hf").exists()
