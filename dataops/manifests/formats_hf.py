@@ -2,7 +2,8 @@
 
 ``data/<split>-00000-of-00001.parquet`` per split with rows, plus a ``README.md`` whose YAML
 ``configs`` names each split's file, so ``load_dataset(folder)`` yields the manifest's split
-names as they are (without the card, ``datasets`` would rename ``val`` to ``validation``).
+names as they are (``datasets`` also finds them by the file names; the card says it outright
+and is what the Hub shows).
 Columns: ``image`` in the storage form of ``datasets.Image`` (``{bytes, path}``, upright
 pixels with no orientation tag, as the other exports write them), ``label`` as a typed struct
 (``{class}`` for image classes, ``{boxes: [{class, x, y, w, h}]}`` for boxes, relative to the

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from dataops.db import session_scope
+from dataops.manifests import service
 from dataops.manifests.body import ManifestRow
 from dataops.manifests.upright import ORIENTATION_TAG
 from tests.integration.test_exports import (  # noqa: F401 (fixtures)
@@ -103,13 +105,15 @@ def test_hf_export_loads_splits_upright_images_and_class_labels(tmp_path: Path) 
 def test_hf_export_loads_boxes_with_guideline_class_ids(tmp_path: Path) -> None:
     import datasets
 
-    _create("objects")
+    with session_scope() as s:
+        service.create_manifest(s, "objects", actor="tester", splits="train=0.4,val=0.3,test=0.3")
     rows = _rows("objects")
     out = tmp_path / "hf"
     result = run_json("manifest", "export", "objects", "--format", "hf", "--out", str(out))
     assert result["upright"] == len(ROTATED)
     loaded = _load(out, tmp_path / "cache")
-    assert set(loaded) == {row["split"] for row in rows}
+    # Split names as the manifest has them: 'val' is not renamed 'validation'.
+    assert set(loaded) == {row["split"] for row in rows} == {"train", "val", "test"}
     assert sum(table.num_rows for table in loaded.values()) == len(rows)
     boxes_feature = loaded["train"].features["label"]["boxes"]
     feature = boxes_feature.feature["class"]
