@@ -162,7 +162,9 @@ class BatchOut(BaseModel):
 
 
 class CancelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "size typo: asked for 5000"}]}
+    )
 
     reason: PlainText | None = Field(
         default=None,
@@ -173,7 +175,9 @@ class CancelRequest(BaseModel):
 
 
 class AssignRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"queue": "acme-ppe"}]}
+    )
 
     queue: PlainText = Field(min_length=1, max_length=128, description="Vendor queue (name or id).")
 
