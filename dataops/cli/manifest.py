@@ -34,6 +34,8 @@ def _render_manifest(data: dict[str, Any]) -> None:
         ],
     )
     console.print(f"body: {data['path']}", highlight=False)
+    for file_name, path in data.get("rows_files", {}).items():
+        console.print(f"{file_name}: {path}", highlight=False)
 
 
 def _batch_ids(text: str | None) -> list[int] | None:

@@ -72,7 +72,7 @@ def _load(ref: str, catalog: str | os.PathLike[str] | None, storage: str | None)
     from sqlalchemy.exc import DBAPIError
 
     from dataops.db import catalog_not_found, session_scope
-    from dataops.manifests.exporting import guideline_classes
+    from dataops.manifests.classes import manifest_classes
     from dataops.manifests.service import get_manifest, read_rows
     from dataops.migrate import current_revision
     from dataops.storage import get_store
@@ -95,7 +95,7 @@ def _load(ref: str, catalog: str | os.PathLike[str] | None, storage: str | None)
         name, manifest_id = manifest.name, manifest.content_hash
         store = get_store(store_url)
         rows = read_rows(manifest, store)
-        classes = guideline_classes(session, rows)
+        classes = manifest_classes(session, manifest, rows)
     return name, manifest_id, rows, store.url, classes
 
 
@@ -130,8 +130,9 @@ def _make_torch_dataset() -> type:
     class TorchDataset(RowsDataset):
         """(image, class index) pairs of one split of a manifest, or detection targets.
 
-        Classes are the guideline's (newest version first) plus any other class the rows
-        use: sorted for image classes, so indices match the folder export's ``classes.txt``;
+        Classes are the guideline's (newest version first, as recorded in the manifest when
+        it was made) plus any other class the rows use: sorted for image classes, so indices
+        match the folder export's ``classes.txt``;
         in guideline order for boxes, label ``i`` being COCO category id ``i`` of the export
         (0 is ``__background__``). A box manifest yields (float32 CHW tensor, ``{"boxes":
         (N, 4) xyxy pixels, "labels": int64}``); batch it with

@@ -6,8 +6,9 @@ Formats: ``folder`` (ImageFolder layout, image classes), ``coco`` (boxes), ``row
 (ultralytics detection layout), ``yolo-cls`` (ultralytics classification folders) and ``hf``
 (Hugging Face ``datasets``: per-split Parquet with images and typed labels). A format
 that cannot hold the manifest's labels is refused before anything is written. Class lists
-come from the guidelines the labels were made under, newest version first, so class folders
-and COCO category ids do not depend on which classes a manifest version happens to contain.
+come from the guidelines the labels were made under, newest version first, as recorded in the
+manifest when it was made (see ``classes.py``), so class folders and COCO category ids do not
+depend on which classes a manifest version happens to contain.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dataops.errors import DataopsError
-from dataops.labeling.models import Guideline
 from dataops.manifests.body import ManifestRow
+from dataops.manifests.classes import manifest_classes
 from dataops.manifests.export import ExportCounts, export_coco, export_folder
 from dataops.manifests.export_target import staged_export
 from dataops.manifests.formats_cvat import export_cvat
@@ -37,27 +37,6 @@ from dataops.storage import BlobStore, get_store
 
 FORMATS = ("folder", "coco", "rows", "voc", "cvat", "yolo", "yolo-cls", "hf")
 BODY_COPY = "manifest.jsonl"
-
-
-def guideline_classes(session: Session, rows: Sequence[ManifestRow]) -> list[str]:
-    """Classes of the rows' guidelines (``name:version``), newest version's order first."""
-    wanted: set[tuple[str, int]] = set()
-    for row in rows:
-        name, _, number = (row["guideline_version"] or "").rpartition(":")
-        if name and number.isdigit():
-            wanted.add((name, int(number)))
-    if not wanted:
-        return []
-    found = session.execute(
-        select(Guideline.name, Guideline.version, Guideline.classes).where(
-            Guideline.name.in_({name for name, _ in wanted})
-        )
-    ).all()
-    chosen = sorted(
-        (g for g in found if (g.name, g.version) in wanted), key=lambda g: (-g.version, g.name)
-    )
-    names = (c for g in chosen for c in g.classes if isinstance(c, str))
-    return list(dict.fromkeys(names))
 
 
 def _info(manifest: Manifest) -> dict[str, Any]:
@@ -92,7 +71,7 @@ def export_manifest(
     rows = read_rows(manifest, store)
     out = Path(destination).absolute()
     marker = {"manifest": manifest.name, "id": manifest.content_hash}
-    classes = guideline_classes(session, rows)
+    classes = manifest_classes(session, manifest, rows)
 
     def locate(row: ManifestRow) -> str | bytes:
         return locate_image(store, row)

@@ -5,12 +5,18 @@ The canonical body starts with a header line, which pandas, polars, duckdb and H
 files hold only the rows, with ``label`` as an object (JSON) or a typed struct (Parquet),
 so every reader gets the rows without a workaround. They are written next to a copy of the
 canonical body (``manifest.jsonl``), whose bytes, and hence the manifest id, are untouched.
+
+``manifest create`` stores both files beside the body, under keys named by their own sha256
+(so a second name for the same content never overwrites them), and records key and sha256 in
+the manifest record (``selection["rows_files"]``), where ``manifest verify`` checks them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,7 @@ from dataops.manifests.body import ManifestRow
 ROWS_JSONL = "rows.jsonl"
 ROWS_PARQUET = "rows.parquet"
 _COORDS = ("x", "y", "w", "h")
+RECORD_KEY = "rows_files"
 
 
 def _box_type(boxes: list[dict[str, Any]]) -> Any:
@@ -88,3 +95,25 @@ def write_rows_files(folder: Path, rows: Sequence[ManifestRow]) -> None:
         for row in rows:
             handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
     pq.write_table(_table(rows), folder / ROWS_PARQUET, compression="zstd")
+
+
+def write_hashed(folder: Path, rows: Sequence[ManifestRow]) -> dict[str, tuple[Path, str]]:
+    """Both files for rows in body order (by sha256): ``{file name: (path, sha256 hex)}``."""
+    write_rows_files(folder, sorted(rows, key=itemgetter("sha256")))
+    written = {}
+    for name in (ROWS_JSONL, ROWS_PARQUET):
+        with open(folder / name, "rb") as handle:
+            written[name] = (folder / name, hashlib.file_digest(handle, "sha256").hexdigest())
+    return written
+
+
+def file_problem(name: str, path: Path, expected: str) -> str | None:
+    """Why a stored rows file does not match the sha256 its manifest recorded, if it does not."""
+    try:
+        with open(path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    except FileNotFoundError:
+        return f"{name}: missing"
+    if digest != expected:
+        return f"{name}: sha256 {digest} differs from the recorded {expected}"
+    return None

@@ -22,6 +22,7 @@ class ManifestSummary(BaseModel):
     body_key: str
     parquet_key: str
     datasheet_key: str | None
+    rows_files: dict[str, str] = {}
     created_by: str | None
     created_at: datetime
 

@@ -49,8 +49,9 @@ from dataops.dedup.service import group_roots
 from dataops.errors import DataopsError, NotFound
 from dataops.events import service as events
 from dataops.labeling.models import ACCEPTED, ADJUDICATED, Guideline, LabelVersion
-from dataops.manifests import models
+from dataops.manifests import models, rows_files
 from dataops.manifests.body import ManifestError, ManifestRow, verify_body, verify_parquet
+from dataops.manifests.classes import CLASSES_KEY, guideline_classes
 from dataops.manifests.datasheet import NO_CLASS, Frozen, classes_per_row, label_classes
 from dataops.manifests.errors import (
     EmptyManifest,
@@ -135,6 +136,12 @@ def parquet_key(manifest_id: str) -> str:
     return f"{KEY_PREFIX}/{hex_of(manifest_id)}/body.parquet"
 
 
+def rows_file_key(manifest_id: str, name: str, digest: str) -> str:
+    """Content-addressed key of a rows-only file (``rows.jsonl``/``rows.parquet``)."""
+    suffix = name.rsplit(".", 1)[-1]
+    return f"{KEY_PREFIX}/{hex_of(manifest_id)}/rows/{digest}.{suffix}"
+
+
 def datasheet_md_key(json_key: str) -> str:
     return json_key.removesuffix(".json") + ".md"
 
@@ -201,7 +208,14 @@ def _parent_name(session: Session, manifest: Manifest) -> str | None:
     return session.scalar(select(Manifest.name).where(Manifest.id == manifest.parent_id))
 
 
+def _recorded_rows_files(manifest: Manifest) -> dict[str, dict[str, str]]:
+    """Rows-only files recorded with the manifest (none for manifests made before them)."""
+    recorded = (manifest.selection or {}).get(rows_files.RECORD_KEY)
+    return dict(recorded) if isinstance(recorded, dict) else {}
+
+
 def _summary(session: Session, manifest: Manifest, store: BlobStore | None) -> dict[str, Any]:
+    store = store or get_store()
     return {
         "name": manifest.name,
         "id": manifest.content_hash,
@@ -214,6 +228,10 @@ def _summary(session: Session, manifest: Manifest, store: BlobStore | None) -> d
         "body_key": manifest.body_key,
         "parquet_key": manifest.parquet_key,
         "datasheet_key": manifest.datasheet_key,
+        "rows_files": {
+            name: store.local_path(entry["key"]) or f"{store.url}/{entry['key']}"
+            for name, entry in _recorded_rows_files(manifest).items()
+        },
         "created_by": manifest.created_by,
         "created_at": manifest.created_at,
     }
@@ -802,6 +820,7 @@ def create_manifest(
     del group_of, parent_split, parent_groups
     scope = _scope_counts(session, query, batch_ids, len(frozen.rows))
     catalog = datasheet.catalog_sections(session, frozen)
+    classes = guideline_classes(session, frozen.rows)
     report(2, "writing the body")
     # From the moment the id is known until the rows are awaited, the rows may be loading on
     # the pool's thread: nothing in between uses the session.
@@ -820,6 +839,11 @@ def create_manifest(
         manifest_id = files.manifest_id
         _store_file(store, body_key(manifest_id), files.jsonl_path)
         _store_file(store, parquet_key(manifest_id), files.parquet_path)
+        stored_rows_files: dict[str, dict[str, str]] = {}
+        for file_name, (path, digest) in rows_files.write_hashed(Path(tmp), frozen.rows).items():
+            key = rows_file_key(manifest_id, file_name, digest)
+            _store_file(store, key, path)
+            stored_rows_files[file_name] = {"key": key, "sha256": digest}
         report(3, "writing the datasheet")
         selection: dict[str, Any] = {
             "task": task,
@@ -833,6 +857,8 @@ def create_manifest(
             "splits_inherited": plan.inherited,
             "splits_joined": plan.joined,
             "splits_drawn": plan.drawn,
+            CLASSES_KEY: classes,
+            rows_files.RECORD_KEY: stored_rows_files,
         }
         split_counts = dict.fromkeys(ratios, 0)
         for row in frozen.rows:
@@ -1064,6 +1090,11 @@ def verify_manifest(
         )
     with local_copy(store, manifest.parquet_key) as path:
         problems += [f"parquet: {p}" for p in verify_parquet(path, manifest.content_hash)]
+    for file_name, entry in _recorded_rows_files(manifest).items():
+        with local_copy(store, entry["key"]) as path:
+            file_problem = rows_files.file_problem(file_name, path, entry["sha256"])
+        if file_problem is not None:
+            problems.append(f"rows files: {file_problem}")
     if body_problems:
         problems.append("images not checked: the body cannot be trusted")
     else:
