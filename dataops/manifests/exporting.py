@@ -56,7 +56,7 @@ def _export_rows(
     marker = {"format": "rows", "manifest": manifest.name, "id": manifest.content_hash}
     with staged_export(destination, marker) as staged, local_copy(store, manifest.body_key) as body:
         shutil.copyfile(body, staged / BODY_COPY)
-        write_rows_files(staged, rows)
+        write_rows_files(staged, rows, body)
     return ExportCounts()
 
 

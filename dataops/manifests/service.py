@@ -840,7 +840,9 @@ def create_manifest(
         _store_file(store, body_key(manifest_id), files.jsonl_path)
         _store_file(store, parquet_key(manifest_id), files.parquet_path)
         stored_rows_files: dict[str, dict[str, str]] = {}
-        for file_name, (path, digest) in rows_files.write_hashed(Path(tmp), frozen.rows).items():
+        for file_name, (path, digest) in rows_files.write_hashed(
+            Path(tmp), frozen.rows, files.jsonl_path
+        ).items():
             key = rows_file_key(manifest_id, file_name, digest)
             _store_file(store, key, path)
             stored_rows_files[file_name] = {"key": key, "sha256": digest}

@@ -96,6 +96,8 @@ def test_rows_files_are_stored_listed_read_and_verified(classified: list[Image])
     assert list(frame["label"]) == [row["label"] for row in rows]
     first = json.loads(paths["rows.jsonl"].read_text().splitlines()[0])
     assert first == rows[0]  # no header line: the first line is the first row
+    body = Path(shown["path"]).read_bytes()
+    assert paths["rows.jsonl"].read_bytes() == body.split(b"\n", 1)[1]  # the body's row lines
 
     table = pq.read_table(paths["rows.parquet"])
     assert table.num_rows == len(rows)
