@@ -53,40 +53,51 @@ def label_type(labels: Sequence[dict[str, Any]]) -> Any:
     keys = sorted({key for label in labels for key in label})
     fields = []
     for key in keys:
-        values = [label.get(key) for label in labels]
         if key == "class":
             kind = pa.string()
         elif key == "boxes":
-            boxes = [box for value in values if isinstance(value, list) for box in value]
+            lists = (label.get(key) for label in labels)
+            boxes = [box for value in lists if isinstance(value, list) for box in value]
             kind = pa.list_(_box_type(boxes))
         else:
-            kind = pa.array(values).type
+            kind = pa.array([label.get(key) for label in labels]).type
         fields.append(pa.field(key, kind))
     return pa.struct(fields)
 
 
-def _table(rows: Sequence[ManifestRow]) -> Any:
+_COLUMNS = (
+    ("sha256", "text"),
+    ("blob_key", "text"),
+    ("uri", "text"),
+    ("split", "text"),
+    ("label_version_id", "int"),
+    ("guideline_version", "text"),
+    ("dup_group_id", "int"),
+    ("width", "int"),
+    ("height", "int"),
+)
+
+
+def _schema(rows: Sequence[ManifestRow]) -> Any:
     import pyarrow as pa
 
-    text, integer = pa.string(), pa.int64()
-    types = {
-        "sha256": text,
-        "blob_key": text,
-        "uri": text,
-        "split": text,
-        "label_version_id": integer,
-        "guideline_version": text,
-        "dup_group_id": integer,
-        "width": integer,
-        "height": integer,
-    }
-    columns = {
-        name: pa.array([row[name] for row in rows], kind)  # type: ignore[literal-required]
-        for name, kind in types.items()
-    }
-    labels = [row["label"] for row in rows]
-    columns["label"] = pa.array(labels, label_type(labels))
-    return pa.table(columns)
+    kinds = {"text": pa.string(), "int": pa.int64()}
+    fields = [pa.field(name, kinds[kind]) for name, kind in _COLUMNS]
+    fields.append(pa.field("label", label_type([row["label"] for row in rows])))
+    return pa.schema(fields)
+
+
+def _parquet_from_jsonl(jsonl: Path, schema: Any, parquet: Path) -> None:
+    """Parse the row lines with Arrow's JSON reader into the typed schema (C++, several
+    times faster than building the columns from Python dicts) and write them as Parquet."""
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    table = pj.read_json(
+        jsonl, read_options=pj.ReadOptions(block_size=1 << 24), parse_options=options
+    )
+    pq.write_table(table.select(schema.names), parquet, compression="zstd")
 
 
 def write_rows_files(folder: Path, rows: Sequence[ManifestRow], body: Path | None = None) -> None:
@@ -96,8 +107,6 @@ def write_rows_files(folder: Path, rows: Sequence[ManifestRow], body: Path | Non
     JSON objects, already in body order) copied after the header: the same bytes whoever
     writes them, and many times faster than encoding every row again.
     """
-    import pyarrow.parquet as pq
-
     if body is not None:
         with open(body, "rb") as source, open(folder / ROWS_JSONL, "wb") as handle:
             source.readline()
@@ -106,7 +115,7 @@ def write_rows_files(folder: Path, rows: Sequence[ManifestRow], body: Path | Non
         with open(folder / ROWS_JSONL, "w", encoding="utf-8") as handle:
             for row in rows:
                 handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
-    pq.write_table(_table(rows), folder / ROWS_PARQUET, compression="zstd")
+    _parquet_from_jsonl(folder / ROWS_JSONL, _schema(rows), folder / ROWS_PARQUET)
 
 
 def write_hashed(
