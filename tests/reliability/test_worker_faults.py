@@ -23,6 +23,9 @@ from tests.support.services import CeleryWorker, service_env
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.celery, pytest.mark.slow]
 
 
+N_MAIN_KILL = 1000
+
+
 def _copy(corpus: Path, dest: Path, n: int) -> Path:
     dest.mkdir()
     for src in sorted((corpus / "clothing-dataset").glob("*.jpg"))[:n]:
@@ -30,14 +33,14 @@ def _copy(corpus: Path, dest: Path, n: int) -> Path:
     return dest
 
 
-def _wait(job_id: str, predicate, timeout: float = 180):  # type: ignore[no-untyped-def]
+def _wait(job_id: str, predicate, timeout: float = 180, poll: float = 0.2):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with session_scope() as s:
             job = jobs_service.get_job(s, job_id)
             if predicate(job):
                 return job
-        time.sleep(0.2)
+        time.sleep(poll)
     raise AssertionError(f"job {job_id} never reached the expected state")
 
 
@@ -93,8 +96,11 @@ def test_main_worker_process_killed_mid_ingest_is_picked_up_by_a_new_worker(
     """SIGKILL of the Celery main process (its pool dies with it): the message stays unacked
     until the broker's visibility timeout (4,000 s), but the job's lease stops being renewed,
     so a new worker's recovery sends the job again within seconds and it completes once."""
-    folder = _copy(corpus, tmp_path / "imgs", 300)
-    monkeypatch.setenv("DATAOPS_INGEST__BATCH_SIZE", "20")
+    # Every clothing photo, one decode process and a commit every 2 images: a few seconds of
+    # ingest even on a quiet machine, so the kill lands mid-job rather than after it.
+    folder = _copy(corpus, tmp_path / "imgs", N_MAIN_KILL)
+    monkeypatch.setenv("DATAOPS_INGEST__BATCH_SIZE", "2")
+    monkeypatch.setenv("DATAOPS_INGEST__WORKERS", "1")
     monkeypatch.setenv("DATAOPS_WORKER__LEASE", "3")
     monkeypatch.setenv("DATAOPS_WORKER__RECOVER_EVERY", "1")
     _use_broker(monkeypatch, redis_url)
@@ -102,7 +108,7 @@ def test_main_worker_process_killed_mid_ingest_is_picked_up_by_a_new_worker(
     first = CeleryWorker(env, queues="ingest", name="w1").start()
     try:
         job = runner.submit("ingest", {"paths": [str(folder)]}, actor="test")
-        _wait(job.id, lambda j: j.progress_done >= 40 and j.status == "running")
+        _wait(job.id, lambda j: j.progress_done >= 20 and j.status == "running", poll=0.02)
         pool = first.child_pids()
         assert first.proc is not None and pool
         os.kill(first.proc.pid, signal.SIGKILL)
@@ -126,9 +132,10 @@ def test_main_worker_process_killed_mid_ingest_is_picked_up_by_a_new_worker(
     assert resent_after < 60, f"the job waited {resent_after:.0f} s for a new attempt"
     assert done.attempts == 2
     assert done.result is not None
-    assert (done.result["files"], done.result["new"], done.result["skipped"]) == (300, 300, 0)
+    n = N_MAIN_KILL
+    assert (done.result["files"], done.result["new"], done.result["skipped"]) == (n, n, 0)
     with session_scope() as s:
-        assert s.scalar(select(func.count()).select_from(Image)) == 300
+        assert s.scalar(select(func.count()).select_from(Image)) == n
 
 
 def test_jobs_lost_with_redis_queues_are_recovered(
