@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class DataopsError(Exception):
-    """Base for errors caused by input or environment, never by a bug."""
+    """Base for errors caused by input or environment, never by a bug.
+
+    Errors about a request field name it as a placeholder, never as a CLI flag or a JSON key,
+    because the CLI and the API spell fields differently::
+
+        raise BadRequest("{gate} must be between 0 and 1", fields=("gate",))
+
+    ``str(exc)`` spells fields as the API does (``gate``); the CLI renders
+    ``exc.render(flag_for)`` (``--gate``). The first field is also reported on its own
+    (``exc.field``; ``error.field`` in the API's body) so clients can point at it.
+    """
 
     status_code = 400
     code = "bad_request"
+
+    def __init__(self, message: str = "", *, fields: tuple[str, ...] = ()) -> None:
+        self.template = message
+        self.fields = fields
+        super().__init__(self.render())
+
+    @property
+    def field(self) -> str | None:
+        return self.fields[0] if self.fields else None
+
+    def render(self, spell: Callable[[str], str] | None = None) -> str:
+        """The message with each field spelled by ``spell`` (default: the field's own name)."""
+        if not self.fields:
+            return self.template
+        spell = spell or (lambda name: name)
+        return self.template.format(**{name: spell(name) for name in self.fields})
 
 
 class NotFound(DataopsError):

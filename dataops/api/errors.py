@@ -42,6 +42,9 @@ _MAX_MESSAGE = 500
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable, machine-readable reason.", examples=["not_found"])
     message: str = Field(description="What went wrong, for people.", examples=["no image 42"])
+    field: str | None = Field(
+        default=None, description="The request field the error is about, when there is one."
+    )
     details: list[dict[str, Any]] | None = Field(
         default=None, description="Per-field validation problems, when there are several."
     )
@@ -81,8 +84,11 @@ def error_json(
     *,
     details: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
+    field: str | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message[:_MAX_MESSAGE]}
+    if field:
+        body["field"] = field
     if details:
         body["details"] = details
     return JSONResponse({"error": body}, status_code=status, headers=headers)
@@ -91,7 +97,7 @@ def error_json(
 def _dataops_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DataopsError)
     headers = getattr(exc, "headers", None)
-    return error_json(exc.status_code, exc.code, str(exc), headers=headers)
+    return error_json(exc.status_code, exc.code, str(exc), headers=headers, field=exc.field)
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -23,6 +23,15 @@ def _redact(text: str) -> str:
     return re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
 
 
+# Request fields whose CLI flag is not simply ``--`` + the field name in kebab case.
+FLAG_NAMES: dict[str, str] = {}
+
+
+def flag_for(field: str) -> str:
+    """How the CLI spells a request field in an error message."""
+    return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
 def handle(exc: BaseException) -> int:
     from kombu.exceptions import OperationalError as BrokerError
     from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
@@ -30,7 +39,8 @@ def handle(exc: BaseException) -> int:
     from dataops.errors import DataopsError, ServiceUnavailable
 
     if isinstance(exc, DataopsError):
-        err_console.print(f"[red]error:[/red] {_redact(str(exc))}", highlight=False)
+        message = _redact(exc.render(flag_for))
+        err_console.print(f"[red]error:[/red] {message}", highlight=False)
         return EXIT_UNAVAILABLE if isinstance(exc, ServiceUnavailable) else EXIT_USER_ERROR
     if isinstance(exc, ArgumentError | NoSuchModuleError):
         err_console.print(

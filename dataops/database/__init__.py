@@ -1,0 +1,1 @@
+"""Database plumbing shared by every domain: dialect differences live here and nowhere else."""

@@ -1,0 +1,72 @@
+"""What differs between SQLite and PostgreSQL, written once.
+
+Services call these instead of branching on ``dialect.name`` themselves: an upsert-capable
+INSERT, row locks, a transaction-scoped write lock, and timestamps that come back in UTC on
+both backends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, Select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeDecorator
+
+
+def name(bind: Session | Engine) -> str:
+    """``"postgresql"`` or ``"sqlite"``."""
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    return engine.dialect.name
+
+
+def is_postgres(bind: Session | Engine) -> bool:
+    return name(bind) == "postgresql"
+
+
+def is_sqlite(bind: Session | Engine) -> bool:
+    return name(bind) == "sqlite"
+
+
+def insert(session: Session, table: Any) -> Any:
+    """INSERT that supports ``on_conflict_do_nothing`` / ``on_conflict_do_update`` and
+    ``returning`` on both backends (same method names in both dialects)."""
+    return (postgresql.insert if is_postgres(session) else sqlite.insert)(table)
+
+
+def lock_rows(stmt: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
+    """``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite ignores it (one writer at a time)."""
+    return stmt.with_for_update(skip_locked=skip_locked)
+
+
+def advisory_xact_lock(session: Session, key: int) -> None:
+    """Serialise a kind of work until the caller's transaction ends. PostgreSQL: an advisory
+    lock; SQLite: nothing to do, its single writer already serialises writes."""
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def as_utc(value: datetime) -> datetime:
+    """An aware UTC datetime: naive values are taken to be UTC (SQLite returns them so)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def as_utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp column that stores UTC and always reads back as an aware UTC datetime
+    (SQLite drops the zone; PostgreSQL's ``timestamptz`` keeps it)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return as_utc_or_none(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return as_utc_or_none(value)
