@@ -19,6 +19,7 @@ import csv
 import math
 import multiprocessing
 import os
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -28,14 +29,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from dataops.scoring import tinycnn
 from dataops.scoring.inference import InputSpec, UriImageDataset
 from dataops.selection.strategies import select
+from tests.support.corpus import CORPUS
 
 if TYPE_CHECKING:
     import torch
 
-CORPUS = Path("/work/shared/corpus")
 RESULTS = Path(__file__).resolve().parent / "results"
 STRATEGIES = ("random", "least_confidence", "margin", "entropy", "cluster_margin", "kcenter")
 UNSURE = {"Not sure", "Skip", "Other"}

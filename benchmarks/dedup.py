@@ -53,10 +53,8 @@ from dataops.dedup.grouping import (
 )
 from dataops.dedup.index import EmbeddingIndex, HashIndex, Pairs
 from dataops.dedup.transforms import TRANSFORMS
+from tests.support.corpus import CORPUS
 
-CORPUS = Path(
-    os.environ.get("DATAOPS_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus")
-)
 RADIUS = 10
 IMAGEDEDUP_THRESHOLD = 10  # imagededup's default max_distance_threshold
 INCREMENT = 10_000

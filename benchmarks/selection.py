@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CORPUS = Path(os.environ.get("DATAOPS_TEST_CORPUS", "/work/shared/corpus"))
+from tests.support.corpus import CORPUS  # noqa: E402
+
 CLASSES = [f"c{i}" for i in range(10)]
 SITES = [f"site-{i}" for i in range(8)]
 CHUNK = 100_000

@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.corpus import require_corpus
 from tests.support.services import PG_ADMIN_URL, create_database, drop_database, redis_db
 
 pytest_plugins = ["tests.support.labelstudio", "tests.support.api"]
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-if not CORPUS.exists():
-    CORPUS = Path(os.environ.get("DATAOPS_TEST_CORPUS", "/work/shared/corpus"))
 
 _ENV_KEYS = [k for k in os.environ if k.startswith("DATAOPS_")]
 
@@ -44,9 +41,10 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 @pytest.fixture
 def corpus() -> Path:
-    if not CORPUS.exists():
-        pytest.fail(f"the sample corpus is missing at {CORPUS}")
-    return CORPUS
+    try:
+        return require_corpus()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from PIL import Image as PILImage
 from dataops.dedup.contact_sheet import layout
 from dataops.dedup.transforms import TRANSFORMS
 from tests.support.cli import run_cli, run_json
+from tests.support.corpus import CORPUS
 
-CORPUS = Path("/work/shared/corpus")
 SUMMARY_KEYS = {
     "job_id",
     "images",

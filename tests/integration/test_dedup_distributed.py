@@ -28,10 +28,10 @@ from dataops.dedup.schemas import DedupSummary
 from dataops.dedup.transforms import TRANSFORMS
 from dataops.events.models import AuditEvent
 from tests.support.cli import run_cli, run_json
+from tests.support.corpus import CORPUS
 from tests.support.services import CeleryWorker, service_env
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path("/work/shared/corpus")
 SHARDING = {"DATAOPS_DEDUP__SHARD_MIN_IMAGES": "10", "DATAOPS_DEDUP__SHARD_SIZE": "6"}
 
 

@@ -31,8 +31,8 @@ from dataops.dedup.schemas import DedupSummary
 from dataops.dedup.transforms import TRANSFORMS
 from dataops.events.models import AuditEvent
 from tests.support.api import bearer, create_user_token
+from tests.support.corpus import CORPUS
 
-CORPUS = Path("/work/shared/corpus")
 N_KODAK = 6
 N_CLOTHING = 6
 

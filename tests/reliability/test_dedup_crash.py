@@ -28,9 +28,9 @@ from dataops.dedup.models import IndexState
 from dataops.dedup.schemas import DedupSummary
 from dataops.dedup.transforms import TRANSFORMS
 from tests.support.cli import run_cli, run_json
+from tests.support.corpus import CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path("/work/shared/corpus")
 
 
 @dataclass(frozen=True)

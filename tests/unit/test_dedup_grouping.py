@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -23,8 +21,9 @@ from dataops.dedup.grouping import (
     representative_rank,
 )
 from dataops.dedup.index import HashIndex, Pairs
+from tests.support.corpus import CORPUS
 
-KODAK = Path("/work/shared/corpus/kodak-photocd")
+KODAK = CORPUS / "kodak-photocd"
 PHASH_ONLY = DedupParams(joint_radius=None, flip=False)
 
 

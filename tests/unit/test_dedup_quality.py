@@ -25,8 +25,8 @@ from dataops.dedup.grouping import (
     representative_rank,
 )
 from dataops.dedup.transforms import TRANSFORMS
+from tests.support.corpus import CORPUS
 
-CORPUS = Path("/work/shared/corpus")
 N_CLOTHING = 40
 
 # Minimum recall per transform at the defaults (measured values are printed by the test).
