@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dataops.db import Base, BigIntPK, utcnow
 
 
-class AuditEvent(Base):
+class Event(Base):
     """Append-only: the database refuses UPDATE and DELETE (trigger in the migration)."""
 
     __tablename__ = "audit_events"

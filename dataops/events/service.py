@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dataops.events.models import AuditEvent
+from dataops.events.models import Event
 
 SYSTEM_ACTOR = "system"
 
@@ -18,9 +18,9 @@ def record(
     *,
     actor: str | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> Event:
     """Log a state change in the caller's transaction, so the event and the change commit together."""
-    event = AuditEvent(
+    event = Event(
         actor=actor or SYSTEM_ACTOR,
         action=action,
         entity_type=entity_type,
@@ -38,10 +38,10 @@ def list_events(
     entity_type: str | None = None,
     entity_id: str | None = None,
     limit: int = 100,
-) -> list[AuditEvent]:
-    stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+) -> list[Event]:
+    stmt = select(Event).order_by(Event.id.desc()).limit(limit)
     if entity_type:
-        stmt = stmt.where(AuditEvent.entity_type == entity_type)
+        stmt = stmt.where(Event.entity_type == entity_type)
     if entity_id:
-        stmt = stmt.where(AuditEvent.entity_id == entity_id)
+        stmt = stmt.where(Event.entity_id == entity_id)
     return list(session.scalars(stmt))

@@ -1,7 +1,7 @@
 """Vendors, guidelines, queues, annotators and append-only label versions.
 
 Every function takes the caller's Session, flushes and never commits, and records an
-AuditEvent for each change.
+Event for each change.
 
 Label versions are append-only. An edit is a new row whose ``supersedes_id`` points at the
 previous version of the same annotator for the same image, task and batch; the newest row of

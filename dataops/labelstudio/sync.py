@@ -50,7 +50,7 @@ from dataops.config import get_settings
 from dataops.db import utcnow
 from dataops.errors import DataopsError, Forbidden, NotFound
 from dataops.events import service as events
-from dataops.events.models import AuditEvent
+from dataops.events.models import Event
 from dataops.labeling import service as labeling
 from dataops.labeling.errors import InvalidLabel
 from dataops.labeling.models import (
@@ -758,10 +758,10 @@ def _recorded_skips(session: Session, batch_ids: set[int]) -> set[tuple[str, str
     return {
         (str(details.get("source_id")), str(details.get("source_updated_at")))
         for details in session.scalars(
-            select(AuditEvent.details).where(
-                AuditEvent.action == lifecycle.SKIPPED_ACTION,
-                AuditEvent.entity_type == "batch",
-                AuditEvent.entity_id.in_([str(b) for b in sorted(batch_ids)]),
+            select(Event.details).where(
+                Event.action == lifecycle.SKIPPED_ACTION,
+                Event.entity_type == "batch",
+                Event.entity_id.in_([str(b) for b in sorted(batch_ids)]),
             )
         )
     }

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from dataops.db import utcnow
 from dataops.errors import Conflict, DataopsError, NotFound
 from dataops.events import service as events
-from dataops.events.models import AuditEvent
+from dataops.events.models import Event
 from dataops.labeling.models import DELETED, LabelVersion, Queue
 from dataops.selection.models import OPEN_STATUSES, STATUSES, Batch, BatchItem
 
@@ -198,10 +198,10 @@ def skipped_annotations(session: Session, batch_id: int) -> set[str]:
     skipped = {
         str(details.get("source_id"))
         for details in session.scalars(
-            select(AuditEvent.details).where(
-                AuditEvent.action == SKIPPED_ACTION,
-                AuditEvent.entity_type == "batch",
-                AuditEvent.entity_id == str(batch_id),
+            select(Event.details).where(
+                Event.action == SKIPPED_ACTION,
+                Event.entity_type == "batch",
+                Event.entity_id == str(batch_id),
             )
         )
     }

@@ -25,7 +25,7 @@ def test_ingest_job_images_and_thumbnails(
     api: TestClient, make_user: Any, ingest_root: Path
 ) -> None:
     from dataops.db import session_scope
-    from dataops.events.models import AuditEvent
+    from dataops.events.models import Event
 
     for i in range(3):
         write_photo(ingest_root / f"site-a/p{i}.jpg", seed=i)
@@ -45,7 +45,7 @@ def test_ingest_job_images_and_thumbnails(
     listed = api.get("/v1/jobs", params={"kind": "ingest"}, headers=bearer(token)).json()
     assert [j["id"] for j in listed["jobs"]] == [job_id]
     with session_scope() as session:
-        created = session.query(AuditEvent).filter_by(action="job.created").one()
+        created = session.query(Event).filter_by(action="job.created").one()
         assert (created.actor, created.entity_id) == ("user:sci", job_id)
 
     images = api.get("/v1/images", params={"source": "site-a"}, headers=bearer(token)).json()

@@ -20,14 +20,14 @@ DIGITS = REPO / "guidelines" / "digits"
 
 
 def _events(action: str) -> list[tuple[str, str]]:
-    """(actor, entity id) of every AuditEvent with this action."""
-    from dataops.events.models import AuditEvent
+    """(actor, entity id) of every Event with this action."""
+    from dataops.events.models import Event
 
     with session_scope() as session:
         rows = session.execute(
-            select(AuditEvent.actor, AuditEvent.entity_id)
-            .where(AuditEvent.action == action)
-            .order_by(AuditEvent.id)
+            select(Event.actor, Event.entity_id)
+            .where(Event.action == action)
+            .order_by(Event.id)
         )
         return [(actor, entity) for actor, entity in rows]
 

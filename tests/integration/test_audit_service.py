@@ -21,7 +21,7 @@ from dataops.audits.models import Audit
 from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
-from dataops.events.models import AuditEvent
+from dataops.events.models import Event
 from dataops.labeling import service as labeling
 from dataops.labeling.models import Annotator, Guideline, LabelVersion, Queue, Vendor
 from dataops.selection.models import Batch, BatchItem, ImageClaim
@@ -335,7 +335,7 @@ def test_accept_marks_winners_and_moves_disputes_to_a_relabel_batch(images: list
 
         actions = {
             (e.action, e.entity_type, e.entity_id)
-            for e in s.scalars(select(AuditEvent).where(AuditEvent.actor == "auditor"))
+            for e in s.scalars(select(Event).where(Event.actor == "auditor"))
         }
         assert ("audit.created", "audit", str(audit_id)) in actions
         assert ("batch.accepted", "batch", str(built.batch_id)) in actions

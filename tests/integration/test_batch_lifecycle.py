@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dataops.db import session_scope
-from dataops.events.models import AuditEvent
+from dataops.events.models import Event
 from dataops.labeling.models import LabelVersion
 from dataops.labelstudio.client import LabelStudioClient, prediction_result
 from dataops.selection import service
@@ -64,9 +64,9 @@ def events(action: str, batch_id: int) -> list[dict[str, Any]]:
         return [
             e.details
             for e in session.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.action == action, AuditEvent.entity_id == str(batch_id))
-                .order_by(AuditEvent.id)
+                select(Event)
+                .where(Event.action == action, Event.entity_id == str(batch_id))
+                .order_by(Event.id)
             )
         ]
 

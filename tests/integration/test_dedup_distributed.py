@@ -26,7 +26,7 @@ from dataops.db import session_scope
 from dataops.dedup import service
 from dataops.dedup.schemas import DedupSummary
 from dataops.dedup.transforms import TRANSFORMS
-from dataops.events.models import AuditEvent
+from dataops.events.models import Event
 from tests.support.cli import run_cli, run_json
 from tests.support.corpus import CORPUS
 from tests.support.services import CeleryWorker, service_env
@@ -167,9 +167,9 @@ def sharded(
 def _remote_shards() -> int:
     with session_scope() as s:
         event = s.scalars(
-            select(AuditEvent)
-            .where(AuditEvent.action == "dedup.run")
-            .order_by(AuditEvent.id.desc())
+            select(Event)
+            .where(Event.action == "dedup.run")
+            .order_by(Event.id.desc())
         ).first()
     assert event is not None
     return int(event.details["shards_remote"])

@@ -29,7 +29,7 @@ from dataops.dedup.index import EmbeddingIndex
 from dataops.dedup.models import DupEdge, DupGroup, IndexState
 from dataops.dedup.schemas import DedupSummary
 from dataops.dedup.transforms import TRANSFORMS
-from dataops.events.models import AuditEvent
+from dataops.events.models import Event
 from tests.support.api import bearer, create_user_token
 from tests.support.corpus import CORPUS
 
@@ -86,7 +86,7 @@ def _counts() -> tuple[int, int, int, int]:
         return (
             s.scalar(select(func.count()).select_from(DupEdge)) or 0,
             s.scalar(select(func.count()).select_from(DupGroup)) or 0,
-            s.scalar(select(func.count()).select_from(AuditEvent)) or 0,
+            s.scalar(select(func.count()).select_from(Event)) or 0,
             s.scalar(select(func.count()).select_from(IndexState)) or 0,
         )
 
@@ -279,7 +279,7 @@ def test_a_bridge_image_merges_two_groups_and_splits_none(blends: dict[str, Path
         assert kept.size == 5
         assert kept.representative_id in {_by_name()["p.png"].id, _by_name()["q.png"].id}
         event = s.scalars(
-            select(AuditEvent).where(AuditEvent.action == "dedup.run").order_by(AuditEvent.id)
+            select(Event).where(Event.action == "dedup.run").order_by(Event.id)
         ).all()[-1]
     assert event.details["merges"] == [[survivor, absorbed]]
     assert event.actor == "test"

@@ -15,7 +15,7 @@ from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
 from dataops.errors import DataopsError
-from dataops.events.models import AuditEvent
+from dataops.events.models import Event
 from dataops.labeling import service
 from dataops.labeling.models import Annotator, LabelVersion
 from dataops.labeling.schemas import ImportReport
@@ -107,7 +107,7 @@ def test_csv_import_is_idempotent_and_resolves_every_kind_of_reference(
         assert s.scalar(select(Annotator.email).where(Annotator.name == "Bob@Acme.com")) == (
             "bob@acme.com"
         )
-        imported = list(s.scalars(select(AuditEvent).where(AuditEvent.action == "labels.imported")))
+        imported = list(s.scalars(select(Event).where(Event.action == "labels.imported")))
         assert [(e.actor, e.details["created"]) for e in imported] == [("ops", 5), ("ops", 0)]
 
 

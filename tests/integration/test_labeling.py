@@ -14,7 +14,7 @@ from dataops.catalog.models import Image
 from dataops.config import reset_settings
 from dataops.db import session_scope
 from dataops.errors import Conflict, DataopsError
-from dataops.events.models import AuditEvent
+from dataops.events.models import Event
 from dataops.labeling import service
 from dataops.labeling.errors import (
     AnnotatorConflict,
@@ -43,9 +43,9 @@ def _publish(path: Path) -> tuple[int, int, bool]:
         return g.id, g.version, created
 
 
-def _events(action: str) -> list[AuditEvent]:
+def _events(action: str) -> list[Event]:
     with session_scope() as s:
-        return list(s.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+        return list(s.scalars(select(Event).where(Event.action == action)))
 
 
 def test_guideline_publish_is_idempotent_and_versions_changes(catalog: str, tmp_path: Path) -> None:

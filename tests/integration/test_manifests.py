@@ -21,7 +21,7 @@ from dataops.catalog.ingest import ingest
 from dataops.catalog.models import OK, Image
 from dataops.db import get_engine, session_scope
 from dataops.dedup.models import DupGroup
-from dataops.events.models import AuditEvent
+from dataops.events.models import Event
 from dataops.labeling.models import ACCEPTED, Annotator, Guideline, Vendor
 from dataops.labeling.service import add_label_version
 from dataops.manifests import datasheet, exporting, models, service
@@ -137,7 +137,7 @@ def test_same_catalog_gives_same_id_and_two_names_share_one_copy_of_rows(
             select(func.count()).where(models.ManifestRow.content_hash == first.content_hash)
         )
         detail = service.manifest_detail(s, service.get_manifest(s, first.content_hash))
-        events = list(s.scalars(select(AuditEvent).where(AuditEvent.action == "manifest.created")))
+        events = list(s.scalars(select(Event).where(Event.action == "manifest.created")))
     assert stored == len(labeled)
     assert detail.names == ["gen1", "gen1-again"]
     assert detail.name == "gen1"

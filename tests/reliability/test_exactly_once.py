@@ -335,10 +335,10 @@ def _count(model: Any) -> int:
 
 
 def _events(kind: str) -> int:
-    from dataops.events.models import AuditEvent
+    from dataops.events.models import Event
 
     with session_scope() as session:
-        stmt = select(func.count()).select_from(AuditEvent).where(AuditEvent.action == kind)
+        stmt = select(func.count()).select_from(Event).where(Event.action == kind)
         return int(session.scalar(stmt) or 0)
 
 
