@@ -1,8 +1,9 @@
+"""The event log: one append-only row per state change (who, what, when, why)."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dataops.events.models import Event
@@ -31,17 +32,3 @@ def record(
     session.flush()
     return event
 
-
-def list_events(
-    session: Session,
-    *,
-    entity_type: str | None = None,
-    entity_id: str | None = None,
-    limit: int = 100,
-) -> list[Event]:
-    stmt = select(Event).order_by(Event.id.desc()).limit(limit)
-    if entity_type:
-        stmt = stmt.where(Event.entity_type == entity_type)
-    if entity_id:
-        stmt = stmt.where(Event.entity_id == entity_id)
-    return list(session.scalars(stmt))
