@@ -109,7 +109,7 @@ def api_throughput(args: argparse.Namespace, tmp: Path) -> list[str]:
 
 def job_time(args: argparse.Namespace, tmp: Path, workers: int, lists: list[Path]) -> float:
     from dataops.db import session_scope
-    from dataops.jobs import runner
+    from dataops.jobs import dispatch
     from dataops.jobs import service as jobs_service
     from dataops.migrate import upgrade
 
@@ -126,7 +126,7 @@ def job_time(args: argparse.Namespace, tmp: Path, workers: int, lists: list[Path
             try:
                 start = time.perf_counter()
                 ids = [
-                    runner.submit("ingest", {"paths": [str(p)]}, actor="benchmark").id
+                    dispatch.submit("ingest", {"paths": [str(p)]}, actor="benchmark").id
                     for p in lists
                 ]
                 deadline = time.monotonic() + args.max_seconds * 10

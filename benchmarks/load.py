@@ -52,7 +52,7 @@ def main() -> None:
             from dataops.auth import service as auth
             from dataops.config import reset_settings
             from dataops.db import session_scope
-            from dataops.jobs import runner
+            from dataops.jobs import dispatch
             from dataops.jobs import service as jobs_service
             from dataops.migrate import upgrade
 
@@ -71,7 +71,7 @@ def main() -> None:
             try:
                 start = time.perf_counter()
                 jobs = [
-                    runner.submit("ingest", {"paths": [str(p)]}, actor="benchmark").id
+                    dispatch.submit("ingest", {"paths": [str(p)]}, actor="benchmark").id
                     for p in lists
                 ]
 

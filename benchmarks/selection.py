@@ -124,7 +124,7 @@ def bench_score(workdir: Path, images: Path) -> list[dict[str, Any]]:
     from dataops import migrate
     from dataops.catalog.ingest import ingest
     from dataops.db import session_scope
-    from dataops.jobs import runner
+    from dataops.jobs import dispatch
     from dataops.scoring import service
 
     rows = bench_inference(workdir, images)
@@ -139,7 +139,7 @@ def bench_score(workdir: Path, images: Path) -> list[dict[str, Any]]:
         )
         ref = service.ref_of(mv)
     workers = max(_worker_counts())
-    result = runner.submit("score", {"model": ref, "workers": workers}, actor="bench").result or {}
+    result = dispatch.submit("score", {"model": ref, "workers": workers}, actor="bench").result or {}
     rows.append(
         {
             "case": "score job",

@@ -24,7 +24,9 @@ def _redact(text: str) -> str:
 
 
 # Request fields whose CLI flag is not simply ``--`` + the field name in kebab case.
-FLAG_NAMES: dict[str, str] = {}
+FLAG_NAMES: dict[str, str] = {
+    "resamples": "--bootstrap",
+}
 
 
 def flag_for(field: str) -> str:
@@ -33,10 +35,10 @@ def flag_for(field: str) -> str:
 
 
 def handle(exc: BaseException) -> int:
-    from kombu.exceptions import OperationalError as BrokerError
     from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 
     from dataops.errors import DataopsError, ServiceUnavailable
+    from dataops.jobs.dispatch import is_broker_error
 
     if isinstance(exc, DataopsError):
         message = _redact(exc.render(flag_for))
@@ -48,7 +50,7 @@ def handle(exc: BaseException) -> int:
             highlight=False,
         )
         return EXIT_USER_ERROR
-    if isinstance(exc, BrokerError):
+    if is_broker_error(exc):
         err_console.print(
             f"[red]error:[/red] lost the broker: {_redact(str(exc))} (check DATAOPS_BROKER_URL)",
             highlight=False,

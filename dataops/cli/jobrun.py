@@ -30,13 +30,13 @@ class NoWorker(ServiceUnavailable):
 
 def run_job(kind: str, params: dict[str, Any], *, description: str, wait: bool = True) -> Any:
     from dataops.config import get_settings
-    from dataops.jobs import runner
+    from dataops.jobs import dispatch
     from dataops.migrate import ensure_ready
 
     ensure_ready(create=kind == "ingest")  # only ingest may start a new catalog
     broker = get_settings().broker_url
     with progress_bar(description) as on_progress:
-        job = runner.submit(kind, params, actor=_actor(), on_progress=on_progress)
+        job = dispatch.submit(kind, params, actor=_actor(), on_progress=on_progress)
         if broker:
             missing = _unconsumed(broker, kind, job.id)
             if missing and not wait:
@@ -66,16 +66,16 @@ def _wait(broker: str, kind: str, job_id: str, on_progress: Any) -> Any:
 
 def _unconsumed(broker: str, kind: str, job_id: str) -> str | None:
     """Why the job would wait forever, with the command that fixes it; None when a worker is on it."""
+    from dataops.jobs import dispatch
     from dataops.jobs.errors import BrokerUnavailable
     from dataops.jobs.registry import QUEUES
-    from workers.consumers import queue_consumers
 
     queue = QUEUES[kind]
     started = time.monotonic()
     consumers: dict[str, list[str]] = {}
     for timeout in ANSWER_ROUNDS:
         try:
-            consumers = queue_consumers(broker, timeout=timeout)
+            consumers = dispatch.queue_consumers(timeout=timeout)
         except Exception as exc:  # kombu raises transport-specific errors
             raise BrokerUnavailable(f"cannot ask the workers through the broker: {exc}") from exc
         if consumers.get(queue):

@@ -57,21 +57,24 @@ def worker(
     """Run a Celery worker for the given queues (wraps `celery -A workers.app worker`)."""
     from dataops.config import get_settings
     from dataops.errors import DataopsError
+    from dataops.jobs import dispatch
     from dataops.jobs.registry import QUEUES
-    from dataops.jobs.runner import check_broker
     from dataops.migrate import ensure_ready
 
     known = sorted(set(QUEUES.values()) | {"maintenance"})
     unknown = [q for q in queues.split(",") if q.strip() not in known]
     if unknown:  # a worker on a misspelt queue would leave every job there waiting
-        raise DataopsError(f"--queues: unknown queue {unknown[0]!r}; use {','.join(known)}")
+        wrong = repr(unknown[0]).replace("{", "{{").replace("}", "}}")
+        raise DataopsError(
+            f"{{queues}}: unknown queue {wrong}; use {','.join(known)}", fields=("queues",)
+        )
     settings = get_settings()
     ensure_ready()  # a worker never starts on a catalog that is missing or not migrated
     if not settings.broker_url:
         raise DataopsError(
             "no broker configured: set DATAOPS_BROKER_URL (e.g. redis://127.0.0.1:6379/0)"
         )
-    check_broker(settings.broker_url)
+    dispatch.check_broker()
     argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues]
     argv += ["--loglevel", loglevel, "--without-gossip", "--without-mingle"]
     if concurrency:

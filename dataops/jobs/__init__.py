@@ -1,5 +1,2 @@
-"""Jobs facade: long work runs on Celery workers when a broker is set, in-process otherwise."""
-
-from dataops.jobs.runner import JobContext, execute, submit
-
-__all__ = ["JobContext", "execute", "submit"]
+"""Jobs: records of long work, started through `dispatch`, run one attempt at a time by
+`runner.execute` in this process or on a worker."""

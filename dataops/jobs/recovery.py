@@ -11,21 +11,19 @@ from datetime import timedelta
 
 from dataops.config import get_settings
 from dataops.db import session_scope
-from dataops.jobs import service
+from dataops.jobs import dispatch, service
 from dataops.jobs.models import PENDING, Job
 
 
 def recover_stale(older_than: int | None = None) -> list[str]:
     """Put stale jobs back to pending and send them again; returns their ids."""
-    from dataops.jobs.runner import enqueue, execute, queued_job_ids
-
     settings = get_settings()
     age = timedelta(seconds=older_than if older_than is not None else settings.worker.stale_after)
     with session_scope() as session:
         stale = service.stale_jobs(session, older_than=age)
     queued: set[str] | None = set()
     if settings.broker_url and any(job.status == PENDING for job in stale):
-        queued = queued_job_ids()
+        queued = dispatch.queued_job_ids()
     recovered: list[Job] = []
     for job in stale:
         if job.status == PENDING and queued is not None and job.id in queued:
@@ -36,10 +34,7 @@ def recover_stale(older_than: int | None = None) -> list[str]:
             elif service.requeue(session, job):
                 recovered.append(job)
     for job in recovered:
-        if settings.broker_url:
-            enqueue(job)
-        else:
-            execute(job.id)
+        dispatch.start(job)
     return [job.id for job in recovered]
 
 

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from dataops.api.deps import STAFF, SessionDep, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.models import User
-from dataops.jobs import service
+from dataops.config import get_settings
+from dataops.jobs import dispatch, service
 from dataops.jobs.models import Job
 from dataops.jobs.schemas import JobOut
 
@@ -54,21 +55,15 @@ class JobList(BaseModel):
 
 def _start(job: Job) -> None:
     """Runs after the response, so after the request's transaction committed the job row."""
-    from dataops.config import get_settings
-    from dataops.jobs import runner
-
-    if get_settings().broker_url:
-        try:
-            runner.enqueue(job)
-        except Exception:
+    try:
+        dispatch.start(job)
+    except Exception:
+        if get_settings().broker_url:
             # The job stays pending; `dataops jobs recover` (or the beat schedule) requeues it.
             log.warning("could not enqueue job %s; it will be recovered", job.id)
-        return
-    try:
-        runner.execute(job.id)
-    except Exception:
-        # The job row already holds the error for whoever polls it.
-        log.info("job %s finished with an error; see GET /v1/jobs/%s", job.id, job.id)
+        else:
+            # The job row already holds the error for whoever polls it.
+            log.info("job %s finished with an error; see GET /v1/jobs/%s", job.id, job.id)
 
 
 def accept_job(
@@ -81,12 +76,7 @@ def accept_job(
 ) -> JobAccepted:
     """Record a job in the request's transaction and start it once that commits: on a Celery
     worker when a broker is set, otherwise in this process after the response is sent."""
-    from dataops.config import get_settings
-    from dataops.jobs import runner
-
-    broker_url = get_settings().broker_url
-    if broker_url:
-        runner.check_broker(broker_url)  # 503 now rather than a job nobody will run
+    dispatch.check_broker()  # 503 now rather than a job nobody will run
     job = service.create_job(session, kind, params, actor)
     background.add_task(_start, job)
     return JobAccepted(job_id=job.id, status_url=f"/v1/jobs/{job.id}")

@@ -1,4 +1,18 @@
-"""Submit and execute jobs; the same `execute` runs in-process and inside a Celery task."""
+"""Run one attempt of a job: the same `execute` runs in-process and inside a worker task.
+
+The contract of a job handler (``HANDLERS`` in `dataops.jobs.registry`; one ``jobs.py`` per
+domain): it takes a `JobContext` and returns the job's result (a JSON-able dict). The
+handler owns its transactions, and only it does: each unit of work is one
+``with ctx.session() as session:`` block, which commits when the block ends and rolls back
+on an error. The services it calls take that session, flush, and never commit. A handler
+whose work must not be done twice records its counters (`JobContext.count`) and its result
+(`JobContext.finish`) inside the transaction of that work, so a worker dying after the
+commit leaves a finished job rather than work a retry would redo. Handlers report progress
+with `JobContext.progress` (its own short transaction) and stop where a race test needs
+them with `pause_point(name)`.
+
+Jobs are started only through `dataops.jobs.dispatch` (`start`, `submit`).
+"""
 
 from __future__ import annotations
 
@@ -8,72 +22,22 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-
-from sqlalchemy.orm import Session
 
 from dataops.config import get_settings
 from dataops.db import session_scope
 from dataops.errors import DataopsError
 from dataops.jobs import service
-from dataops.jobs.errors import BrokerUnavailable, LeaseLost
+from dataops.jobs.context import JobContext, ProgressCallback
+from dataops.jobs.errors import LeaseLost
 from dataops.jobs.models import FAILED, SUCCEEDED, Job
-from dataops.jobs.registry import QUEUES, handler_for, task_name
+from dataops.jobs.registry import handler_for
+
+__all__ = ["PAUSE_POINTS", "JobContext", "execute", "pause_point", "wait"]
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[int, int, str], None]
-
-
-@dataclass
-class JobContext:
-    """What a job handler gets: its id, params, sessions and a progress reporter."""
-
-    job_id: str
-    params: dict[str, Any]
-    actor: str | None
-    on_progress: ProgressCallback | None = None
-    owner: str | None = None
-    finished: bool = False
-    _last_write: float = field(default=0.0, repr=False)
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with session_scope() as session:
-            yield session
-
-    def progress(self, done: int, total: int, message: str = "", *, force: bool = False) -> None:
-        """Report progress; the job row is updated at most twice a second."""
-        if self.on_progress is not None:
-            self.on_progress(done, total, message)
-        now = time.monotonic()
-        if force or done >= total or now - self._last_write > 0.5:
-            self._last_write = now
-            with session_scope() as session:
-                service.set_progress(session, self.job_id, done, total)
-
-    def count(self, session: Session, counts: dict[str, int]) -> None:
-        """Add to the job's counters in the transaction of the work counted, so totals add up
-        across attempts; raises LeaseLost (rolling that work back) if another attempt took over."""
-        service.add_counters(session, self.job_id, self.owner, counts)
-
-    def finish(self, session: Session, result: dict[str, Any]) -> dict[str, Any]:
-        """Record the job's result in the transaction of its work (call it last, just before
-        that transaction commits): a worker dying after the commit leaves a finished job, so a
-        retry or a racing attempt answers with this result instead of redoing the work. Raises
-        LeaseLost, rolling the work back, if another attempt took over or finished first."""
-        service.finish_with_work(session, self.job_id, self.owner, result)
-        self.finished = True
-        return result
-
-    def counters(self) -> dict[str, int]:
-        with session_scope() as session:
-            return dict(service.get_job(session, self.job_id).counters or {})
-
 
 # Named points where tests hold an attempt still (to force a race) without sleeping.
 PAUSE_POINTS: dict[str, Callable[[], None]] = {}
@@ -83,61 +47,6 @@ def pause_point(name: str) -> None:
     hook = PAUSE_POINTS.get(name)
     if hook is not None:
         hook()
-
-
-def check_broker(url: str) -> None:
-    """Fail fast with one clear line instead of queueing into the void."""
-    from kombu import Connection
-
-    try:
-        with Connection(url, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1, timeout=3)
-    except Exception as exc:  # kombu raises transport-specific errors
-        raise BrokerUnavailable(f"cannot reach the broker at {_redact(url)}: {exc}") from exc
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
-
-
-def submit(
-    kind: str,
-    params: dict[str, Any],
-    *,
-    actor: str | None = None,
-    on_progress: ProgressCallback | None = None,
-) -> Job:
-    """Record a job, then run it here (embedded) or hand its id to a worker queue."""
-    settings = get_settings()
-    if settings.broker_url:
-        check_broker(settings.broker_url)
-    with session_scope() as session:
-        job = service.create_job(session, kind, params, actor)
-    if settings.broker_url:
-        enqueue(job)
-        return job
-    return execute(job.id, on_progress=on_progress)
-
-
-def enqueue(job: Job) -> None:
-    from workers.app import app
-
-    app.send_task(task_name(job.kind), args=[job.id], queue=QUEUES[job.kind])
-
-
-def queued_job_ids() -> set[str] | None:
-    """Ids of jobs whose message waits in a broker queue; None when that cannot be known."""
-    broker_url = get_settings().broker_url
-    if not broker_url:
-        return None
-    from workers.queues import queued_job_ids as read_queues
-
-    return read_queues(broker_url)
 
 
 def execute(job_id: str, *, on_progress: ProgressCallback | None = None) -> Job:

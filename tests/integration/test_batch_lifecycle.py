@@ -249,13 +249,13 @@ def test_cancel_a_sent_batch_removes_unlabelled_tasks_and_keeps_labels(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from dataops.config import reset_settings
-    from dataops.jobs import runner
+    from dataops.jobs import dispatch
 
     monkeypatch.setenv("DATAOPS_LABELSTUDIO_URL", labelstudio.url)
     monkeypatch.setenv("DATAOPS_LABELSTUDIO_TOKEN", labelstudio.admin_token)
     reset_settings()
     batch_id = draft(4, queue=QUEUE)
-    job = runner.submit("sync", {"action": "push", "batch_id": batch_id}, actor="test")
+    job = dispatch.submit("sync", {"action": "push", "batch_id": batch_id}, actor="test")
     assert job.status == "succeeded", job.error
     pushed = items(batch_id)
     project = job.result["ls_project_id"]  # type: ignore[index]

@@ -158,9 +158,9 @@ def use_labelstudio(monkeypatch: pytest.MonkeyPatch, url: str, token: str) -> No
 
 
 def sync(params: dict[str, Any]) -> dict[str, Any]:
-    from dataops.jobs import runner
+    from dataops.jobs import dispatch
 
-    job = runner.submit("sync", params, actor="test:sync")
+    job = dispatch.submit("sync", params, actor="test:sync")
     assert job.status == "succeeded", job.error
     assert job.result is not None
     return job.result
@@ -390,7 +390,7 @@ def test_interrupted_push_resumes_without_duplicates(
     admin: LabelStudioClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from dataops.jobs import runner
+    from dataops.jobs import dispatch
     from dataops.jobs.models import Job
 
     use_labelstudio(monkeypatch, labelstudio.url, labelstudio.admin_token)
@@ -410,7 +410,7 @@ def test_interrupted_push_resumes_without_duplicates(
 
     monkeypatch.setattr(LabelStudioClient, "import_tasks", applied_then_lost)
     with pytest.raises(LabelStudioUnavailable):
-        runner.submit("sync", {"action": "push", "batch_id": world.batch_id, "page_size": 3})
+        dispatch.submit("sync", {"action": "push", "batch_id": world.batch_id, "page_size": 3})
     with session_scope() as session:
         [failed] = session.scalars(select(Job).where(Job.kind == "sync"))
         assert failed.status == "failed"

@@ -587,9 +587,9 @@ def test_datasheet_sections_and_counts(
 
 
 def test_manifest_job_runs_in_process(labeled: list[Image]) -> None:
-    from dataops.jobs import runner
+    from dataops.jobs import dispatch
 
-    job = runner.submit(
+    job = dispatch.submit(
         "manifest", {"name": "by-job", "seed": 3, "splits": HALVES}, actor="cli:tester"
     )
     assert job.status == "succeeded", job.error

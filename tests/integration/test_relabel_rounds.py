@@ -388,9 +388,9 @@ def test_a_queue_refuses_a_rule_that_is_no_majority(catalog: str) -> None:
 
 
 def _sync(params: dict[str, Any]) -> dict[str, Any]:
-    from dataops.jobs import runner
+    from dataops.jobs import dispatch
 
-    job = runner.submit("sync", params, actor="test:sync")
+    job = dispatch.submit("sync", params, actor="test:sync")
     assert job.status == "succeeded", job.error
     assert job.result is not None
     return dict(job.result)

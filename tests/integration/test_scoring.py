@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
-from dataops.jobs import runner
+from dataops.jobs import dispatch
 from dataops.jobs.models import FAILED, SUCCEEDED
 from dataops.scoring import service
 from dataops.scoring.errors import InvalidModel, ModelConflict, ModelNotFound
@@ -55,7 +55,7 @@ def register(path: Path, name: str = "bright", **kwargs: Any) -> tuple[ModelVers
 
 
 def score(model: str = "bright", **params: Any) -> dict[str, Any]:
-    job = runner.submit("score", {"model": model, **params}, actor="test")
+    job = dispatch.submit("score", {"model": model, **params}, actor="test")
     assert job.status == SUCCEEDED, job.error
     assert job.result is not None
     return job.result
@@ -173,7 +173,7 @@ def test_interrupted_scoring_resumes_without_duplicates_or_recomputing(
 
     monkeypatch.setattr(inference, "score_images", dies_after_two_batches)
     with pytest.raises(RuntimeError, match="power cut"):
-        runner.submit("score", {"model": "bright", "batch_size": 3}, actor="test")
+        dispatch.submit("score", {"model": "bright", "batch_size": 3}, actor="test")
     first = {p.image_id: (p.id, p.created_at) for p in predictions(mv.id)}
     assert len(first) == 6
 
@@ -247,7 +247,7 @@ def test_unreadable_image_is_quarantined_and_the_run_goes_on(
 
 def test_failed_job_is_recorded(grays: dict[int, int]) -> None:
     with pytest.raises(ModelNotFound):
-        runner.submit("score", {"model": "missing"}, actor="test")
+        dispatch.submit("score", {"model": "missing"}, actor="test")
     from dataops.jobs.models import Job
 
     with session_scope() as session:

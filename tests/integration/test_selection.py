@@ -18,7 +18,7 @@ from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
 from dataops.dedup.models import DupGroup
-from dataops.jobs import runner
+from dataops.jobs import dispatch
 from dataops.jobs.runner import JobContext
 from dataops.labeling.errors import QueueNotFound
 from dataops.labeling.models import LabelVersion, Queue
@@ -57,7 +57,7 @@ def _register_and_score(tmp_path: Path) -> None:
     path = export(tmp_path / "brightness.pt")
     with session_scope() as session:
         scoring.register_model(session, path, name="bright", classes=CLASSES, actor="test")
-    job = runner.submit("score", {"model": "bright"}, actor="test")
+    job = dispatch.submit("score", {"model": "bright"}, actor="test")
     assert job.status == "succeeded", job.error
 
 
@@ -339,7 +339,7 @@ def test_kcenter_needs_the_embeddings_of_every_candidate(world: Ids) -> None:
     store.index_path.unlink()
     with pytest.raises(NotScored, match="no stored embedding from bright:1"):
         dry_pick(world, strategy="kcenter", size=2)
-    runner.submit("score", {"model": "bright"}, actor="test")
+    dispatch.submit("score", {"model": "bright"}, actor="test")
     assert len(dry_pick(world, strategy="kcenter", size=2)) == 2
 
 
@@ -364,7 +364,7 @@ def test_cold_start_without_a_model(tmp_path: Path, catalog: str) -> None:
 
 
 def test_a_redelivered_select_job_reuses_its_batch(world: Ids) -> None:
-    job = runner.submit("select", {"strategy": "margin", "size": 2}, actor="test")
+    job = dispatch.submit("select", {"strategy": "margin", "size": 2}, actor="test")
     assert job.status == "succeeded", job.error
     assert job.result is not None
     ctx = JobContext(job_id=job.id, params=dict(job.params), actor="test")

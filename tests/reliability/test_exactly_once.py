@@ -23,7 +23,7 @@ from dataops.catalog import service as catalog_service
 from dataops.catalog.models import Image
 from dataops.config import reset_settings
 from dataops.db import session_scope
-from dataops.jobs import runner
+from dataops.jobs import dispatch, runner
 from dataops.jobs import service as jobs
 from dataops.jobs.models import Job
 from dataops.jobs.recovery import recover_stale
@@ -202,7 +202,7 @@ def test_a_pending_job_whose_message_still_waits_is_not_sent_twice(
 ) -> None:
     monkeypatch.setenv("DATAOPS_BROKER_URL", redis_url)
     reset_settings()
-    job = runner.submit("select", SELECT, actor="test")  # no worker: the message waits
+    job = dispatch.submit("select", SELECT, actor="test")  # no worker: the message waits
     client = redis.Redis.from_url(redis_url)
     assert client.llen("dedup") == 1
     assert recover_stale(older_than=0) == []
@@ -244,7 +244,7 @@ def test_an_ingest_finished_by_a_later_attempt_reports_every_new_image(
     assert (job.status, job.attempts) == ("succeeded", 2)
     assert job.result is not None
     assert (job.result["files"], job.result["new"], job.result["skipped"]) == (12, 12, 0)
-    again = runner.submit("ingest", {"paths": [str(folder)]}, actor="test")
+    again = dispatch.submit("ingest", {"paths": [str(folder)]}, actor="test")
     assert again.result is not None
     assert (again.result["new"], again.result["skipped"]) == (0, 12)
 

@@ -93,9 +93,9 @@ def make_batch(image_dir: Path, items: int = 10) -> int:
 
 
 def submit(params: dict[str, Any]) -> Any:
-    from dataops.jobs import runner
+    from dataops.jobs import dispatch
 
-    return runner.submit("sync", params, actor="test:faults")
+    return dispatch.submit("sync", params, actor="test:faults")
 
 
 def last_job() -> Any:

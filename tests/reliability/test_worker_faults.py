@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from dataops.catalog.models import Image
 from dataops.config import reset_settings
 from dataops.db import session_scope
-from dataops.jobs import runner
+from dataops.jobs import dispatch
 from dataops.jobs import service as jobs_service
 from dataops.jobs.recovery import recover_stale
 from tests.support.services import CeleryWorker, service_env
@@ -62,7 +62,7 @@ def test_worker_killed_mid_ingest_is_redelivered(
     _use_broker(monkeypatch, redis_url)
     env = service_env()
     with CeleryWorker(env, queues="ingest") as worker:
-        job = runner.submit("ingest", {"paths": [str(folder)]}, actor="test")
+        job = dispatch.submit("ingest", {"paths": [str(folder)]}, actor="test")
         _wait(job.id, lambda j: j.progress_done >= 60 and j.status == "running")
         for pid in worker.child_pids():
             os.kill(pid, signal.SIGKILL)
@@ -107,7 +107,7 @@ def test_main_worker_process_killed_mid_ingest_is_picked_up_by_a_new_worker(
     env = service_env()
     first = CeleryWorker(env, queues="ingest", name="w1").start()
     try:
-        job = runner.submit("ingest", {"paths": [str(folder)]}, actor="test")
+        job = dispatch.submit("ingest", {"paths": [str(folder)]}, actor="test")
         _wait(job.id, lambda j: j.progress_done >= 20 and j.status == "running", poll=0.02)
         pool = first.child_pids()
         assert first.proc is not None and pool
@@ -146,7 +146,7 @@ def test_jobs_lost_with_redis_queues_are_recovered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _use_broker(monkeypatch, redis_url)
-    job = runner.submit("ingest", {"paths": [str(image_dir)]}, actor="test")
+    job = dispatch.submit("ingest", {"paths": [str(image_dir)]}, actor="test")
     redis.Redis.from_url(redis_url).flushdb()  # Redis restarted without persistence: queue gone
     with session_scope() as s:
         assert jobs_service.get_job(s, job.id).status == "pending"  # visible, not silently lost
@@ -181,7 +181,7 @@ def test_worker_killed_mid_scoring_is_redelivered(
         )
     _use_broker(monkeypatch, redis_url)
     with CeleryWorker(service_env(), queues="score") as worker:
-        job = runner.submit("score", {"model": "bright", "batch_size": 5}, actor="test")
+        job = dispatch.submit("score", {"model": "bright", "batch_size": 5}, actor="test")
         _wait(job.id, lambda j: j.progress_done >= 100 and j.status == "running")
         for pid in worker.child_pids():
             os.kill(pid, signal.SIGKILL)

@@ -206,12 +206,12 @@ MATRIX: list[Row] = [
 @pytest.fixture
 def world(api: TestClient, tmp_path: Path, ingest_root: Path) -> dict[str, Any]:
     """Two vendors with a queue each, an unqueued image, a finished job, a bystander's token."""
-    from dataops.jobs import runner
+    from dataops.jobs import dispatch
 
     photos = [write_photo(tmp_path / "photos" / f"p{i}.jpg", seed=i) for i in range(3)]
     own, other, unqueued = ingest_files(photos)
     write_photo(ingest_root / "new.jpg", seed=99)
-    job = runner.submit("ingest", {"paths": [str(ingest_root)]}, actor="test")
+    job = dispatch.submit("ingest", {"paths": [str(ingest_root)]}, actor="test")
     bystander = create_user_token("auditor", name="bystander")
     tokens = {
         role: create_user_token(role, vendor="acme" if role == "vendor" else None) for role in ROLES

@@ -29,10 +29,10 @@ def scientist(api: TestClient, make_user: Any) -> dict[str, str]:
 @pytest.fixture
 def queued_jobs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Accepted jobs wait here, as they wait in a broker queue, until the test runs them."""
-    from dataops.jobs import router as jobs_router
+    from dataops.jobs import dispatch
 
     waiting: list[str] = []
-    monkeypatch.setattr(jobs_router, "_start", lambda job: waiting.append(job.id))
+    monkeypatch.setattr(dispatch, "start", lambda job, **_: waiting.append(job.id))
     return waiting
 
 
@@ -334,8 +334,9 @@ def test_restored_file_is_served_again(
 def test_contact_sheets_and_audit_reports_show_no_changed_bytes(
     catalog: str, tmp_path: Path
 ) -> None:
-    from dataops.audits import service as audits
+    from dataops.audits.report import thumbnail
     from dataops.catalog.errors import ImageChanged
+    from dataops.catalog.verify import read_verified
     from dataops.catalog.models import Image
     from dataops.db import session_scope
     from dataops.dedup import contact_sheet
@@ -350,5 +351,5 @@ def test_contact_sheets_and_audit_reports_show_no_changed_bytes(
     _overwrite_in_place(path, (20, 20, 220))
     assert contact_sheet.image_bytes(image) is None
     with pytest.raises(ImageChanged):
-        audits._image_bytes(image, get_store())
-    assert audits._thumbnail(image, get_store()) is None
+        read_verified(image, store=get_store())
+    assert thumbnail(image, get_store()) is None

@@ -164,9 +164,9 @@ def add_batch(
 
 
 def push(batch_id: int, *, page_size: int = 100) -> dict[str, Any]:
-    from dataops.jobs import runner
+    from dataops.jobs import dispatch
 
-    job = runner.submit(
+    job = dispatch.submit(
         "sync", {"action": "push", "batch_id": batch_id, "page_size": page_size}, actor="test"
     )
     assert job.status == "succeeded", job.error
