@@ -8,11 +8,11 @@ The server is a private Label Studio 1.23.2 started by the test harness (copied 
 dir, SQLite); the SDK is imported before anything is timed. The catalog is synthetic (image rows and one prediction each; image bytes are
 never fetched by a push), embedded SQLite unless --database-url points at an empty database.
 
-- push: `push_batch` — per page of N tasks, a look-up of the page's item keys, one import of
+- push: `push.push_batch` — per page of N tasks, a look-up of the page's item keys, one import of
   the missing tasks with a prediction each, one committed transaction recording the task ids.
 - naive: `projects.import_tasks` of the same tasks in one request, straight through the SDK,
   into a fresh project (no key look-up, nothing recorded: a retry would duplicate everything).
-- pull: `pull_queue` of every task after two annotators labeled each one through the API
+- pull: `pull.pull` of every task after two annotators labeled each one through the API
   (2 annotations per task), storing one label version per annotation.
 - re-push / re-pull: the same calls again, which must create nothing.
 """
@@ -171,7 +171,9 @@ def main() -> None:
     from dataops.config import reset_settings
     from dataops.db import dispose_engines, session_scope
     from dataops.labelstudio.client import LabelStudioClient
-    from dataops.labelstudio.sync import pull_queue, push_batch
+    from dataops.labelstudio.pull import pull
+    from dataops.labelstudio.push import push_batch
+    from dataops.labelstudio.schemas import PullRequest, PushRequest
     from dataops.migrate import upgrade
     from tests.support.labelstudio import LabelStudioServer
 
@@ -192,7 +194,9 @@ def main() -> None:
         LabelStudioClient.connect(server.url, server.admin_token).close()
 
         start = time.perf_counter()
-        pushed = push_batch(batch_id, transaction=session_scope, page_size=args.page_size)
+        pushed = push_batch(
+            PushRequest(batch_id=batch_id, page_size=args.page_size), transaction=session_scope
+        )
         rows.append(
             (
                 f"push (paged {args.page_size}, idempotent)",
@@ -201,7 +205,9 @@ def main() -> None:
             )
         )
         start = time.perf_counter()
-        again = push_batch(batch_id, transaction=session_scope, page_size=args.page_size)
+        again = push_batch(
+            PushRequest(batch_id=batch_id, page_size=args.page_size), transaction=session_scope
+        )
         rows.append(("re-push (nothing to do)", again["created"], time.perf_counter() - start))
 
         with LabelStudioClient.connect(server.url, server.admin_token) as admin:
@@ -229,17 +235,24 @@ def main() -> None:
         rows.append(("create annotations via API (setup, 4 threads)", 2 * len(task_ids), annotated))
 
         start = time.perf_counter()
-        pulled = pull_queue(queue_id, transaction=session_scope, page_size=args.page_size)
+        pulled = pull(
+            PullRequest(queue_id=queue_id, page_size=args.page_size), transaction=session_scope
+        )
         rows.append(
             (f"pull (paged {args.page_size})", pulled["created"], time.perf_counter() - start)
         )
         start = time.perf_counter()
-        repeat = pull_queue(queue_id, transaction=session_scope, page_size=args.page_size)
+        repeat = pull(
+            PullRequest(queue_id=queue_id, page_size=args.page_size), transaction=session_scope
+        )
         rows.append(
             ("re-pull, incremental (nothing new)", repeat["created"], time.perf_counter() - start)
         )
         start = time.perf_counter()
-        full = pull_queue(queue_id, transaction=session_scope, page_size=args.page_size, full=True)
+        full = pull(
+            PullRequest(queue_id=queue_id, page_size=args.page_size, full=True),
+            transaction=session_scope,
+        )
         rows.append(
             ("re-pull, full (nothing new)", full["annotations"], time.perf_counter() - start)
         )

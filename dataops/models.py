@@ -8,6 +8,7 @@ from dataops.dedup import models as dedup_models
 from dataops.events import models as events_models
 from dataops.jobs import models as jobs_models
 from dataops.labeling import models as labeling_models
+from dataops.labelstudio import models as labelstudio_models
 from dataops.manifests import models as manifests_models
 from dataops.scoring import models as scoring_models
 from dataops.selection import models as selection_models
@@ -22,6 +23,7 @@ __all__ = [
     "events_models",
     "jobs_models",
     "labeling_models",
+    "labelstudio_models",
     "manifests_models",
     "metadata",
     "scoring_models",

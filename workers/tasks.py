@@ -30,7 +30,7 @@ def recover_jobs() -> list[str]:
 
 @app.task(name="dataops.sync.poll")
 def poll_labelstudio() -> list[str]:
-    from dataops.labelstudio.sync import poll_open_queues
+    from dataops.labelstudio.jobs import poll_open_queues
 
     return poll_open_queues()
 

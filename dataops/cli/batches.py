@@ -60,10 +60,22 @@ def _emit_job(job: Any, as_json: bool, title: str) -> None:
     emit(data, as_json, render)
 
 
+def _sync_request(params: dict[str, Any]) -> dict[str, Any]:
+    """The job's params as the sync request validates them (defaults filled in once, there)."""
+    from dataops.labelstudio.schemas import sync_request
+
+    return sync_request({k: v for k, v in params.items() if v is not None}).model_dump(
+        exclude_none=True
+    )
+
+
+_PAGE_SIZE_HELP = "Tasks per request and commit (default 100)."
+
+
 @app.command("push")
 def push(
     batch: int = typer.Argument(..., help="Batch id."),
-    page_size: int = typer.Option(100, "--page-size", help="Tasks per request and commit."),
+    page_size: int | None = typer.Option(None, "--page-size", help=_PAGE_SIZE_HELP),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="With a broker: wait for the worker."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -72,8 +84,14 @@ def push(
     Idempotent and resumable: tasks already in Label Studio (found by their dataops item key)
     are not created again, so re-run it after any failure.
     """
-    _check_batch(batch)
-    params = {"action": "push", "batch_id": batch, "page_size": page_size}
+    from dataops.db import session_scope
+    from dataops.labelstudio.push import check_pushable
+    from dataops.migrate import ensure_ready
+
+    params = _sync_request({"action": "push", "batch_id": batch, "page_size": page_size})
+    ensure_ready()
+    with session_scope() as session:
+        check_pushable(session, batch)
     _emit_job(run_job("sync", params, description="push", wait=wait), as_json, "pushed")
 
 
@@ -84,7 +102,7 @@ def pull(
     full: bool = typer.Option(
         False, "--full", help="Read every task, and record annotations deleted in Label Studio."
     ),
-    page_size: int = typer.Option(100, "--page-size", help="Tasks per request and commit."),
+    page_size: int | None = typer.Option(None, "--page-size", help=_PAGE_SIZE_HELP),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="With a broker: wait for the worker."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -93,10 +111,9 @@ def pull(
 
     if (batch is None) == (queue is None):
         raise DataopsError("give either a BATCH or --queue Q")
-    params: dict[str, Any] = {"action": "pull", "full": full, "page_size": page_size}
+    target: dict[str, Any] = {"batch_id": batch}
     if batch is not None:
         _check_batch(batch)
-        params["batch_id"] = batch
     else:
         from dataops.db import session_scope
         from dataops.labeling.service import get_queue
@@ -104,7 +121,8 @@ def pull(
 
         ensure_ready()
         with session_scope() as session:
-            params["queue_id"] = get_queue(session, str(queue)).id
+            target = {"queue_id": get_queue(session, str(queue)).id}
+    params = _sync_request({"action": "pull", **target, "full": full, "page_size": page_size})
     _emit_job(run_job("sync", params, description="pull", wait=wait), as_json, "pulled")
 
 
@@ -181,7 +199,7 @@ def cancel(
 
         with session_scope() as session:
             queue_id = lifecycle.get_batch(session, batch).queue_id
-        params = {"action": "pull", "queue_id": queue_id}
+        params = _sync_request({"action": "pull", "queue_id": queue_id})
         try:
             job = run_job("sync", params, description="pull kept labels", wait=wait)
         except DataopsError as exc:

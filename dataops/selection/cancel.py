@@ -61,7 +61,7 @@ def _pushed_tasks(session: Session, batch_id: int) -> list[int]:
 def _remove_unlabelled(
     connection: str, project_id: int, task_ids: list[int]
 ) -> tuple[list[int], list[int]]:
-    from dataops.labelstudio.sync import client_for
+    from dataops.labelstudio.service import client_for
 
     with client_for(connection) as client:
         return client.delete_unlabelled_tasks(project_id, task_ids)

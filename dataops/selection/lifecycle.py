@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 from dataops.db import utcnow
 from dataops.errors import Conflict, DataopsError, NotFound
 from dataops.events import service as events
-from dataops.events.models import Event
 from dataops.labeling.models import DELETED, LabelVersion, Queue
 from dataops.selection.models import OPEN_STATUSES, STATUSES, Batch, BatchItem
 
@@ -195,16 +194,9 @@ def _counts(session: Session, batch_ids: list[int]) -> dict[int, dict[str, int]]
 
 def skipped_annotations(session: Session, batch_id: int) -> set[str]:
     """Source ids of annotations skipped in Label Studio and never turned into a label."""
-    skipped = {
-        str(details.get("source_id"))
-        for details in session.scalars(
-            select(Event.details).where(
-                Event.action == SKIPPED_ACTION,
-                Event.entity_type == "batch",
-                Event.entity_id == str(batch_id),
-            )
-        )
-    }
+    from dataops.labelstudio.service import skipped_source_ids
+
+    skipped = skipped_source_ids(session, batch_id)
     if not skipped:
         return set()
     labeled = set(

@@ -45,7 +45,7 @@ MAX_AUC = 0.6
 
 def _plan(batch_id: int) -> dict[str, int]:
     from dataops.labeling.models import Guideline, Queue
-    from dataops.labelstudio.sync import plan_review_items
+    from dataops.labelstudio.review import plan_review_items
     from dataops.selection.models import Batch
 
     with session_scope() as session:

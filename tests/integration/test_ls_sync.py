@@ -448,7 +448,7 @@ def test_deletions_are_recorded_never_erased(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from dataops.jobs.models import Job
-    from dataops.labelstudio.sync import poll_open_queues
+    from dataops.labelstudio.jobs import poll_open_queues
 
     use_labelstudio(monkeypatch, labelstudio.url, labelstudio.admin_token)
     world = make_world(image_dir, items=4, overlap=0.0, gold=0.0, gold_pool=0)
@@ -538,7 +538,7 @@ def test_webhook_pulls_and_records_deletions(
     annotators: list[LabelStudioClient],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from dataops.labelstudio.sync import WEBHOOK_HEADER, webhook_secret
+    from dataops.labelstudio.webhooks import WEBHOOK_HEADER, webhook_secret
 
     use_labelstudio(monkeypatch, labelstudio.url, labelstudio.admin_token)
     world = make_world(image_dir, items=3, overlap=0.0, gold=0.0, gold_pool=0)

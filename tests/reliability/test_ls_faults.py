@@ -172,7 +172,7 @@ def test_pull_resumes_after_label_studio_stopped_mid_pull(
     server: tuple[LabelStudioServer, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from dataops.labelstudio import sync
+    from dataops.labelstudio import pull as sync
 
     use(monkeypatch, live.url, live.admin_token)
     batch_id = make_batch(image_dir)

@@ -163,7 +163,7 @@ def _deleted(annotation: int) -> bool:
 
 
 def test_webhook_deletes_only_annotations_of_its_project(api: TestClient, tmp_path: Path) -> None:
-    from dataops.labelstudio.sync import WEBHOOK_HEADER, webhook_secret
+    from dataops.labelstudio.webhooks import WEBHOOK_HEADER, webhook_secret
 
     create_user_token("admin")  # the catalog's first user; not used by the webhook
     ours = _project_with_annotation(tmp_path, "vendor-one", project=11, annotation=501)
