@@ -57,13 +57,13 @@ def vendors_create(
 ) -> None:
     """Register a labeling vendor; running it again returns the existing one."""
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import vendors
 
     _ready()
     with session_scope() as session:
-        vendor, created = service.create_vendor(session, name, actor=_actor())
+        vendor, created = vendors.create_vendor(session, name, actor=_actor())
         data = {
-            **service.vendor_out(vendor).model_dump(mode="json", exclude={"queues", "annotators"}),
+            **vendors.vendor_out(vendor).model_dump(mode="json", exclude={"queues", "annotators"}),
             "created": created,
         }
     emit(
@@ -79,18 +79,18 @@ def vendors_create(
 def vendors_list(as_json: bool = JSON_OPTION) -> None:
     """Vendors with their queue and annotator counts."""
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import vendors
 
     _ready()
     with session_scope() as session:
-        vendors = [v.model_dump(mode="json") for v in service.list_vendors(session)]
+        rows = [v.model_dump(mode="json") for v in vendors.list_vendors(session)]
     emit(
-        {"vendors": vendors},
+        {"vendors": rows},
         as_json,
         lambda: table(
-            f"{len(vendors)} vendors",
+            f"{len(rows)} vendors",
             ["id", "name", "queues", "annotators"],
-            [[v["id"], v["name"], v["queues"], v["annotators"]] for v in vendors],
+            [[v["id"], v["name"], v["queues"], v["annotators"]] for v in rows],
         ),
     )
 
@@ -109,13 +109,13 @@ def guidelines_publish(
     version number of its name.
     """
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import guideline_versions
 
     _ready()
     with session_scope() as session:
-        guideline, created = service.publish_guideline(session, path, actor=_actor())
+        guideline, created = guideline_versions.publish_guideline(session, path, actor=_actor())
         data = {
-            **service.guideline_out(guideline).model_dump(mode="json"),
+            **guideline_versions.guideline_out(guideline).model_dump(mode="json"),
             "created": created,
             "path": str(path),
         }
@@ -136,13 +136,13 @@ def guidelines_list(
 ) -> None:
     """Every published guideline version."""
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import guideline_versions
 
     _ready()
     with session_scope() as session:
         rows = [
-            service.guideline_out(g).model_dump(mode="json")
-            for g in service.list_guidelines(session, name)
+            guideline_versions.guideline_out(g).model_dump(mode="json")
+            for g in guideline_versions.list_guidelines(session, name)
         ]
     emit(
         {"guidelines": rows},
@@ -165,11 +165,13 @@ def guidelines_show(
 ) -> None:
     """One guideline version: classes, Label Studio config and the full text."""
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import guideline_versions
 
     _ready()
     with session_scope() as session:
-        data = service.guideline_detail(service.get_guideline(session, ref)).model_dump(mode="json")
+        data = guideline_versions.guideline_detail(
+            guideline_versions.get_guideline(session, ref)
+        ).model_dump(mode="json")
 
     def render() -> None:
         console.print(
@@ -244,12 +246,12 @@ def queues_create(
     version needs a new queue; a queue's guideline never changes.
     """
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import queues
 
-    due_days = service.parse_due(due) if due is not None else None
+    due_days = queues.parse_due(due) if due is not None else None
     _ready()
     with session_scope() as session:
-        queue, created = service.create_queue(
+        queue, created = queues.create_queue(
             session,
             name,
             vendor=vendor,
@@ -264,7 +266,7 @@ def queues_create(
             relabel_rounds=relabel_rounds,
             actor=_actor(),
         )
-        data = {**service.queue_out(session, queue).model_dump(mode="json"), "created": created}
+        data = {**queues.queue_out(session, queue).model_dump(mode="json"), "created": created}
     emit(
         data,
         as_json,
@@ -304,15 +306,15 @@ def queues_list(
 ) -> None:
     """Queues with their vendor, pinned guideline version and connection."""
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import queues
 
     _ready()
     with session_scope() as session:
-        queues = [
-            service.queue_out(session, q).model_dump(mode="json")
-            for q in service.list_queues(session, vendor=vendor)
+        rows = [
+            queues.queue_out(session, q).model_dump(mode="json")
+            for q in queues.list_queues(session, vendor=vendor)
         ]
-    emit({"queues": queues}, as_json, lambda: _queue_rows(queues))
+    emit({"queues": rows}, as_json, lambda: _queue_rows(rows))
 
 
 @queues_app.command("show")
@@ -322,11 +324,11 @@ def queues_show(
 ) -> None:
     """One queue's settings."""
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import queues
 
     _ready()
     with session_scope() as session:
-        data = service.queue_out(session, service.get_queue(session, ref)).model_dump(mode="json")
+        data = queues.queue_out(session, queues.get_queue(session, ref)).model_dump(mode="json")
     emit(data, as_json, lambda: table(None, ["field", "value"], [[k, v] for k, v in data.items()]))
 
 
@@ -341,13 +343,13 @@ def annotators_list(
 ) -> None:
     """Annotators, their vendor and Label Studio account, and how the mapping was made."""
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import annotators
 
     _ready()
     with session_scope() as session:
         rows = [
             a.model_dump(mode="json")
-            for a in service.list_annotators(session, vendor=vendor, connection=connection)
+            for a in annotators.list_annotators(session, vendor=vendor, connection=connection)
         ]
     emit(
         {"annotators": rows},
@@ -381,11 +383,11 @@ def annotators_map(
 ) -> None:
     """Tie a Label Studio account to a person and vendor, explicitly."""
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import annotators
 
     _ready()
     with session_scope() as session:
-        annotator = service.map_annotator(
+        annotator = annotators.map_annotator(
             session,
             connection=connection,
             vendor=vendor,
@@ -393,7 +395,7 @@ def annotators_map(
             ls_user_id=ls_user_id,
             actor=_actor(),
         )
-        data = service.annotator_out(session, annotator).model_dump(mode="json")
+        data = annotators.annotator_out(session, annotator).model_dump(mode="json")
     emit(
         data,
         as_json,
@@ -451,7 +453,7 @@ def labels_import(
     sha256 names `manifest export --format cvat` writes, or file names ingested before.
     """
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import imports
     from dataops.labeling.errors import LabelFileError, LabelImportRejected
 
     try:
@@ -476,7 +478,7 @@ def labels_import(
             )
     else:
         with session_scope() as session:
-            report = service.import_labels(
+            report = imports.import_labels(
                 session,
                 data,
                 filename=file.name,
@@ -528,16 +530,16 @@ def labels_list(
     from dataops.catalog.service import get_image
     from dataops.db import session_scope
     from dataops.errors import DataopsError
-    from dataops.labeling import service
+    from dataops.labeling import labels
     from dataops.labeling.models import DELETED
 
-    allowed = (*service.LABEL_STATUSES, DELETED)
+    allowed = (*labels.LABEL_STATUSES, DELETED)
     if status is not None and status not in allowed:
         raise DataopsError(f"--status must be one of {', '.join(allowed)}, got {status!r}")
     _ready()
     with session_scope() as session:
         image_id = get_image(session, image).id if image else None
-        versions = service.list_labels(
+        versions = labels.list_labels(
             session,
             image_id=image_id,
             batch_id=batch,
@@ -546,7 +548,7 @@ def labels_list(
             live=live,
             limit=limit or None,
         )
-        rows = [v.model_dump(mode="json") for v in service.label_outs(session, versions)]
+        rows = [v.model_dump(mode="json") for v in labels.label_outs(session, versions)]
     emit(
         {"labels": rows},
         as_json,
@@ -579,10 +581,10 @@ def labels_status(
 ) -> None:
     """Record an audit verdict on a live label version."""
     from dataops.db import session_scope
-    from dataops.labeling import service
+    from dataops.labeling import labels
 
     _ready()
     with session_scope() as session:
-        version = service.set_status(session, version_id, status, actor=_actor(), reason=reason)
-        [data] = [v.model_dump(mode="json") for v in service.label_outs(session, [version])]
+        version = labels.set_status(session, version_id, status, actor=_actor(), reason=reason)
+        [data] = [v.model_dump(mode="json") for v in labels.label_outs(session, [version])]
     emit(data, as_json, lambda: console.print(f"label version {version_id}: {data['status']}"))

@@ -7,7 +7,6 @@ them at their upright size, and stores the labels as one annotator's, like any o
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,20 +15,14 @@ from sqlalchemy.orm import Session
 
 from dataops.catalog.models import QUARANTINED, Image, ImageLocation
 from dataops.errors import DataopsError
-from dataops.events import service as events
 from dataops.labeling import importers
+from dataops.labeling.guideline_versions import get_guideline
 from dataops.labeling.importers_cvat import FORMAT, parse_cvat
+from dataops.labeling.imports import store_imported_labels
+from dataops.labeling.labels import chunks
 from dataops.labeling.models import ACCEPTED, SUBMITTED
 from dataops.labeling.schemas import ImportReport, RowError
-from dataops.labeling.service import (
-    _chunks,
-    _csv_source_id,
-    add_label_version,
-    get_guideline,
-    get_or_create_annotator,
-    get_vendor,
-    guideline_ref,
-)
+from dataops.labeling.vendors import get_vendor
 
 SOURCE_CVAT = "cvat"
 
@@ -37,7 +30,7 @@ SOURCE_CVAT = "cvat"
 def _by_name(session: Session, names: Sequence[str]) -> dict[str, set[int]]:
     """Image ids whose recorded locations end in ``/<name>`` (or are ``name``), per name."""
     found: dict[str, set[int]] = {name: set() for name in names}
-    for chunk in _chunks(sorted(set(names))):
+    for chunk in chunks(sorted(set(names))):
         suffixes = [ImageLocation.uri.endswith(f"/{name}", autoescape=True) for name in chunk]
         rows = session.execute(
             select(ImageLocation.uri, ImageLocation.image_id).where(
@@ -58,11 +51,11 @@ def _resolve(
     shas = sorted({r.image_sha256 for r in rows if r.image_sha256})
     ids = sorted({i for found in names.values() for i in found})
     images: dict[Any, Image] = {}
-    for chunk in _chunks(shas):
+    for chunk in chunks(shas):
         images.update(
             (i.sha256, i) for i in session.scalars(select(Image).where(Image.sha256.in_(chunk)))
         )
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         images.update((i.id, i) for i in session.scalars(select(Image).where(Image.id.in_(chunk))))
     resolved: dict[int, Image] = {}
     errors: list[RowError] = []
@@ -139,46 +132,19 @@ def import_cvat(
     )
     if report.errors:
         return report
-    annotator_id = get_or_create_annotator(
+    return store_imported_labels(
         session,
-        connection=None,
-        ls_user_id=None,
-        email=who.email,
-        name=who.name,
+        parsed.rows,
+        images,
+        report,
+        data=data,
+        filename=filename,
+        fmt=FORMAT,
+        task=task_name,
+        guideline=guideline_row,
+        status=ACCEPTED if accept else SUBMITTED,
         vendor_id=vendor_id,
-        mapped_by="import",
+        content_source=SOURCE_CVAT,
+        details={"annotator": who.name},
         actor=actor,
-    ).id
-    for position, row in enumerate(parsed.rows):
-        image = images[position]
-        _, created = add_label_version(
-            session,
-            image_id=image.id,
-            payload=row.payload,
-            source=SOURCE_CVAT,
-            source_id=_csv_source_id(image, annotator_id, row.payload, task_name),
-            annotator_id=annotator_id,
-            guideline_id=guideline_row.id if guideline_row else None,
-            task=task_name,
-            status=ACCEPTED if accept else SUBMITTED,
-            actor=actor,
-        )
-        report.created += created
-        report.existing += not created
-    events.record(
-        session,
-        "labels.imported",
-        "label_file",
-        hashlib.sha256(data).hexdigest(),
-        actor=actor,
-        details={
-            "file": filename,
-            "format": FORMAT,
-            "task": task_name,
-            "annotator": who.name,
-            "guideline": guideline_ref(guideline_row) if guideline_row else None,
-            "status": ACCEPTED if accept else SUBMITTED,
-            **report.model_dump(include={"rows", "created", "existing", "skipped"}),
-        },
     )
-    return report

@@ -17,8 +17,15 @@ from sqlalchemy.orm import Session
 from dataops.api.deps import STAFF, SessionDep, VendorScopeDep, actor, require_roles
 from dataops.api.errors import error_json, error_responses
 from dataops.auth.models import User
-from dataops.labeling import service
-from dataops.labeling import tasks as task_keys
+from dataops.labeling import (
+    annotators,
+    guideline_versions,
+    imports,
+    labels,
+    queues,
+    service,
+    vendors,
+)
 from dataops.labeling.models import Queue, Vendor
 from dataops.labeling.schemas import (
     AnnotatorMap,
@@ -154,7 +161,7 @@ def _created_or_existing(response: Response, created: bool) -> None:
     responses={**error_responses(401, 403), 200: _example([_VENDOR])},
 )
 def list_vendors(session: SessionDep, _user: Staff) -> list[VendorOut]:
-    return service.list_vendors(session)
+    return vendors.list_vendors(session)
 
 
 @router.post(
@@ -176,9 +183,9 @@ def list_vendors(session: SessionDep, _user: Staff) -> list[VendorOut]:
 def create_vendor(
     session: SessionDep, user: Ops, body: VendorCreate, response: Response
 ) -> VendorCreated:
-    vendor, created = service.create_vendor(session, body.name, actor=actor(user))
+    vendor, created = vendors.create_vendor(session, body.name, actor=actor(user))
     _created_or_existing(response, created)
-    return VendorCreated(**service.vendor_out(vendor).model_dump(), created=created)
+    return VendorCreated(**vendors.vendor_out(vendor).model_dump(), created=created)
 
 
 # --- guidelines ---------------------------------------------------------------------------
@@ -200,7 +207,10 @@ def list_guidelines(
         Query(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="Only this guideline."),
     ] = None,
 ) -> list[GuidelineOut]:
-    return [service.guideline_out(g) for g in service.list_guidelines(session, name)]
+    return [
+        guideline_versions.guideline_out(g)
+        for g in guideline_versions.list_guidelines(session, name)
+    ]
 
 
 @router.get(
@@ -224,7 +234,7 @@ def list_guidelines(
     },
 )
 def get_guideline(session: SessionDep, _user: Staff, ref: GuidelineRef) -> GuidelineDetail:
-    return service.guideline_detail(service.get_guideline(session, ref))
+    return guideline_versions.guideline_detail(guideline_versions.get_guideline(session, ref))
 
 
 @router.post(
@@ -249,11 +259,13 @@ def get_guideline(session: SessionDep, _user: Staff, ref: GuidelineRef) -> Guide
 def publish_guideline(
     session: SessionDep, user: Ops, body: GuidelinePublish, response: Response
 ) -> GuidelinePublished:
-    guideline, created = service.publish_guideline_text(
+    guideline, created = guideline_versions.publish_guideline_text(
         session, body.markdown, name=body.name, actor=actor(user)
     )
     _created_or_existing(response, created)
-    return GuidelinePublished(**service.guideline_out(guideline).model_dump(), created=created)
+    return GuidelinePublished(
+        **guideline_versions.guideline_out(guideline).model_dump(), created=created
+    )
 
 
 # --- queues -------------------------------------------------------------------------------
@@ -262,16 +274,16 @@ def publish_guideline(
 def _visible_queues(session: Session, scope_vendor: int | None, vendor: str | None) -> list[Queue]:
     """Staff filter by any vendor; a vendor's filter can only narrow its own queues."""
     if scope_vendor is None:
-        return service.list_queues(session, vendor=vendor)
+        return queues.list_queues(session, vendor=vendor)
     own = session.get(Vendor, scope_vendor)
     if own is None or (vendor is not None and vendor.strip() not in (str(own.id), own.name)):
         return []
-    return service.list_queues(session, vendor=own.id)
+    return queues.list_queues(session, vendor=own.id)
 
 
 def _queue_view(session: Session, queue: Queue, scope_vendor: int | None) -> QueueOut:
     """A vendor never learns the gold or overlap share: both would help it spot gold."""
-    out = service.queue_out(session, queue)
+    out = queues.queue_out(session, queue)
     if scope_vendor is not None:
         out = out.model_copy(update={"overlap": None, "gold": None})
     return out
@@ -311,7 +323,7 @@ def list_queues(
     responses={**error_responses(401, 403, 404, 422), 200: _example(_QUEUE)},
 )
 def get_queue(session: SessionDep, scope: VendorScopeDep, ref: QueueRef) -> QueueOut:
-    queue = service.get_queue(session, ref, vendor_id=scope.vendor_id)
+    queue = queues.get_queue(session, ref, vendor_id=scope.vendor_id)
     return _queue_view(session, queue, scope.vendor_id)
 
 
@@ -339,14 +351,14 @@ def get_queue(session: SessionDep, scope: VendorScopeDep, ref: QueueRef) -> Queu
 def create_queue(
     session: SessionDep, user: Ops, body: QueueCreate, response: Response
 ) -> QueueCreated:
-    queue, created = service.create_queue(
+    queue, created = queues.create_queue(
         session,
         body.name,
         vendor=body.vendor,
         guideline=body.guideline,
         overlap=body.overlap,
         gold=body.gold,
-        due_days=service.parse_due(body.due) if body.due is not None else None,
+        due_days=queues.parse_due(body.due) if body.due is not None else None,
         connection=body.connection,
         on_reject=body.on_reject,
         relabel_answers=body.relabel_answers,
@@ -355,7 +367,7 @@ def create_queue(
         actor=actor(user),
     )
     _created_or_existing(response, created)
-    return QueueCreated(**service.queue_out(session, queue).model_dump(), created=created)
+    return QueueCreated(**queues.queue_out(session, queue).model_dump(), created=created)
 
 
 @router.get(
@@ -384,10 +396,15 @@ def list_queue_tasks(
     limit: Annotated[int, Query(ge=1, le=5000, description="At most this many.")] = 500,
     offset: Annotated[int, Query(ge=0, le=_MAX_ID, description="Skip this many.")] = 0,
 ) -> QueueTaskList:
-    queue = service.get_queue(session, ref, vendor_id=scope.vendor_id)
-    listing = task_keys.staff_tasks if scope.vendor_id is None else task_keys.vendor_tasks
-    tasks = listing(session, queue.id, batch_id=batch, status=status, limit=limit, offset=offset)
-    return QueueTaskList(queue_id=queue.id, tasks=tasks, limit=limit, offset=offset)
+    return service.queue_tasks(
+        session,
+        ref,
+        vendor_id=scope.vendor_id,
+        batch_id=batch,
+        status=status,
+        limit=limit,
+        offset=offset,
+    )
 
 
 # --- annotators ---------------------------------------------------------------------------
@@ -412,7 +429,7 @@ def list_annotators(
         str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Only this instance.")
     ] = None,
 ) -> list[AnnotatorOut]:
-    return service.list_annotators(session, vendor=vendor, connection=connection)
+    return annotators.list_annotators(session, vendor=vendor, connection=connection)
 
 
 @router.post(
@@ -429,15 +446,15 @@ def list_annotators(
     responses={**error_responses(400, 401, 403, 404, 409, 413, 422), 200: _example(_ANNOTATOR)},
 )
 def map_annotator(session: SessionDep, user: Ops, body: AnnotatorMap) -> AnnotatorOut:
-    annotator = service.map_annotator(
+    annotator = annotators.map_annotator(
         session,
-        connection=service.check_connection(body.connection),
+        connection=queues.check_connection(body.connection),
         vendor=body.vendor,
         email=body.email,
         ls_user_id=body.ls_user_id,
         actor=actor(user),
     )
-    return service.annotator_out(session, annotator)
+    return annotators.annotator_out(session, annotator)
 
 
 # --- labels -------------------------------------------------------------------------------
@@ -498,10 +515,10 @@ def list_labels(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many.")] = 1000,
 ) -> list[LabelVersionOut]:
-    versions = service.list_labels(
+    versions = labels.list_labels(
         session, image_id=image, batch_id=batch, status=status, task=task, limit=limit
     )
-    return service.label_outs(session, versions)
+    return labels.label_outs(session, versions)
 
 
 def _import_cvat(session: Session, user: User, body: LabelImport) -> ImportReport:
@@ -544,7 +561,7 @@ def import_labels(session: SessionDep, user: Ops, body: LabelImport) -> ImportRe
     if body.format == "cvat":
         return _rejected_or(_import_cvat(session, user, body))
     suffix = ".csv" if body.format == "csv" else ".json"
-    report = service.import_labels(
+    report = imports.import_labels(
         session,
         body.content.encode("utf-8"),
         filename=f"labels{suffix}",

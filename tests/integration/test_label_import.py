@@ -16,7 +16,7 @@ from dataops.catalog.models import Image
 from dataops.db import session_scope
 from dataops.errors import DataopsError
 from dataops.events.models import Event
-from dataops.labeling import service
+from dataops.labeling import guideline_versions, imports, labels
 from dataops.labeling.models import Annotator, LabelVersion
 from dataops.labeling.schemas import ImportReport
 from tests.support.cli import run_cli, run_json
@@ -38,12 +38,12 @@ def images(catalog: str, image_dir: Path) -> list[Image]:
 
 def _publish(name: str) -> None:
     with session_scope() as s:
-        service.publish_guideline(s, GUIDELINES / name / "v1.md")
+        guideline_versions.publish_guideline(s, GUIDELINES / name / "v1.md")
 
 
 def _import(path: Path, **options: Any) -> ImportReport:
     with session_scope() as s:
-        return service.import_labels(
+        return imports.import_labels(
             s,
             path.read_bytes(),
             filename=path.name,
@@ -86,16 +86,16 @@ def test_csv_import_is_idempotent_and_resolves_every_kind_of_reference(
         [ref, "vendor-a", truth[Path(i.uri).name]] for ref, i in zip(refs, images, strict=False)
     ]
     rows.append([images[0].sha256, "Bob@Acme.com", truth[Path(images[0].uri).name].lower()])
-    labels = _write_csv(image_dir / "labels.csv", rows)
+    csv_file = _write_csv(image_dir / "labels.csv", rows)
 
-    report = _import(labels, guideline="clothing", vendor=None)
+    report = _import(csv_file, guideline="clothing", vendor=None)
     assert (report.rows, report.created, report.existing, report.errors) == (5, 5, 0, [])
-    again = _import(labels, guideline="clothing")
+    again = _import(csv_file, guideline="clothing")
     assert (again.created, again.existing) == (0, 5)
     assert _count() == 5
 
     with session_scope() as s:
-        versions = service.list_labels(s, task="clothing")
+        versions = labels.list_labels(s, task="clothing")
         assert {v.status for v in versions} == {"submitted"}
         assert all(v.guideline_id is not None for v in versions)
         by_image = {(v.image_id, v.annotator_id): v.payload["class"] for v in versions}
@@ -120,9 +120,9 @@ def test_a_changed_label_supersedes_and_accept_marks_vetted_labels(
     assert _import(first).created == 1
     assert _import(second, guideline="clothing:1", task="default").created == 1
     with session_scope() as s:
-        older, newer = service.list_labels(s, image_id=images[0].id)
+        older, newer = labels.list_labels(s, image_id=images[0].id)
         assert newer.supersedes_id == older.id
-        assert [v.id for v in service.live_versions(s, image_ids=[images[0].id])] == [newer.id]
+        assert [v.id for v in labels.live_versions(s, image_ids=[images[0].id])] == [newer.id]
 
     vetted = _write_csv(
         image_dir / "vetted.csv", [[i.sha256, "expert", "Other"] for i in images[1:3]]
@@ -130,7 +130,7 @@ def test_a_changed_label_supersedes_and_accept_marks_vetted_labels(
     report = _import(vetted, accept=True, guideline="clothing")
     assert report.created == 2
     with session_scope() as s:
-        accepted = service.accepted_label(s, images[1].id, "clothing")
+        accepted = labels.accepted_label(s, images[1].id, "clothing")
         assert accepted is not None
         assert accepted.payload == {"class": "Other"}
         assert accepted.status == "accepted"
@@ -140,7 +140,7 @@ def test_bad_rows_import_nothing_and_are_reported_per_row(
     images: list[Image], image_dir: Path
 ) -> None:
     _publish("clothing")
-    labels = _write_csv(
+    csv_file = _write_csv(
         image_dir / "bad.csv",
         [
             [images[0].sha256, "ann", "Dress"],
@@ -151,7 +151,7 @@ def test_bad_rows_import_nothing_and_are_reported_per_row(
             ["", "ann", "Dress"],
         ],
     )
-    report = _import(labels, guideline="clothing")
+    report = _import(csv_file, guideline="clothing")
     assert report.created == 0
     assert _count() == 0
     assert _count(Annotator) == 0
@@ -334,7 +334,7 @@ def test_labelstudio_export_import(images: list[Image], image_dir: Path) -> None
         assert annotators[5].email == "lee@vendor.example"
         assert {a.connection for a in annotators.values()} == {"default"}
         assert {a.mapped_by for a in annotators.values()} == {"import"}
-        versions = service.list_labels(s)
+        versions = labels.list_labels(s)
         assert {v.source_id for v in versions} == {"default:101", "default:102", "default:104"}
         assert {v.payload["class"] for v in versions} == {"T-Shirt", "Dress", "Shoes"}
 
@@ -343,7 +343,7 @@ def test_labelstudio_export_import(images: list[Image], image_dir: Path) -> None
     report = _import(export, guideline="clothing")
     assert (report.created, report.existing) == (1, 2)
     with session_scope() as s:
-        [edit] = [v for v in service.list_labels(s) if v.payload == {"class": "Blouse"}]
+        [edit] = [v for v in labels.list_labels(s) if v.payload == {"class": "Blouse"}]
         previous = s.get(LabelVersion, edit.supersedes_id)
         assert previous is not None
         assert previous.source_id == edit.source_id == "default:102"
@@ -434,7 +434,7 @@ def test_detection_export(images: list[Image], image_dir: Path) -> None:
     report = _import(export, guideline="ppe-detection", connection="default")
     assert (report.created, report.errors) == (2, [])
     with session_scope() as s:
-        first, empty = service.list_labels(s, task="ppe-detection")
+        first, empty = labels.list_labels(s, task="ppe-detection")
         boxes = first.payload["boxes"]
         assert [b["class"] for b in boxes] == ["person", "helmet", "vest"]
         assert boxes[0] == pytest.approx(
@@ -546,7 +546,7 @@ def test_results_dataops_cannot_store_refuse_the_whole_file(
     export.write_text(json.dumps(tasks[:1]))
     assert _import(export, guideline="ppe-detection").created == 1
     with session_scope() as s:
-        [version] = service.list_labels(s, task="ppe-detection")
+        [version] = labels.list_labels(s, task="ppe-detection")
     assert version.payload["boxes"] == [
         pytest.approx({"class": "person", "x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4})
     ]
@@ -622,7 +622,7 @@ def test_labelstudio_paths_resolve_through_the_path_map(
     )
     assert json.loads(proc.stdout)["created"] == 4
     with session_scope() as s:
-        assert {v.image_id for v in service.list_labels(s)} == {i.id for i in images[:4]}
+        assert {v.image_id for v in labels.list_labels(s)} == {i.id for i in images[:4]}
 
     ops = {"Authorization": f"Bearer {make_user('labeling_ops')}"}
     body = {"format": "labelstudio", "content": json.dumps(tasks), "path_map": path_map}
@@ -686,4 +686,4 @@ def test_tasks_dataops_pushed_are_found_by_their_task_key(
     export.write_text(json.dumps(tasks[:2]))
     assert _import(export).created == 2
     with session_scope() as s:
-        assert {v.image_id for v in service.list_labels(s)} == {images[0].id, images[1].id}
+        assert {v.image_id for v in labels.list_labels(s)} == {images[0].id, images[1].id}

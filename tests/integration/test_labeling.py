@@ -15,7 +15,7 @@ from dataops.config import reset_settings
 from dataops.db import session_scope
 from dataops.errors import Conflict, DataopsError
 from dataops.events.models import Event
-from dataops.labeling import service
+from dataops.labeling import annotators, guideline_versions, labels, queues, vendors
 from dataops.labeling.errors import (
     AnnotatorConflict,
     InvalidLabel,
@@ -39,7 +39,7 @@ def _image_ids(image_dir: Path, n: int = 3) -> list[int]:
 
 def _publish(path: Path) -> tuple[int, int, bool]:
     with session_scope() as s:
-        g, created = service.publish_guideline(s, path, actor="ops")
+        g, created = guideline_versions.publish_guideline(s, path, actor="ops")
         return g.id, g.version, created
 
 
@@ -62,16 +62,16 @@ def test_guideline_publish_is_idempotent_and_versions_changes(catalog: str, tmp_
     assert _publish(draft) == (first[0], 1, False)  # the old bytes are still version 1
 
     with session_scope() as s:
-        assert service.get_guideline(s, "clothing").version == 2
-        assert service.get_guideline(s, "clothing:1").id == first[0]
-        assert service.get_guideline(s, "clothing:v2").id == second[0]
+        assert guideline_versions.get_guideline(s, "clothing").version == 2
+        assert guideline_versions.get_guideline(s, "clothing:1").id == first[0]
+        assert guideline_versions.get_guideline(s, "clothing:v2").id == second[0]
         v1 = s.get(Guideline, first[0])
         assert v1 is not None
-        assert service.get_guideline(s, v1.sha256[:10]).id == first[0]
+        assert guideline_versions.get_guideline(s, v1.sha256[:10]).id == first[0]
         assert "Choices" in v1.label_config
         assert v1.classes[0] == "T-Shirt"
         with pytest.raises(DataopsError, match="no guideline"):
-            service.get_guideline(s, "clothing:3")
+            guideline_versions.get_guideline(s, "clothing:3")
     published = _events("guideline.published")
     assert len(published) == 2
     assert {e.actor for e in published} == {"ops"}
@@ -86,7 +86,7 @@ def test_queue_settings_are_validated_and_the_guideline_is_pinned(
     draft.write_text(draft.read_text() + "\nv2\n")
     _publish(draft)
     with session_scope() as s:
-        service.create_vendor(s, "acme", actor="ops")
+        vendors.create_vendor(s, "acme", actor="ops")
     bad = [
         ({"overlap": 20.0}, "fraction"),
         ({"overlap": -0.1}, "--overlap"),
@@ -96,18 +96,18 @@ def test_queue_settings_are_validated_and_the_guideline_is_pinned(
     ]
     for options, needle in bad:
         with session_scope() as s, pytest.raises(QueueSettingsError, match=needle):
-            service.create_queue(s, "q", vendor="acme", guideline="clothing:1", **options)  # type: ignore[arg-type]
-    assert service.parse_due("3d") == 3.0
-    assert service.parse_due("12h") == 0.5
-    assert service.parse_due("2w") == 14.0
+            queues.create_queue(s, "q", vendor="acme", guideline="clothing:1", **options)  # type: ignore[arg-type]
+    assert queues.parse_due("3d") == 3.0
+    assert queues.parse_due("12h") == 0.5
+    assert queues.parse_due("2w") == 14.0
     with pytest.raises(QueueSettingsError, match="duration"):
-        service.parse_due("soon")
+        queues.parse_due("soon")
 
     monkeypatch.setenv("DATAOPS_LABELSTUDIO_CONNECTIONS__vendorb__URL", "http://127.0.0.1:9")
     monkeypatch.setenv("DATAOPS_LABELSTUDIO_CONNECTIONS__vendorb__TOKEN", "t" * 40)
     reset_settings()
     with session_scope() as s:
-        queue, created = service.create_queue(
+        queue, created = queues.create_queue(
             s,
             "acme-clothing",
             vendor="acme",
@@ -122,7 +122,7 @@ def test_queue_settings_are_validated_and_the_guideline_is_pinned(
         assert queue.connection == "vendorb"
         queue_id = queue.id
     with session_scope() as s:
-        again, created = service.create_queue(
+        again, created = queues.create_queue(
             s,
             "acme-clothing",
             vendor="acme",
@@ -134,27 +134,27 @@ def test_queue_settings_are_validated_and_the_guideline_is_pinned(
         )
         assert (again.id, created) == (queue_id, False)
         with pytest.raises(QueuePinned, match="new queue"):
-            service.create_queue(s, "acme-clothing", vendor="acme", guideline="clothing")
+            queues.create_queue(s, "acme-clothing", vendor="acme", guideline="clothing")
         with pytest.raises(Conflict, match="other settings"):
-            service.create_queue(
+            queues.create_queue(
                 s, "acme-clothing", vendor="acme", guideline="clothing:1", connection="vendorb"
             )
         pinned = s.get(Queue, queue_id)
         assert pinned is not None
         with pytest.raises(QueuePinned):
-            pinned.guideline_id = service.get_guideline(s, "clothing:2").id
-        out = service.queue_out(s, pinned)
+            pinned.guideline_id = guideline_versions.get_guideline(s, "clothing:2").id
+        out = queues.queue_out(s, pinned)
         assert (out.guideline, out.vendor, out.kind) == ("clothing:1", "acme", "classification")
     assert [e.actor for e in _events("queue.created")] == ["ops"]
 
 
 def test_annotator_mapping(catalog: str) -> None:
     with session_scope() as s:
-        acme, _ = service.create_vendor(s, "acme")
-        other, _ = service.create_vendor(s, "other")
+        acme, _ = vendors.create_vendor(s, "acme")
+        other, _ = vendors.create_vendor(s, "other")
         acme_id, other_id = acme.id, other.id
         # First seen in a label file, by email only.
-        from_file = service.get_or_create_annotator(
+        from_file = annotators.get_or_create_annotator(
             s,
             connection=None,
             ls_user_id=None,
@@ -163,12 +163,12 @@ def test_annotator_mapping(catalog: str) -> None:
             mapped_by="import",
             name="Ann@Acme.com",
         )
-        mapped = service.map_annotator(
+        mapped = annotators.map_annotator(
             s, connection="default", vendor="acme", email="ann@acme.com", ls_user_id=7, actor="ops"
         )
         assert mapped.id == from_file.id
         assert (mapped.connection, mapped.ls_user_id, mapped.mapped_by) == ("default", 7, "manual")
-        pulled = service.get_or_create_annotator(
+        pulled = annotators.get_or_create_annotator(
             s,
             connection="default",
             ls_user_id=7,
@@ -178,7 +178,7 @@ def test_annotator_mapping(catalog: str) -> None:
         )
         assert pulled.id == mapped.id
         # A new Label Studio user seen on a pull gets its own annotator.
-        newcomer = service.get_or_create_annotator(
+        newcomer = annotators.get_or_create_annotator(
             s,
             connection="default",
             ls_user_id=8,
@@ -189,7 +189,7 @@ def test_annotator_mapping(catalog: str) -> None:
         assert newcomer.id != mapped.id
         assert newcomer.name == "default:8"
         with pytest.raises(AnnotatorConflict, match="one vendor"):
-            service.get_or_create_annotator(
+            annotators.get_or_create_annotator(
                 s,
                 connection="default",
                 ls_user_id=7,
@@ -198,18 +198,18 @@ def test_annotator_mapping(catalog: str) -> None:
                 mapped_by="ls_user_id",
             )
         with pytest.raises(AnnotatorConflict, match="already mapped"):
-            service.map_annotator(
+            annotators.map_annotator(
                 s, connection="default", vendor="acme", email="ann@acme.com", ls_user_id=9
             )
         with pytest.raises(AnnotatorConflict, match="already mapped"):
-            service.map_annotator(
+            annotators.map_annotator(
                 s, connection="default", vendor="acme", email="bob@acme.com", ls_user_id=7
             )
         with pytest.raises(QueueSettingsError, match="unknown Label Studio connection"):
-            service.map_annotator(
+            annotators.map_annotator(
                 s, connection="nowhere", vendor="acme", email="c@acme.com", ls_user_id=3
             )
-        listed = service.list_annotators(s, vendor="acme")
+        listed = annotators.list_annotators(s, vendor="acme")
         assert [a.mapped_by for a in listed] == ["manual", "ls_user_id"]
     assert any(e.details.get("ls_user_id") == 7 for e in _events("annotator.mapped"))
 
@@ -217,7 +217,7 @@ def test_annotator_mapping(catalog: str) -> None:
 def test_label_versions_supersede_and_are_idempotent(catalog: str, image_dir: Path) -> None:
     image_id, other_image = _image_ids(image_dir, 2)
     with session_scope() as s:
-        a1 = service.get_or_create_annotator(
+        a1 = annotators.get_or_create_annotator(
             s,
             connection="default",
             ls_user_id=1,
@@ -225,7 +225,7 @@ def test_label_versions_supersede_and_are_idempotent(catalog: str, image_dir: Pa
             vendor_id=None,
             mapped_by="ls_user_id",
         ).id
-        a2 = service.get_or_create_annotator(
+        a2 = annotators.get_or_create_annotator(
             s,
             connection="default",
             ls_user_id=2,
@@ -233,11 +233,11 @@ def test_label_versions_supersede_and_are_idempotent(catalog: str, image_dir: Pa
             vendor_id=None,
             mapped_by="ls_user_id",
         ).id
-    source_id = service.labelstudio_source_id("default", 41)
+    source_id = labels.labelstudio_source_id("default", 41)
 
     def add(when: datetime | str, label: str, annotator: int = a1, sid: str = source_id):  # type: ignore[no-untyped-def]
         with session_scope() as s:
-            v, created = service.add_label_version(
+            v, created = labels.add_label_version(
                 s,
                 image_id=image_id,
                 payload={"class": label},
@@ -257,43 +257,43 @@ def test_label_versions_supersede_and_are_idempotent(catalog: str, image_dir: Pa
     assert edit[1:] == (True, first[0])
     stale = add(T0 - timedelta(minutes=5), "Pants")
     assert stale[:2] == (edit[0], False)
-    other = add(T0, "Dress", annotator=a2, sid=service.labelstudio_source_id("default", 42))
+    other = add(T0, "Dress", annotator=a2, sid=labels.labelstudio_source_id("default", 42))
     assert other[2] is None  # another annotator has its own chain
 
     with session_scope() as s:
-        live = service.live_versions(s, image_ids=[image_id], task="clothing")
+        live = labels.live_versions(s, image_ids=[image_id], task="clothing")
         assert sorted(v.id for v in live) == sorted([edit[0], other[0]])
-        assert service.accepted_label(s, image_id, "clothing") is None
+        assert labels.accepted_label(s, image_id, "clothing") is None
         with pytest.raises(Conflict, match="superseded"):
-            service.set_status(s, first[0], "accepted")
+            labels.set_status(s, first[0], "accepted")
         with pytest.raises(InvalidLabel, match="status"):
-            service.set_status(s, edit[0], "deleted")
-        service.set_status(s, edit[0], "accepted", actor="auditor", reason="matches gold")
-        assert service.accepted_label(s, image_id, "clothing").id == edit[0]  # type: ignore[union-attr]
-        service.set_status(s, other[0], "adjudicated", actor="auditor")
-        assert service.accepted_label(s, image_id, "clothing").id == other[0]  # type: ignore[union-attr]
+            labels.set_status(s, edit[0], "deleted")
+        labels.set_status(s, edit[0], "accepted", actor="auditor", reason="matches gold")
+        assert labels.accepted_label(s, image_id, "clothing").id == edit[0]  # type: ignore[union-attr]
+        labels.set_status(s, other[0], "adjudicated", actor="auditor")
+        assert labels.accepted_label(s, image_id, "clothing").id == other[0]  # type: ignore[union-attr]
 
     with session_scope() as s:
-        deletion, created = service.mark_deleted(
+        deletion, created = labels.mark_deleted(
             s, source="labelstudio", source_id=source_id, actor="webhook"
         )
         assert created
         assert deletion is not None
         assert deletion.supersedes_id == edit[0]
-        again, created = service.mark_deleted(s, source="labelstudio", source_id=source_id)
+        again, created = labels.mark_deleted(s, source="labelstudio", source_id=source_id)
         assert not created
         assert again is not None
         assert again.id == deletion.id
-        assert service.mark_deleted(s, source="labelstudio", source_id="default:999") == (
+        assert labels.mark_deleted(s, source="labelstudio", source_id="default:999") == (
             None,
             False,
         )
-        live = service.live_versions(s, image_ids=[image_id], task="clothing")
+        live = labels.live_versions(s, image_ids=[image_id], task="clothing")
         assert [v.id for v in live] == [other[0]]
         with pytest.raises(Conflict):
-            service.set_status(s, deletion.id, "accepted")
+            labels.set_status(s, deletion.id, "accepted")
         # Nothing was erased: the whole chain is still there.
-        chain = service.list_labels(s, image_id=image_id)
+        chain = labels.list_labels(s, image_id=image_id)
         assert [v.status for v in chain] == [
             "submitted",
             "accepted",
@@ -301,7 +301,7 @@ def test_label_versions_supersede_and_are_idempotent(catalog: str, image_dir: Pa
             "deleted",
         ]
         assert s.scalar(select(func.count()).select_from(LabelVersion)) == 4
-        assert service.list_labels(s, image_id=other_image) == []
+        assert labels.list_labels(s, image_id=other_image) == []
     status_events = _events("label.status")
     assert [(e.actor, e.details["to"]) for e in status_events] == [
         ("auditor", "accepted"),
@@ -316,7 +316,7 @@ def test_label_payloads_are_checked_against_the_guideline(catalog: str, image_di
     guideline_id, _, _ = _publish(GUIDELINES / "ppe-detection" / "v1.md")
     box = {"class": "Helmet", "x": 0.25, "y": 0.1, "w": 0.2, "h": 0.15}
     with session_scope() as s:
-        v, _ = service.add_label_version(
+        v, _ = labels.add_label_version(
             s,
             image_id=image_id,
             payload={"boxes": [box]},
@@ -332,7 +332,7 @@ def test_label_payloads_are_checked_against_the_guideline(catalog: str, image_di
             ({"boxes": [{**box, "w": 0.9}]}, "outside"),
         ]:
             with pytest.raises(InvalidLabel, match=needle):
-                service.add_label_version(
+                labels.add_label_version(
                     s,
                     image_id=image_id,
                     payload=payload,
@@ -341,7 +341,7 @@ def test_label_payloads_are_checked_against_the_guideline(catalog: str, image_di
                     guideline_id=guideline_id,
                 )
         with pytest.raises(DataopsError, match="no image"):
-            service.add_label_version(
+            labels.add_label_version(
                 s, image_id=10**6, payload={"class": "a"}, source="csv", source_id="x"
             )
 

@@ -16,9 +16,11 @@ from sqlalchemy import select
 from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
-from dataops.labeling import service as labeling
-from dataops.selection import service
+from dataops.labeling import guideline_versions, labels, queues, vendors
+from dataops.selection import run, service
 from dataops.selection.errors import InvalidSelection, TaskUnclear
+from dataops.selection.plan import plan_selection
+from dataops.selection.schemas import SelectRequest, select_request
 from tests.support.api import MakeUser, bearer
 from tests.support.brightness_model import write_gray
 from tests.support.cli import run_cli, run_json
@@ -38,9 +40,9 @@ def images(tmp_path: Path, n: int = 6) -> list[int]:
 
 def clothing_queue() -> None:
     with session_scope() as session:
-        labeling.publish_guideline(session, GUIDELINES / "clothing" / "v1.md")
-        labeling.create_vendor(session, "acme")
-        labeling.create_queue(session, QUEUE, vendor="acme", guideline="clothing")
+        guideline_versions.publish_guideline(session, GUIDELINES / "clothing" / "v1.md")
+        vendors.create_vendor(session, "acme")
+        queues.create_queue(session, QUEUE, vendor="acme", guideline="clothing")
 
 
 _rows = iter(range(1, 10**6))
@@ -49,7 +51,7 @@ _rows = iter(range(1, 10**6))
 def accept(image_ids: list[int], task: str, cls: str = "Dress") -> None:
     with session_scope() as session:
         for image_id in image_ids:
-            labeling.add_label_version(
+            labels.add_label_version(
                 session,
                 image_id=image_id,
                 payload={"class": cls},
@@ -69,11 +71,14 @@ def world(tmp_path: Path, catalog: str) -> list[int]:
     return ids
 
 
+def _random(**fields: str) -> SelectRequest:
+    return select_request({"strategy": "random", "size": 1, **fields})
+
+
 def test_a_queue_selection_skips_images_accepted_for_its_guideline(world: list[int]) -> None:
     with session_scope() as session:
-        batch = service.select_batch(
-            session, strategy="random", size=2, purpose="cold_start", queue=QUEUE, actor="t"
-        )
+        request = {"strategy": "random", "size": 2, "purpose": "cold_start", "queue": QUEUE}
+        batch = run.select_batch(session, select_request(request), actor="t")
         picked = sorted(item.image_id for item in service.batch_out(session, batch).items)
         assert batch.params["task"] == "clothing"
     assert picked == world[4:]
@@ -84,20 +89,20 @@ def test_a_task_that_contradicts_the_queue_is_refused(world: list[int]) -> None:
         pytest.raises(InvalidSelection, match=r"queue 'acme-clothing' labels task 'clothing'"),
         session_scope() as session,
     ):
-        service.plan_selection(session, strategy="random", size=1, queue=QUEUE, task="default")
+        plan_selection(session, _random(queue=QUEUE, task="default"))
 
 
 def test_without_a_queue_the_only_task_is_used_and_several_are_refused(
     world: list[int],
 ) -> None:
     with session_scope() as session:
-        assert service.plan_selection(session, strategy="random", size=1).task == "clothing"
+        assert plan_selection(session, _random()).task == "clothing"
     accept(world[:1], "helmets", cls="helmet")
     unclear = r"several labeling tasks exist \(clothing, helmets\)"
     with pytest.raises(TaskUnclear, match=unclear), session_scope() as session:
-        service.plan_selection(session, strategy="random", size=1)
+        plan_selection(session, _random())
     with session_scope() as session:
-        plan = service.plan_selection(session, strategy="random", size=1, task="helmets")
+        plan = plan_selection(session, _random(task="helmets"))
         assert plan.task == "helmets"
 
 
