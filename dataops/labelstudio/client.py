@@ -1,10 +1,6 @@
-"""Typed, retrying wrapper over ``label_studio_sdk``: the only place dataops calls Label Studio.
-
-Why a wrapper: the SDK returns pydantic models whose timestamps are sometimes strings and
-sometimes datetimes, its pager asks for one page past the end (a 404) on every listing, and its
-built-in retries also repeat non-idempotent POSTs. Here every call returns plain dicts with
-aware UTC datetimes, retries are bounded in attempts and in time, and a request that may have
-reached the server is never sent twice (an import repeated after a timeout would duplicate tasks).
+"""Label Studio's API as dataops uses it: projects, tasks, annotations, webhooks, and the
+annotation shape the label store records. The only place dataops calls Label Studio; the
+retries and the plumbing are in ``transport``.
 
 Annotator identity: ``completed_by`` is stored as the caller sends it, so any token can claim
 any user. ``updated_by`` is set by the server to the authenticated account that created or last
@@ -15,34 +11,38 @@ reports it as ``ls_user_id`` and keeps ``completed_by`` alongside for reference.
 from __future__ import annotations
 
 import json
-import logging
-import random
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 from urllib.parse import quote
 
 from dataops.labelstudio.config import IMAGE_NAME, LABEL_NAME, TaskKind
-from dataops.labelstudio.errors import LabelStudioError, LabelStudioUnavailable
+from dataops.labelstudio.errors import LabelStudioError
+from dataops.labelstudio.transport import (
+    Transport,
+    as_dict,
+    format_ls_datetime,
+    normalise_timestamps,
+    parse_timestamp,
+    task_dict,
+)
 
 if TYPE_CHECKING:
-    from label_studio_sdk import LabelStudio
     from label_studio_sdk.types.import_api_request import ImportApiRequest
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "LabelStudioClient",
+    "NormalisedAnnotation",
+    "normalise_annotation",
+    "parse_timestamp",
+    "prediction_result",
+]
 
-T = TypeVar("T")
-
-# Label Studio parses Datetime filter values with exactly this format (microseconds kept).
-_LS_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # Filters travel in the query string; stay well under the 8 KiB request line of common proxies.
 _MAX_FILTER_CHARS = 6000
 # Each filtered lookup scans the project; beyond this many, one listing of it is cheaper.
 _MAX_FILTER_REQUESTS = 4
 _SCAN_PAGE = 1000
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-_TIMESTAMP_FIELDS = ("created_at", "updated_at")
 # Task ids per Data Manager selection (listing rides in the URL: ~8 characters per id).
 _ID_CHUNK = 500
 _UNLABELLED: Any = {
@@ -68,51 +68,6 @@ class NormalisedAnnotation(TypedDict):
     updated_at: datetime
     cancelled: bool
     payload: dict[str, Any]
-
-
-def parse_timestamp(value: str | datetime) -> datetime:
-    """Turn either timestamp form the SDK returns into an aware UTC datetime."""
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def _format_ls_datetime(value: datetime) -> str:
-    return parse_timestamp(value).strftime(_LS_DATETIME_FORMAT)
-
-
-def _normalise_timestamps(record: dict[str, Any]) -> dict[str, Any]:
-    for field in _TIMESTAMP_FIELDS:
-        if record.get(field) is not None:
-            record[field] = parse_timestamp(record[field])
-    return record
-
-
-def _as_dict(model: Any) -> dict[str, Any]:
-    if isinstance(model, Mapping):
-        return dict(model)
-    return cast(dict[str, Any], model.model_dump(mode="json", by_alias=True))
-
-
-def _task_dict(model: Any) -> dict[str, Any]:
-    task = _normalise_timestamps(_as_dict(model))
-    task["annotations"] = [
-        _normalise_timestamps(_as_dict(a)) for a in task.get("annotations") or []
-    ]
-    return task
-
-
-def _server_message(body: Any) -> str:
-    if isinstance(body, Mapping):
-        parts = [str(body[key]) for key in ("detail", "validation_errors") if body.get(key)]
-        text = "; ".join(parts) if parts else json.dumps(body, default=str)
-    else:
-        text = str(body)
-    return text if len(text) <= 500 else text[:500] + "..."
 
 
 def _chunk_keys(keys: Sequence[str]) -> Iterator[list[str]]:
@@ -145,141 +100,17 @@ def _in_list_query(key_field: str, keys: list[str]) -> dict[str, Any]:
     }
 
 
-class LabelStudioClient:
-    """One Label Studio server and one account (its token decides who the calls act as)."""
-
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        *,
-        timeout: float = 30.0,
-        max_attempts: int = 5,
-        max_wait: float = 30.0,
-        backoff: float = 0.25,
-        max_backoff: float = 5.0,
-    ) -> None:
-        import httpx
-        from label_studio_sdk import LabelStudio
-        from label_studio_sdk.core.api_error import ApiError
-
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        self.url = url.rstrip("/")
-        self._max_attempts = max_attempts
-        self._max_wait = max_wait
-        self._backoff = backoff
-        self._max_backoff = max_backoff
-        self._http = httpx.Client(timeout=timeout, follow_redirects=True)
-        try:
-            # Retries are ours (bounded, idempotency-aware); the SDK must not add its own.
-            self._sdk: LabelStudio = LabelStudio(
-                base_url=self.url,
-                api_key=token,
-                timeout=timeout,
-                max_retries=0,
-                httpx_client=self._http,
-            )
-        except ApiError as exc:  # an expired personal access token is refused up front
-            self._http.close()
-            raise LabelStudioError(
-                f"Label Studio token for {self.url} is not usable: {_server_message(exc.body)}",
-                ls_status=exc.status_code,
-            ) from None
-
-    @classmethod
-    def connect(cls, url: str, token: str, **options: Any) -> LabelStudioClient:
-        """Open a client and prove the server answers and accepts the token."""
-        client = cls(url, token, **options)
-        client.whoami()
-        return client
-
-    def __repr__(self) -> str:
-        return f"LabelStudioClient(url={self.url!r})"
-
-    def close(self) -> None:
-        """Release pooled connections."""
-        self._http.close()
-
-    def __enter__(self) -> LabelStudioClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _call(self, action: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
-        """Run one SDK call with bounded exponential backoff.
-
-        Non-idempotent calls are retried only when the request surely never reached the server
-        (connection refused, connect timeout, 429); any other failure is reported at once.
-        """
-        import httpx
-        from label_studio_sdk.core.api_error import ApiError
-
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return fn()
-            except ApiError as exc:
-                status = exc.status_code
-                if status is None or status not in _RETRYABLE_STATUS:
-                    raise LabelStudioError(
-                        f"Label Studio at {self.url} refused to {action}: "
-                        f"HTTP {status}: {_server_message(exc.body)}",
-                        ls_status=status,
-                        body=exc.body,
-                    ) from None
-                if not idempotent and status != 429:
-                    raise LabelStudioUnavailable(
-                        f"Label Studio at {self.url} failed to {action} (HTTP {status}); "
-                        "not retried because the request may have been applied",
-                        ls_status=status,
-                        body=exc.body,
-                        attempts=attempt,
-                    ) from None
-                reason = f"HTTP {status}"
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            except httpx.TransportError as exc:
-                if not idempotent:
-                    raise LabelStudioUnavailable(
-                        f"Label Studio at {self.url} failed to {action} "
-                        f"({type(exc).__name__}: {exc}); not retried because the request "
-                        "may have been applied",
-                        attempts=attempt,
-                    ) from exc
-                reason = f"{type(exc).__name__}: {exc}"
-
-            elapsed = time.monotonic() - started
-            delay = min(self._backoff * 2 ** (attempt - 1), self._max_backoff)
-            delay *= random.uniform(0.5, 1.0)
-            if attempt >= self._max_attempts or elapsed + delay > self._max_wait:
-                raise LabelStudioUnavailable(
-                    f"Label Studio at {self.url} is unavailable: could not {action} after "
-                    f"{attempt} attempts in {elapsed:.1f}s (last error: {reason})",
-                    attempts=attempt,
-                )
-            logger.warning(
-                "Label Studio at %s: %s while trying to %s; retry %d/%d in %.2fs",
-                self.url,
-                reason,
-                action,
-                attempt,
-                self._max_attempts - 1,
-                delay,
-            )
-            time.sleep(delay)
+class LabelStudioClient(Transport):
+    """The calls dataops makes; each returns plain dicts with aware UTC datetimes."""
 
     def whoami(self) -> dict[str, Any]:
         """The account behind the token (id, email): who our writes will be attributed to."""
-        return _as_dict(self._call("read the current user", self._sdk.users.whoami))
+        return as_dict(self._call("read the current user", self._sdk.users.whoami))
 
     def list_users(self) -> list[dict[str, Any]]:
         """Every account on the server, to map LS user ids to annotators."""
         users = self._call("list users", self._sdk.users.list)
-        return [_as_dict(user) for user in users]
+        return [as_dict(user) for user in users]
 
     def create_project(
         self,
@@ -309,7 +140,7 @@ class LabelStudioClient:
         project = self._call(
             f"read project {project_id}", lambda: self._sdk.projects.get(id=project_id)
         )
-        return _as_dict(project)
+        return as_dict(project)
 
     def import_tasks(self, project_id: int, tasks: Sequence[Mapping[str, Any]]) -> list[int]:
         """Create tasks in one request and return their ids in input order.
@@ -368,7 +199,7 @@ class LabelStudioClient:
             if exc.ls_status == 404 and page > 1:
                 return []
             raise
-        return [_task_dict(task) for task in pager.items or []]
+        return [task_dict(task) for task in pager.items or []]
 
     def find_tasks_by_key(
         self, project_id: int, key_field: str, keys: Iterable[str]
@@ -437,7 +268,7 @@ class LabelStudioClient:
                             "filter": "filter:tasks:updated_at",
                             "operator": "greater_or_equal",
                             "type": "Datetime",
-                            "value": _format_ls_datetime(cursor),
+                            "value": format_ls_datetime(cursor),
                         }
                     ],
                 }
@@ -508,7 +339,7 @@ class LabelStudioClient:
             ),
             idempotent=False,
         )
-        return _normalise_timestamps(_as_dict(annotation))
+        return normalise_timestamps(as_dict(annotation))
 
     def update_annotation(
         self, annotation_id: int, result: Sequence[Mapping[str, Any]]
@@ -520,7 +351,7 @@ class LabelStudioClient:
                 id=annotation_id, result=[dict(item) for item in result]
             ),
         )
-        return _normalise_timestamps(_as_dict(annotation))
+        return normalise_timestamps(as_dict(annotation))
 
     def delete_annotation(self, annotation_id: int) -> None:
         """Delete an annotation; polling cannot see this, only the webhook can."""
