@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from PIL import Image as PILImage
 
 from tests.support.api import SECRET_SERIAL, bearer, ingest_files, make_queue, write_photo
 from tests.support.services import REPO
+from tests.support.wait import wait_until
 
 
 def test_ingest_job_images_and_thumbnails(
@@ -262,14 +262,16 @@ def test_dataops_serve(catalog: str, make_user: Any) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
+
+        def answering() -> bool:
             if proc.poll() is not None:
-                break
+                return True  # exited: the assertion below shows its output
             try:
-                if httpx.get(f"{url}/healthz", timeout=10).status_code == 200:
-                    break
+                return httpx.get(f"{url}/healthz", timeout=10).status_code == 200
             except httpx.ConnectError:
-                time.sleep(0.1)
+                return False
+
+        wait_until(answering, "dataops serve to answer /healthz", timeout=60, interval=0.1)
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
         me = httpx.get(f"{url}/v1/auth/me", headers=bearer(token), timeout=5)
         assert me.json()["name"] == "watcher"

@@ -16,7 +16,6 @@ import csv
 import json
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from PIL import Image as PILImage
 from tests.support.api import bearer, create_user_token
 from tests.support.labelstudio import LabelStudioInstance, free_port
 from tests.support.services import CeleryWorker, service_env
+from tests.support.wait import wait_until
 
 pytestmark = [
     pytest.mark.slow,
@@ -85,16 +85,21 @@ class Stack:
     def job(self, accepted: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         """Wait, bounded in time, for a 202's job to succeed on a worker; its result."""
         assert accepted["status_url"] == f"/v1/jobs/{accepted['job_id']}"
-        deadline = time.monotonic() + JOB_TIMEOUT
-        while time.monotonic() < deadline:
-            job = self.call("GET", accepted["status_url"], headers)
-            if job["status"] == "failed":
-                pytest.fail(f"job {job['kind']} failed: {job['error']}\n{self.logs()}")
-            if job["status"] == "succeeded":
-                assert isinstance(job["result"], dict)
-                return dict(job["result"])
-            time.sleep(0.25)
-        pytest.fail(f"job {accepted['job_id']} did not finish in {JOB_TIMEOUT:.0f}s\n{self.logs()}")
+
+        def finished() -> dict[str, Any] | None:
+            job: dict[str, Any] = self.call("GET", accepted["status_url"], headers)
+            return job if job["status"] in ("failed", "succeeded") else None
+
+        try:
+            job = wait_until(
+                finished, f"job {accepted['job_id']}", timeout=JOB_TIMEOUT, interval=0.25
+            )
+        except AssertionError as exc:
+            pytest.fail(f"{exc}\n{self.logs()}")
+        if job["status"] == "failed":
+            pytest.fail(f"job {job['kind']} failed: {job['error']}\n{self.logs()}")
+        assert isinstance(job["result"], dict)
+        return dict(job["result"])
 
     def logs(self) -> str:
         return "\n".join(

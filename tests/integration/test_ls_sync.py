@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +20,7 @@ from dataops.labelstudio.client import LabelStudioClient, prediction_result
 from dataops.labelstudio.errors import LabelStudioUnavailable
 from tests.support.cli import run_json
 from tests.support.labelstudio import LabelStudioInstance, free_port
+from tests.support.wait import wait_until
 
 CLASSES = ["T-Shirt", "Pants", "Shoes", "Dress"]
 CONTRACT = {
@@ -370,6 +370,14 @@ def test_push_label_pull_with_overlap_gold_and_predictions(
     assert sync({"action": "pull", "batch_id": world.batch_id})["skipped"] == 0
     final = summary(world.batch_id)
     assert final["skipped"] == 1
+    with session_scope() as session:
+        from dataops.events.models import Event
+        from dataops.labelstudio.models import SkippedAnnotation
+
+        [row] = session.scalars(select(SkippedAnnotation))
+        assert (row.batch_id, row.item_key) == (world.batch_id, items[plain].item_key)
+        logged = session.scalars(select(Event).where(Event.action == "label.skipped")).all()
+        assert [e.details["source_id"] for e in logged] == [row.source_id]
     assert final["label_versions"] == len(rows) + 1
 
     shown = run_json("batches", "show", str(world.batch_id))
@@ -511,22 +519,14 @@ def api_server(pg_catalog: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "the API did not start"
+    wait_until(lambda: server.started, "the API to start", timeout=10)
     yield url
     server.should_exit = True
     thread.join(timeout=15)
 
 
 def _wait_for(predicate: Any, what: str) -> None:
-    for _ in range(300):
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"gave up waiting for {what}")
+    wait_until(predicate, what, timeout=60, interval=0.2)
 
 
 @pytest.mark.labelstudio

@@ -33,6 +33,7 @@ from PIL import Image
 
 from tests.support.api import bearer, create_user_token
 from tests.support.load import run_load
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,16 +76,19 @@ class Server:
             cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
             stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.output()
+
+        def answering() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.output()
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200:
-                    return
+                return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
             except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        pytest.fail(f"dataops serve did not answer within 90 s:\n{self.output()}")
+                return False
+
+        try:
+            wait_until(answering, "dataops serve to answer /healthz", timeout=90, interval=0.2)
+        except AssertionError:
+            self.stop()
+            raise
 
     def output(self) -> str:
         self._out.flush()

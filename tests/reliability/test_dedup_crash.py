@@ -9,8 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +22,15 @@ from sqlalchemy import create_engine, delete, select, text, update
 from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
-from dataops.dedup import service
 from dataops.dedup.index import sidecar_path
 from dataops.dedup.models import IndexState
-from dataops.dedup.schemas import DedupSummary
+from dataops.dedup.run import run_dedup
+from dataops.dedup.schemas import DedupRunRequest, DedupSummary
+from dataops.dedup.state import index_path
 from dataops.dedup.transforms import TRANSFORMS
 from tests.support.cli import run_cli, run_json
 from tests.support.corpus import CORPUS
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,7 +93,7 @@ def _ingest(folder: Path) -> None:
 
 def _run(**options: object) -> DedupSummary:
     with session_scope() as s:
-        return service.run_dedup(s, **options)  # type: ignore[arg-type]
+        return run_dedup(s, DedupRunRequest.model_validate(options))
 
 
 def _groups() -> set[frozenset[str]]:
@@ -128,7 +130,7 @@ DAMAGE = ["deleted", "corrupt", "old_sidecar", "stale_file", "state_changed", "s
 
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_damaged_index_or_state_is_rebuilt(batches: Batches, damage: str) -> None:
-    index = service.index_path()
+    index = index_path()
     _ingest(batches.first)
     _run()
     older = _save(index)
@@ -168,12 +170,12 @@ def _start_run() -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_for(condition: object, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 120
-    while not condition():  # type: ignore[operator]
+def _wait_for(condition: Callable[[], object], proc: subprocess.Popen[bytes], what: str) -> None:
+    def reached() -> bool:
         assert proc.poll() is None, f"the run ended before {what}"
-        assert time.monotonic() < deadline, f"the run never reached {what}"
-        time.sleep(0.05)
+        return bool(condition())
+
+    wait_until(reached, what, timeout=120)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -184,7 +186,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 def test_run_killed_between_index_and_sidecar_recovers(batches: Batches) -> None:
     """The sidecar's temporary file is a FIFO nobody reads: the run blocks right after
     replacing the index file, with the sidecar still describing the previous contents."""
-    index = service.index_path()
+    index = index_path()
     _ingest(batches.first)
     _run()
     _ingest(batches.second)
@@ -210,7 +212,7 @@ def test_run_killed_after_the_index_file_before_commit_recovers(
     """A row lock on the index state holds the run after the complete file is written."""
     if catalog.startswith("sqlite"):
         pytest.skip("holding one row while the run writes needs PostgreSQL row locks")
-    index = service.index_path()
+    index = index_path()
     _ingest(batches.first)
     _run()
     _ingest(batches.second)

@@ -27,12 +27,16 @@ from dataops.jobs import dispatch, runner
 from dataops.jobs import service as jobs
 from dataops.jobs.models import Job
 from dataops.jobs.recovery import recover_stale
-from dataops.selection import service as selection
+from dataops.selection import jobs as selection_jobs
 from dataops.selection.models import Batch, BatchItem, ImageClaim
+from dataops.selection.run import select_batch
+from dataops.selection.schemas import select_request
 from tests.reliability.test_concurrent_selection import seed_catalog
+from tests.support.wait import wait_until
 
 SIZE = 30
 SELECT = {"strategy": "margin", "size": SIZE, "seed": 1}
+FIVE = {"strategy": "margin", "size": 5}
 
 
 def _new_job(kind: str, params: dict[str, Any]) -> str:
@@ -46,10 +50,7 @@ def _job(job_id: str) -> Job:
 
 
 def _until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    wait_until(predicate, what, timeout=timeout)
 
 
 def _one_batch_with_its_claims() -> None:
@@ -91,15 +92,9 @@ def test_two_attempts_of_one_select_job_racing_make_one_batch(
     seed_catalog(60)
     job_id = _new_job("select", SELECT)
     both_looked = threading.Barrier(2, timeout=60)
-    real = selection.select_batch
-
-    def after_both_looked(*args: Any, **kwargs: Any) -> Batch:
-        both_looked.wait()
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(selection, "select_batch", after_both_looked)
+    monkeypatch.setitem(runner.PAUSE_POINTS, "select.looked", both_looked.wait)
     ctx = runner.JobContext(job_id=job_id, params=SELECT, actor="test")
-    threads = [_in_thread(lambda: selection.run_select_job(ctx)) for _ in range(2)]
+    threads = [_in_thread(lambda: selection_jobs.run_select_job(ctx)) for _ in range(2)]
     for thread, _ in threads:
         thread.join(timeout=120)
     answers = [out[0] for _, out in threads]
@@ -254,9 +249,9 @@ def test_a_batch_names_its_job_once(pg_catalog: str) -> None:
     seed_catalog(60)
     job_id = _new_job("select", SELECT)
     with session_scope() as session:
-        selection.select_batch(session, strategy="margin", size=5, job_id=job_id, actor="t")
+        select_batch(session, select_request(FIVE), job_id=job_id, actor="t")
     with pytest.raises(Exception, match="ix_batches_job_id"), session_scope() as session:
-        selection.select_batch(session, strategy="margin", size=5, job_id=job_id, actor="t")
+        select_batch(session, select_request(FIVE), job_id=job_id, actor="t")
     with session_scope() as session:
         assert session.execute(text("SELECT count(*) FROM batches")).scalar_one() == 1
 

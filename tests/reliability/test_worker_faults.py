@@ -19,6 +19,7 @@ from dataops.jobs import dispatch
 from dataops.jobs import service as jobs_service
 from dataops.jobs.recovery import recover_stale
 from tests.support.services import CeleryWorker, service_env
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.celery, pytest.mark.slow]
 
@@ -34,14 +35,14 @@ def _copy(corpus: Path, dest: Path, n: int) -> Path:
 
 
 def _wait(job_id: str, predicate, timeout: float = 180, poll: float = 0.2):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def reached():  # type: ignore[no-untyped-def]
         with session_scope() as s:
             job = jobs_service.get_job(s, job_id)
-            if predicate(job):
-                return job
-        time.sleep(poll)
-    raise AssertionError(f"job {job_id} never reached the expected state")
+            return job if predicate(job) else None
+
+    return wait_until(
+        reached, f"job {job_id} to reach the expected state", timeout=timeout, interval=poll
+    )
 
 
 def _use_broker(monkeypatch: pytest.MonkeyPatch, broker: str) -> None:
@@ -114,10 +115,12 @@ def test_main_worker_process_killed_mid_ingest_is_picked_up_by_a_new_worker(
         os.kill(first.proc.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         first.proc.wait(timeout=10)
-        deadline = time.monotonic() + 30
-        while not all(_gone(pid) for pid in pool):
-            assert time.monotonic() < deadline, "the pool outlived its main process"
-            time.sleep(0.1)
+        wait_until(
+            lambda: all(_gone(pid) for pid in pool),
+            "the pool to end with its main process",
+            timeout=30,
+            interval=0.1,
+        )
     finally:
         first.stop()
     with session_scope() as s:
@@ -150,8 +153,8 @@ def test_jobs_lost_with_redis_queues_are_recovered(
     redis.Redis.from_url(redis_url).flushdb()  # Redis restarted without persistence: queue gone
     with session_scope() as s:
         assert jobs_service.get_job(s, job.id).status == "pending"  # visible, not silently lost
-    with CeleryWorker(service_env(), queues="ingest"):
-        time.sleep(2)
+    with CeleryWorker(service_env(), queues="ingest"):  # ready: it consumes `ingest` now
+        assert redis.Redis.from_url(redis_url).llen("ingest") == 0  # nothing left to deliver
         with session_scope() as s:
             assert jobs_service.get_job(s, job.id).status == "pending"
         assert recover_stale(older_than=0) == [job.id]

@@ -30,6 +30,7 @@ from dataops.scoring.errors import InvalidModel
 from dataops.scoring.sandbox import CHILD, Limits, ModelSandbox
 from tests.support.api import MakeUser, bearer, ingest_files
 from tests.support.brightness_model import write_gray
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow  # every test starts sandbox processes, each importing torch
 
@@ -369,9 +370,7 @@ def test_an_endless_model_is_stopped_at_the_limit_and_the_api_stays_responsive(
 
     thread = threading.Thread(target=register_in_background)
     thread.start()
-    deadline = time.monotonic() + 120
-    while not sandbox_children() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(sandbox_children, "the model process to start", timeout=120, interval=0.1)
     latencies = []
     while thread.is_alive() and len(latencies) < 3:
         started = time.monotonic()

@@ -6,10 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PG_HOST = os.environ.get("DATAOPS_TEST_PG_HOST", "127.0.0.1")
@@ -95,13 +96,17 @@ class CeleryWorker:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if b"ready." in self.log.read_bytes():
+        proc = self.proc
+
+        def ready_or_exited() -> bool:
+            return b"ready." in self.log.read_bytes() or proc.poll() is not None
+
+        try:
+            wait_until(ready_or_exited, "the celery worker to start", timeout=timeout, interval=0.2)
+            if proc.poll() is None:
                 return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
+        except AssertionError:
+            pass
         tail = self.log.read_text(errors="replace")[-2000:]
         self.stop()
         raise RuntimeError(f"celery worker did not start:\n{tail}")
