@@ -16,11 +16,11 @@ if TYPE_CHECKING:
 HANDLERS: dict[str, str] = {
     "ingest": "dataops.catalog.ingest:run_ingest_job",
     "score": "dataops.scoring.service:run_score_job",
-    "select": "dataops.selection.jobs:run_select_job",
-    "audit": "dataops.audits.jobs:run_audit_job",
+    "select": "dataops.selection.service:run_select_job",
+    "audit": "dataops.audits.service:run_audit_job",
     "sync": "dataops.labelstudio.jobs:run_sync_job",
-    "manifest": "dataops.manifests.jobs:run_manifest_job",
-    "dedup": "dataops.dedup.jobs:run_dedup_job",
+    "manifest": "dataops.manifests.service:run_manifest_job",
+    "dedup": "dataops.dedup.service:run_dedup_job",
 }
 
 QUEUES: dict[str, str] = {
