@@ -1,4 +1,4 @@
-from dataops.errors import Conflict, DataopsError, NotFound
+from dataops.errors import Conflict, DataopsError, Forbidden, NotFound
 
 
 class IngestInputError(DataopsError):
@@ -19,3 +19,15 @@ class ImageChanged(Conflict):
     """The bytes found for an image are not the bytes it was catalogued with."""
 
     code = "image_changed"
+
+
+class IngestPathRefused(Forbidden):
+    """A path an ingest over HTTP may not read: outside the ingest roots, relative, or
+    stepping out with ``..``."""
+
+    code = "path_not_allowed"
+
+
+class InvalidFilter(DataopsError):
+    status_code = 422
+    code = "validation_error"

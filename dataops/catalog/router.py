@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from typing import Annotated, Literal
-from urllib.parse import unquote
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,15 +21,13 @@ from dataops.api.deps import (
 )
 from dataops.api.errors import error_json, error_responses
 from dataops.auth.models import User
-from dataops.catalog import service
-from dataops.catalog.errors import ImageChanged, ImageNotFound
+from dataops.catalog import roots, service
+from dataops.catalog.errors import ImageChanged, ImageNotFound, InvalidFilter
 from dataops.catalog.models import Image
-from dataops.catalog.schemas import ImageDetail, ImageSummary
+from dataops.catalog.schemas import ImageDetail, ImageSummary, IngestBody
 from dataops.config import get_settings
-from dataops.errors import DataopsError, Forbidden
 from dataops.jobs.router import JobAccepted, accept_job
 from dataops.selection.models import Batch, BatchItem
-from dataops.storage import within_roots
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 media_router = APIRouter(prefix="/v1", tags=["media"])
@@ -56,43 +52,10 @@ ImageRef = Annotated[
 ]
 
 
-class InvalidFilter(DataopsError):
-    status_code = 422
-    code = "validation_error"
-
-
-class IngestPathRefused(Forbidden):
-    code = "path_not_allowed"
-
-
 class ImageList(BaseModel):
     images: list[ImageSummary]
     limit: int
     offset: int
-
-
-class IngestRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"paths": ["/data/incoming/site-a"], "source": "site-a", "copy": False}]
-        },
-    )
-
-    paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
-        min_length=1,
-        max_length=1000,
-        description=(
-            "Folders, image files, globs or URLs on the server side; each must lie inside "
-            "one of DATAOPS_API__INGEST_ROOTS."
-        ),
-    )
-    source: str | None = Field(
-        default=None, pattern=r"^[^\x00]{1,128}$", description="Name the source these came from."
-    )
-    copy_bytes: bool = Field(
-        default=False, alias="copy", description="Copy the bytes into the blob store."
-    )
 
 
 def _parse_attributes(values: list[str]) -> dict[str, str]:
@@ -106,30 +69,6 @@ def _parse_attributes(values: list[str]) -> dict[str, str]:
             )
         out[key] = value
     return out
-
-
-def _has_parent_step(text: str) -> bool:
-    return ".." in re.split(r"[\\/]", text)
-
-
-def check_ingest_path(raw: str, roots: list[str]) -> str:
-    """Only absolute paths (or URLs) inside a configured root; no `..`, even percent-encoded."""
-    decoded = raw
-    for _ in range(3):
-        decoded = unquote(decoded)
-    if "\x00" in decoded or _has_parent_step(raw) or _has_parent_step(decoded):
-        raise IngestPathRefused(f"refused {raw!r}: '..' steps and NUL bytes are not allowed")
-    if not roots:
-        raise IngestPathRefused(
-            "ingest over HTTP reads no paths until DATAOPS_API__INGEST_ROOTS lists the folders "
-            "or URL prefixes it may read"
-        )
-    is_url = "://" in raw and not raw.startswith("file://")
-    if not is_url and not os.path.isabs(raw.removeprefix("file://")):
-        raise IngestPathRefused(f"refused {raw!r}: paths must be absolute")
-    if not within_roots(raw, roots):
-        raise IngestPathRefused(f"refused {raw!r}: not under an ingest root")
-    return raw if is_url else os.path.realpath(raw.removeprefix("file://"))
 
 
 def _served(
@@ -274,33 +213,12 @@ def get_thumbnail(
 )
 def ingest(
     session: SessionDep,
-    body: IngestRequest,
+    body: IngestBody,
     background: BackgroundTasks,
     user: Annotated[User, Depends(require_roles("scientist"))],
 ) -> JobAccepted:
-    from dataops.catalog.ingest import expand_locations
-
-    roots = api_settings().ingest_roots
-    paths = [check_ingest_path(p, roots) for p in body.paths]
-    # Fails now on a missing path, before a job is recorded; and what folders, globs and
-    # list files expand to (through symlinks too) must stay inside the roots as well. The
-    # error names files as the request did (or as found below its folders), never where they
-    # resolve to. The worker checks every file against the roots again where it reads it.
-    outside: list[str] = []
-    locations = expand_locations(paths, roots, outside)
-    outside += [given for uri, given in locations.items() if not within_roots(uri, roots)]
-    if outside:
-        raise IngestPathRefused(
-            f"{len(outside)} of the files resolve outside the ingest roots, e.g. {outside[0]!r}"
-        )
-    params = {
-        "paths": paths,
-        "source": body.source,
-        "attributes_csv": None,
-        "copy": body.copy_bytes,
-        "roots": list(roots),
-    }
-    return accept_job(session, background, "ingest", params, actor=actor(user))
+    request = roots.checked_request(body, api_settings().ingest_roots)
+    return accept_job(session, background, "ingest", request.job_params(), actor=actor(user))
 
 
 @media_router.get(

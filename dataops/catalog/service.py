@@ -5,26 +5,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dataops.catalog.errors import ImageNotFound
 from dataops.catalog.models import OK, QUARANTINED, Image, ImageLocation, Source, StaleLocation
 from dataops.catalog.schemas import ImageDetail, IngestResult
 from dataops.catalog.validate import Inspection
+from dataops.database.dialect import insert
 from dataops.db import utcnow
 from dataops.events import service as events
 
 _CHUNK = 500
 
 
-def _insert(session: Session, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 def get_or_create_source(session: Session, name: str, *, actor: str | None = None) -> int:
-    stmt = _insert(session, Source).values(name=name).on_conflict_do_nothing()
+    stmt = insert(session, Source).values(name=name).on_conflict_do_nothing()
     if session.execute(stmt).rowcount:  # type: ignore[attr-defined]
         events.record(session, "source.created", "source", name, actor=actor)
     return int(session.scalar(select(Source.id).where(Source.name == name)) or 0)
@@ -91,7 +86,7 @@ def record_inspections(
     # Core executemany on the tables (one cached statement, batched by insertmanyvalues):
     # the ORM bulk path would build a state object per row first.
     images = Image.__table__
-    stmt = _insert(session, images).on_conflict_do_nothing(index_elements=["sha256"])
+    stmt = insert(session, images).on_conflict_do_nothing(index_elements=["sha256"])
     inserted = set(session.scalars(stmt.returning(images.c.sha256), list(rows.values())))
     counts.new = len(inserted)
     counts.existing = len(inspections) - counts.new
@@ -110,7 +105,7 @@ def record_inspections(
     _note_moves(session, {i.uri: ids[i.sha256] for i in inspections if i.sha256 in ids}, ids)
     # A location whose bytes changed moves to the new image; the old image keeps its history.
     location_table = ImageLocation.__table__
-    loc_stmt = _insert(session, location_table)
+    loc_stmt = insert(session, location_table)
     loc_stmt = loc_stmt.on_conflict_do_update(
         index_elements=["uri"],
         set_={"image_id": loc_stmt.excluded.image_id, "seen_at": utcnow()},
@@ -156,7 +151,7 @@ def clear_stale(session: Session, found: dict[str, str]) -> None:
 
 def mark_stale(session: Session, image_id: int, uri: str, found_sha256: str | None) -> None:
     """Record that ``uri`` no longer holds the bytes of image ``image_id``."""
-    stmt = _insert(session, StaleLocation).values(
+    stmt = insert(session, StaleLocation).values(
         image_id=image_id, uri=uri, found_sha256=found_sha256, detected_at=utcnow()
     )
     changed = session.execute(

@@ -49,13 +49,17 @@ def ingest(
     Re-running on the same files is a no-op (reported as skipped); interrupted runs resume.
     """
     from dataops.catalog.ingest import expand_inputs, read_attributes
+    from dataops.catalog.schemas import IngestRequest
 
-    inputs = [_absolute_input(p) for p in paths]
-    expand_inputs(inputs)  # fail fast on a missing path before any job is recorded
-    attributes_csv = str(attributes.absolute()) if attributes else None
-    read_attributes(attributes_csv)
-    params = {"paths": inputs, "source": source, "attributes_csv": attributes_csv, "copy": copy}
-    job = run_job("ingest", params, description="ingest", wait=wait)
+    request = IngestRequest(
+        paths=[_absolute_input(p) for p in paths],
+        source=source,
+        copy_bytes=copy,
+        attributes_csv=str(attributes.absolute()) if attributes else None,
+    )
+    expand_inputs(request.paths)  # fail fast on a missing path before any job is recorded
+    read_attributes(request.attributes_csv)
+    job = run_job("ingest", request.job_params(), description="ingest", wait=wait)
     data = {"job_id": job.id, **(job.result or {"status": job.status})}
 
     def render() -> None:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from dataops.jobs.context import JobContext
 
 HANDLERS: dict[str, str] = {
-    "ingest": "dataops.catalog.ingest:run_ingest_job",
+    "ingest": "dataops.catalog.jobs:run_ingest_job",
     "score": "dataops.scoring.service:run_score_job",
     "select": "dataops.selection.service:run_select_job",
     "audit": "dataops.audits.service:run_audit_job",

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dataops.db import utcnow
-from dataops.errors import Conflict, DataopsError, NotFound
+from dataops.errors import Conflict, NotFound
 from dataops.events import service as events
 from dataops.labeling import service as labeling
 from dataops.labeling.models import Guideline, Queue
@@ -142,7 +142,14 @@ def check_pushable(session: Session, batch_id: int) -> None:
     batch = lifecycle.get_batch(session, batch_id)
     lifecycle.check_open(batch)
     if batch.queue_id is None:
-        raise Conflict(f"batch {batch.id} has no vendor queue, so it cannot be pushed")
+        raise _no_queue(batch.id)
+
+
+def _no_queue(batch_id: int) -> Conflict:
+    return Conflict(
+        f"batch {batch_id} has no vendor queue, so it cannot be pushed: assign it a queue "
+        "(or cancel it)"
+    )
 
 
 def prepare_push(
@@ -156,10 +163,7 @@ def prepare_push(
     batch = lifecycle.get_batch(session, batch_id, lock=True)
     lifecycle.check_open(batch)
     if batch.queue_id is None:
-        raise DataopsError(
-            f"batch {batch.id} has no vendor queue; give it one with `dataops batches assign "
-            f"{batch.id} --queue Q` (or cancel it: `dataops batches cancel {batch.id}`)"
-        )
+        raise _no_queue(batch.id)
     queue = session.get(Queue, batch.queue_id)
     guideline = session.get(Guideline, queue.guideline_id) if queue is not None else None
     if queue is None or guideline is None:
@@ -319,10 +323,7 @@ def _connection_of_batch(session: Session, batch_id: int) -> str:
     batch = lifecycle.get_batch(session, batch_id)
     queue = session.get(Queue, batch.queue_id) if batch.queue_id is not None else None
     if queue is None:
-        raise DataopsError(
-            f"batch {batch.id} has no vendor queue; give it one with `dataops batches assign "
-            f"{batch.id} --queue Q` (or cancel it: `dataops batches cancel {batch.id}`)"
-        )
+        raise _no_queue(batch.id)
     return queue.connection
 
 
