@@ -1,45 +1,34 @@
-"""Engine and session factory, and the declarative base every domain's tables derive from."""
+"""Engine and session factory for the configured catalog (the declarative base and shared
+column types live in `dataops.database.base`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
+from dataops.database.base import utcnow
 from dataops.errors import DataopsError
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-# SQLite only auto-increments INTEGER PRIMARY KEY.
-BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {  # noqa: RUF012
-        dict[str, Any]: JSONType,
-        list[Any]: JSONType,
-        datetime: DateTime(timezone=True),
-    }
-
+__all__ = [
+    "REQUEST_SESSIONS",
+    "CatalogNotFound",
+    "catalog_not_found",
+    "dispose_engines",
+    "get_engine",
+    "is_sqlite",
+    "make_engine",
+    "session_factory",
+    "session_scope",
+    "sqlite_file",
+    "utcnow",
+    "where_configured",
+]
 
 _engines: dict[str, Engine] = {}
 

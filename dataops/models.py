@@ -3,7 +3,7 @@
 from dataops.audits import models as audits_models
 from dataops.auth import models as auth_models
 from dataops.catalog import models as catalog_models
-from dataops.db import Base
+from dataops.database.base import Base
 from dataops.dedup import models as dedup_models
 from dataops.events import models as events_models
 from dataops.jobs import models as jobs_models

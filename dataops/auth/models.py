@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dataops.db import Base, utcnow
+from dataops.database.base import Base, utcnow
 
 ROLES = ("admin", "scientist", "labeling_ops", "vendor", "auditor")
 

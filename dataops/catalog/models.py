@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from dataops.db import Base, utcnow
+from dataops.database.base import Base, utcnow
 
 OK, QUARANTINED = "ok", "quarantined"
 

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dataops.db import Base, utcnow
+from dataops.database.base import Base, utcnow
 
 
 class DupGroup(Base):

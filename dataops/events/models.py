@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dataops.db import Base, BigIntPK, utcnow
+from dataops.database.base import Base, BigIntPK, utcnow
 
 
 class Event(Base):

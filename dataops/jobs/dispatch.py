@@ -16,9 +16,10 @@ from typing import Any
 from dataops.config import get_settings
 from dataops.db import session_scope
 from dataops.jobs import service
+from dataops.jobs.context import ProgressCallback
 from dataops.jobs.models import Job
 from dataops.jobs.registry import QUEUES, task_name
-from dataops.jobs.runner import ProgressCallback, execute
+from dataops.jobs.runner import execute
 
 BROKER = "workers.broker"
 

@@ -34,9 +34,13 @@ QUEUES: dict[str, str] = {
 }
 
 
-def handler_for(kind: str) -> Callable[[JobContext], dict[str, Any]]:
+Handler = Callable[["JobContext"], dict[str, Any]]
+
+
+def handler_for(kind: str) -> Handler:
     module, _, attr = HANDLERS[kind].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    handler: Handler = getattr(importlib.import_module(module), attr)
+    return handler
 
 
 def task_name(kind: str) -> str:

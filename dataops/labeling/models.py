@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from dataops.db import Base, utcnow
+from dataops.database.base import Base, utcnow
 
 SUBMITTED, ACCEPTED, REJECTED, ADJUDICATED, DELETED = (
     "submitted",

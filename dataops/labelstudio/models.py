@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dataops.database.dialect import UTCDateTime
-from dataops.db import Base, BigIntPK, utcnow
+from dataops.database.base import Base, BigIntPK, utcnow
 
 
 class SkippedAnnotation(Base):

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dataops.db import Base, utcnow
+from dataops.database.base import Base, utcnow
 
 
 class Manifest(Base):

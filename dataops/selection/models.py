@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dataops.db import Base, utcnow
+from dataops.database.base import Base, utcnow
 
 PURPOSES = ("active_learning", "hard_negative", "audit", "relabel", "cold_start")
 OPEN_STATUSES = ("draft", "sent", "in_progress", "delivered")
