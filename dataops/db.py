@@ -21,6 +21,7 @@ __all__ = [
     "catalog_not_found",
     "dispose_engines",
     "get_engine",
+    "is_sqlite",
     "make_engine",
     "session_factory",
     "session_scope",
@@ -145,6 +146,15 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose(close=False)
     _engines.clear()
+
+
+def is_sqlite(session_or_engine: Session | Engine) -> bool:
+    bind = (
+        session_or_engine.get_bind()
+        if isinstance(session_or_engine, Session)
+        else session_or_engine
+    )
+    return bind.dialect.name == "sqlite"
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
