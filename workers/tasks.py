@@ -37,6 +37,6 @@ def poll_labelstudio() -> list[str]:
 
 @app.task(name="dataops.dedup.shard", queue=QUEUES["dedup"])
 def dedup_shard(run_id: str, shard: int) -> None:
-    from dataops.dedup.service import run_shard
+    from dataops.dedup.shards import run_shard
 
     run_shard(run_id, shard)

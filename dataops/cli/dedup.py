@@ -50,16 +50,18 @@ def run(
     rebuilt (the summary says why). Re-running on an unchanged catalog changes nothing.
     """
     from dataops.db import session_scope
-    from dataops.dedup import service
+    from dataops.dedup.schemas import DedupRunRequest
+    from dataops.dedup.semantic import embedding_source
+    from dataops.dedup.service import dedup_params
     from dataops.migrate import ensure_ready
 
-    service.dedup_params(radius)
-    if semantic:
+    dedup_params(radius)
+    request = DedupRunRequest(radius=radius, semantic=semantic, full=full)
+    if request.semantic:
         ensure_ready()
         with session_scope() as session:
-            service.embedding_source(session)
-    params = {"radius": radius, "semantic": semantic, "full": full}
-    job = run_job("dedup", params, description="dedup", wait=wait)
+            embedding_source(session)
+    job = run_job("dedup", request.model_dump(), description="dedup", wait=wait)
     data: dict[str, Any] = {"job_id": job.id, **(job.result or {"status": job.status})}
 
     def render() -> None:
@@ -181,12 +183,18 @@ def leaks(
 ) -> None:
     """Groups whose members sit in different splits; exits 1 when there is any."""
     from dataops.db import session_scope
-    from dataops.dedup import service
+    from dataops.dedup import leaks as dedup_leaks
+    from dataops.manifests.leaks import manifest_leaks
     from dataops.migrate import ensure_ready
 
+    dedup_leaks.check_source(manifest, split_attr)
     ensure_ready()
     with session_scope() as session:
-        report = service.find_leaks(session, manifest=manifest, split_attr=split_attr)
+        if manifest is not None:
+            report = manifest_leaks(session, manifest)
+        else:
+            assert split_attr is not None
+            report = dedup_leaks.attribute_leaks(session, split_attr)
     data = report.model_dump()
 
     def render() -> None:

@@ -7,6 +7,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from dataops.database.base import Base, utcnow
 
+# DupEdge.method values, and what DupGroup.methods lists.
+PHASH, SEMANTIC = "phash", "semantic"
+
 
 class DupGroup(Base):
     """Images that are the same picture; the unit of splitting and of selection."""

@@ -14,6 +14,7 @@ from dataops.api.errors import error_responses
 from dataops.auth.models import User
 from dataops.dedup import service
 from dataops.dedup.schemas import DedupRunRequest, GroupDetail, GroupPage
+from dataops.dedup.semantic import embedding_source
 from dataops.jobs.router import JobAccepted, accept_job
 
 router = APIRouter(prefix="/v1", tags=["dedup"])
@@ -52,7 +53,7 @@ def run_dedup(
 ) -> JobAccepted:
     body = request or DedupRunRequest()
     if body.semantic:
-        service.embedding_source(session)
+        embedding_source(session)
     return accept_job(session, background, "dedup", body.model_dump(), actor=actor(user))
 
 

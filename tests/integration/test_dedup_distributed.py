@@ -23,8 +23,10 @@ from sqlalchemy import select
 from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
-from dataops.dedup import service
-from dataops.dedup.schemas import DedupSummary
+from dataops.dedup.run import run_dedup
+from dataops.dedup.schemas import DedupRunRequest, DedupSummary
+from dataops.dedup.shards import run_shard
+from dataops.dedup.state import index_path
 from dataops.dedup.transforms import TRANSFORMS
 from dataops.events.models import Event
 from tests.support.cli import run_cli, run_json
@@ -135,7 +137,7 @@ def _shard_process(run_id: str, shard: int) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from dataops.dedup.service import run_shard; "
+            "import sys; from dataops.dedup.shards import run_shard; "
             "sys.exit(0 if run_shard(sys.argv[1], int(sys.argv[2])) else 3)",
             run_id,
             str(shard),
@@ -148,7 +150,7 @@ def _shard_process(run_id: str, shard: int) -> None:
 
 def _run_with(fan_out: Callable[[str, int], None]) -> DedupSummary:
     with session_scope() as s:
-        return service.run_dedup(s, actor="test", run_id="run-1", fan_out=fan_out)
+        return run_dedup(s, actor="test", run_id="run-1", fan_out=fan_out)
 
 
 @pytest.fixture
@@ -167,9 +169,7 @@ def sharded(
 def _remote_shards() -> int:
     with session_scope() as s:
         event = s.scalars(
-            select(Event)
-            .where(Event.action == "dedup.run")
-            .order_by(Event.id.desc())
+            select(Event).where(Event.action == "dedup.run").order_by(Event.id.desc())
         ).first()
     assert event is not None
     return int(event.details["shards_remote"])
@@ -193,9 +193,9 @@ def test_shards_claimed_by_other_processes_are_not_recomputed(
     sharded_groups = _groups()
     assert len(sharded_groups) == 8
     assert all(len(g) == 5 for g in sharded_groups)
-    assert not (service.index_path().parent / "runs" / "run-1").exists()
+    assert not (index_path().parent / "runs" / "run-1").exists()
     with session_scope() as s:
-        assert not service.run_dedup(s, full=True).changed, "the same as a full recompute"
+        assert not run_dedup(s, DedupRunRequest(full=True)).changed, "the same as a full recompute"
 
 
 def test_stale_claims_and_failed_shards_are_recomputed_by_the_job(
@@ -207,7 +207,7 @@ def test_stale_claims_and_failed_shards_are_recomputed_by_the_job(
     reset_settings()
 
     def fan_out(run_id: str, shards: int) -> None:
-        run_dir = service.index_path().parent / "runs" / run_id
+        run_dir = index_path().parent / "runs" / run_id
         # A worker that died after claiming shard 0, and one whose shard 1 failed.
         (run_dir / "claim-0").write_text("gone-host:1")
         (run_dir / "claim-1").write_text("other-host:2")
@@ -219,4 +219,4 @@ def test_stale_claims_and_failed_shards_are_recomputed_by_the_job(
     assert summary.shards == 7
     assert _remote_shards() == 0
     assert len(_groups()) == 8
-    assert not service.run_shard("run-1", 0), "a finished run has no shards left"
+    assert not run_shard("run-1", 0), "a finished run has no shards left"

@@ -26,8 +26,11 @@ from dataops.dedup import contact_sheet, service
 from dataops.dedup.errors import GroupNotFound, LeakSourceError, NoEmbeddings
 from dataops.dedup.grouping import DedupParams, ImageHashes, match
 from dataops.dedup.index import EmbeddingIndex
+from dataops.dedup.leaks import attribute_leaks, check_source
 from dataops.dedup.models import DupEdge, DupGroup, IndexState
-from dataops.dedup.schemas import DedupSummary
+from dataops.dedup.run import run_dedup
+from dataops.dedup.schemas import DedupRunRequest, DedupSummary
+from dataops.dedup.state import index_path
 from dataops.dedup.transforms import TRANSFORMS
 from dataops.events.models import Event
 from tests.support.api import bearer, create_user_token
@@ -64,7 +67,7 @@ def _ingest(*paths: Path) -> None:
 
 def _run(**options: object) -> DedupSummary:
     with session_scope() as s:
-        return service.run_dedup(s, actor="test", **options)  # type: ignore[arg-type]
+        return run_dedup(s, DedupRunRequest.model_validate(options), actor="test")
 
 
 def _by_name() -> dict[str, Image]:
@@ -325,7 +328,7 @@ def test_an_unchanged_catalog_changes_nothing(small_set: dict[str, Path]) -> Non
     assert first.new_groups == 3
     counts = _counts()
     groups = _groups()
-    mtime = service.index_path().stat().st_mtime_ns
+    mtime = index_path().stat().st_mtime_ns
 
     again = _run()
 
@@ -334,7 +337,7 @@ def test_an_unchanged_catalog_changes_nothing(small_set: dict[str, Path]) -> Non
     assert not again.rebuilt_index
     assert _counts() == counts
     assert _groups() == groups
-    assert service.index_path().stat().st_mtime_ns == mtime
+    assert index_path().stat().st_mtime_ns == mtime
 
 
 def test_incremental_runs_equal_a_full_recompute(small_set: dict[str, Path]) -> None:
@@ -478,6 +481,7 @@ def test_semantic_matches_join_groups_that_hashes_miss(tmp_path: Path) -> None:
 
 
 def test_leaks_by_attribute_and_by_manifest(small_set: dict[str, Path], tmp_path: Path) -> None:
+    from dataops.manifests.leaks import manifest_leaks
     from dataops.manifests.models import Manifest, ManifestRow
 
     csv = tmp_path / "splits.csv"
@@ -497,10 +501,10 @@ def test_leaks_by_attribute_and_by_manifest(small_set: dict[str, Path], tmp_path
     leaky = images["kodim01.png"].dup_group_id
 
     with session_scope() as s:
-        report = service.find_leaks(s, split_attr="split")
-        assert service.find_leaks(s, split_attr="site").leaks == []
+        report = attribute_leaks(s, "split")
+        assert attribute_leaks(s, "site").leaks == []
         with pytest.raises(LeakSourceError):
-            service.find_leaks(s)
+            check_source(None, None)
         content = "sha256:" + "ab" * 32
         s.add(
             Manifest(
@@ -525,7 +529,7 @@ def test_leaks_by_attribute_and_by_manifest(small_set: dict[str, Path], tmp_path
                 )
             )
         s.flush()
-        by_manifest = service.find_leaks(s, manifest="m1")
+        by_manifest = manifest_leaks(s, "m1")
 
     assert report.source == "attribute:split"
     assert report.groups_checked == 2

@@ -1,0 +1,192 @@
+"""A dedup run: load the catalog, query new images against the index, group, write.
+
+When the index agrees with the catalog (:mod:`dataops.dedup.state`) only images it has not
+seen are queried (:func:`~dataops.dedup.grouping.find_new_pairs`), in shards
+(:mod:`dataops.dedup.shards`); new pairs become ``DupEdge`` rows and update the groups
+(:mod:`dataops.dedup.regroup`), merging groups a new image bridges and never splitting one.
+Otherwise the index is rebuilt or every pair recomputed and the groups reconciled as
+``full`` does; either way the summary says so. The caller commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import Counter
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from dataops.config import get_settings
+from dataops.dedup.index import Pairs
+from dataops.dedup.models import PHASH, SEMANTIC
+from dataops.dedup.persist import sync_edges, write_groups
+from dataops.dedup.regroup import (
+    Outcome,
+    regroup_from_scratch,
+    regroup_incremental,
+    semantic_merge,
+    settle_old_groups,
+)
+from dataops.dedup.schemas import DedupRunRequest, DedupSummary
+from dataops.dedup.semantic import semantic_pairs, stored_semantic_pairs
+from dataops.dedup.service import dedup_params
+from dataops.dedup.shards import (
+    RUN_ID,
+    FanOut,
+    Progress,
+    gather,
+    shard_bounds,
+    shard_pairs,
+    write_run,
+)
+from dataops.dedup.state import (
+    INDEX_NAME,
+    begin_write,
+    index_path,
+    load_catalog,
+    lock_runs,
+    open_base,
+    read_state,
+    runs_dir,
+    save_state,
+)
+from dataops.errors import DataopsError
+from dataops.events import service as events
+
+log = logging.getLogger(__name__)
+
+
+def run_dedup(
+    session: Session,
+    request: DedupRunRequest | None = None,
+    *,
+    actor: str | None = None,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+    fan_out: FanOut | None = None,
+) -> DedupSummary:
+    """Find near-duplicates of new images (or all, with ``full``) and update the groups.
+
+    ``fan_out(run_id, shards)`` sends shard tasks to workers; without it (or for catalogs
+    under ``dedup.shard_min_images``) every shard runs here.
+    """
+    started = time.monotonic()
+    request = request or DedupRunRequest()
+    semantic, full = request.semantic, request.full
+    settings = get_settings().dedup
+    params = dedup_params(request.radius)
+
+    def report(done: int, total: int, message: str) -> None:
+        if progress:
+            progress(done, total, message)
+
+    lock_runs(session)
+    report(0, 4, "dedup: loading hashes")
+    cat = load_catalog(session)
+    state = read_state(session)
+    path = index_path()
+    base = open_base(state, cat, full, path)
+    if base.rebuilt:
+        log.warning("dedup index rebuilt: %s", base.reason)
+    new_ids = np.setdiff1d(cat.ids, base.index.ids)
+    bounds = shard_bounds(int(new_ids.size), settings.shard_size)
+    shards = len(bounds) - 1
+    sem = Pairs.empty(np.float32)
+    if semantic:
+        sem = semantic_pairs(session, cat, settings.semantic_threshold)
+    elif base.full:
+        sem = stored_semantic_pairs(session, cat)
+    distributed = (
+        fan_out is not None
+        and run_id is not None
+        and shards > 1
+        and len(cat.hashes) > settings.shard_min_images
+    )
+    remote = 0
+    index = base.index
+    if distributed:
+        assert fan_out is not None
+        assert run_id is not None
+        if not RUN_ID.match(run_id):
+            raise DataopsError(f"invalid dedup run id {run_id!r}")
+        if base.rebuilt and len(index):
+            index.save(path)
+        run_dir = runs_dir() / run_id
+        try:
+            write_run(run_dir, cat.hashes, new_ids, bounds, index, params)
+            parts, remote = gather(run_id, shards, fan_out, progress)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        index.add(new_ids, cat.hashes.phash[cat.hashes.positions(new_ids)])
+    else:
+        parts = []
+        for k in range(shards):
+            parts.append(shard_pairs(index, cat.hashes, new_ids, bounds, k, params))
+            report(k + 1, shards, "dedup: querying new images")
+    # Each pair belongs to the shard of its later image, so the shards' pairs are disjoint.
+    pairs = Pairs.concat(parts).canonical()
+    report(3, 4, "dedup: grouping")
+
+    from_scratch = base.full or not cat.reps
+    if from_scratch:
+        out = regroup_from_scratch(cat, pairs, params)
+    elif len(pairs):
+        out = regroup_incremental(cat, pairs, params)
+    else:
+        out = Outcome(labels=cat.group_of.copy(), reps=dict(cat.reps))
+    semantic_merge(cat, out, sem)
+    if from_scratch:
+        settle_old_groups(cat, out)
+
+    begin_write(session, state)
+    edges_added, dropped = sync_edges(session, pairs, PHASH, pairs.dist, reconcile=base.full)
+    if semantic:
+        sem_distance = 1.0 - sem.dist.astype(np.float64)
+        more, gone = sync_edges(session, sem, SEMANTIC, sem_distance, reconcile=base.full)
+        edges_added += more
+        dropped += gone
+    written = write_groups(session, cat, out, params, base.full)
+    state_changed = save_state(
+        session, index, state, path, rewrite=base.rebuilt or not path.exists()
+    )
+    labels = out.labels
+    groups_after = int(np.unique(labels[labels >= 0]).shape[0])
+    sizes = Counter(int(g) for g in labels[labels >= 0])
+    oversize = [
+        [out.reps[g], size] for g, size in sorted(sizes.items()) if size > params.max_group_size
+    ]
+    changed = bool(edges_added or dropped or written.changed or state_changed)
+    summary = DedupSummary(
+        images=len(cat.hashes),
+        new_images=int(new_ids.size),
+        pairs=len(pairs),
+        edges_added=edges_added,
+        groups=groups_after,
+        new_groups=written.new_groups,
+        merged=written.merged,
+        split_reported=out.split_reported,
+        oversize_groups=oversize,
+        split_groups=sorted(out.split_groups),
+        semantic_pairs=len(sem),
+        full=base.full,
+        rebuilt_index=base.rebuilt,
+        rebuild_reason=base.reason,
+        shards=shards if new_ids.size else 0,
+        gpu=index.uses_gpu,
+        changed=changed,
+        seconds=0.0,
+    )
+    if changed or base.rebuilt:
+        details = summary.model_dump(exclude={"seconds"})
+        details.update(
+            merges=[[t, g] for g, t in sorted(out.merged_into.items())],
+            refused_bridges=[list(r) for r in out.refused],
+            stale_edges_removed=dropped,
+            shards_remote=remote,
+        )
+        events.record(session, "dedup.run", "dedup", INDEX_NAME, actor=actor, details=details)
+    session.flush()
+    summary.seconds = round(time.monotonic() - started, 3)
+    return summary
