@@ -3,8 +3,8 @@ column types live in `dataops.database.base`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from dataops.errors import DataopsError
 __all__ = [
     "REQUEST_SESSIONS",
     "CatalogNotFound",
+    "Transaction",
     "catalog_not_found",
     "dispose_engines",
     "get_engine",
@@ -29,6 +30,10 @@ __all__ = [
     "utcnow",
     "where_configured",
 ]
+
+# A factory of units of work, each committing when its block ends: `session_scope`, or a job's
+# `JobContext.session`. Multi-step work that commits as it goes takes one as ``transaction``.
+Transaction = Callable[[], AbstractContextManager[Session]]
 
 _engines: dict[str, Engine] = {}
 

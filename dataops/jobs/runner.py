@@ -4,12 +4,13 @@ The contract of a job handler (``HANDLERS`` in `dataops.jobs.registry`; one ``jo
 domain): it takes a `JobContext` and returns the job's result (a JSON-able dict). The
 handler owns its transactions, and only it does: each unit of work is one
 ``with ctx.session() as session:`` block, which commits when the block ends and rolls back
-on an error. The services it calls take that session, flush, and never commit. A handler
-whose work must not be done twice records its counters (`JobContext.count`) and its result
-(`JobContext.finish`) inside the transaction of that work, so a worker dying after the
-commit leaves a finished job rather than work a retry would redo. Handlers report progress
-with `JobContext.progress` (its own short transaction) and stop where a race test needs
-them with `pause_point(name)`.
+on an error. The services it calls take that session, flush, and never commit; multi-step
+work that commits page by page takes ``transaction=ctx.session`` (a `dataops.db.Transaction`)
+and opens one unit of work per page. A handler whose work must not be done twice records
+its counters (`JobContext.count`) and its result (`JobContext.finish`) inside the
+transaction of that work, so a worker dying after the commit leaves a finished job rather
+than work a retry would redo. Handlers report progress with `JobContext.progress` (its own
+short transaction) and stop where a race test needs them with `pause_point(name)`.
 
 Jobs are started only through `dataops.jobs.dispatch` (`start`, `submit`).
 """
