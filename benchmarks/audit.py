@@ -36,7 +36,7 @@ def _peak_rss_mib() -> float:
 
 
 def _ratings(n_items: int, seed: int) -> Any:
-    from dataops.audits.metrics import Ratings
+    from dataops.audits.ratings import Ratings
 
     rng = np.random.default_rng(seed)
     n_classes, n_annotators, right = 10, 3, 0.893
@@ -90,7 +90,7 @@ def _boxes(n_images: int, seed: int) -> Any:
 
 
 def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
-    from dataops.audits import boxes, metrics
+    from dataops.audits import agreement, boxes, gold
 
     started = time.perf_counter()
     import scipy.optimize
@@ -109,7 +109,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
         ratings = _ratings(args.items, args.seed)
         start = time.perf_counter()
         if case == "summary":
-            out = metrics.agreement_summary(ratings, n_resamples=args.resamples, seed=args.seed)
+            out = agreement.agreement_summary(ratings, n_resamples=args.resamples, seed=args.seed)
             seconds = time.perf_counter() - start
             ci = out["ci"]["krippendorff_alpha"]
             result = (
@@ -121,10 +121,10 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
                 f"{args.resamples:,}-resample bootstrap"
             )
         else:
-            metrics.pairwise_kappa(ratings)
-            metrics.per_annotator_agreement(ratings)
-            metrics.per_class_agreement(ratings)
-            votes = metrics.majority_vote(ratings)
+            agreement.pairwise_kappa(ratings)
+            agreement.per_annotator_agreement(ratings)
+            agreement.per_class_agreement(ratings)
+            votes = gold.majority_vote(ratings)
             seconds = time.perf_counter() - start
             tied = sum(v.tied for v in votes.values())
             result = f"{tied:,} tied items"

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dataops.audits.metrics import canonical_order, group_pairs
+from dataops.audits.ratings import canonical_order, group_pairs
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]

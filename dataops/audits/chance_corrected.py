@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -34,18 +34,6 @@ class ChanceCorrected:
     standard_error: float | None
     ci: tuple[float, float] | None
     confidence: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "value": self.value,
-            "n_items": self.n_items,
-            "n_items_paired": self.n_items_paired,
-            "percent_agreement": self.percent_agreement,
-            "chance_agreement": self.chance_agreement,
-            "standard_error": self.standard_error,
-            "ci": list(self.ci) if self.ci else None,
-            "confidence": self.confidence,
-        }
 
 
 def _finite(value: float) -> float | None:

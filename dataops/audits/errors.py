@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataops.errors import Conflict, DataopsError, NotFound
 
 
+def literal(text: str) -> str:
+    """Text kept as it is inside an error message template (braces escaped)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 class AuditNotFound(NotFound):
-    pass
-
-
-class BatchNotFound(NotFound):
     pass
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dataops.audits.errors import AuditInputError
+from dataops.audits.errors import AuditInputError, literal
 
 RELABEL_FAILED, RELABEL_ALL, RELEASE = "relabel_failed", "relabel_all", "release"
 ON_REJECT = (RELABEL_FAILED, RELABEL_ALL, RELEASE)
@@ -66,19 +66,26 @@ def check(
 ) -> Policy:
     """A valid policy, or an error naming the field and the values it accepts."""
     if on_reject not in ON_REJECT:
-        raise AuditInputError(f"on_reject must be one of {', '.join(ON_REJECT)}, got {on_reject!r}")
+        raise AuditInputError(
+            f"{{on_reject}} must be one of {', '.join(ON_REJECT)}, got {literal(repr(on_reject))}",
+            fields=("on_reject",),
+        )
     if not 2 <= relabel_answers <= MAX_RELABEL_ANSWERS:
         raise AuditInputError(
-            f"relabel_answers must be between 2 and {MAX_RELABEL_ANSWERS}, got {relabel_answers}"
+            f"{{relabel_answers}} must be between 2 and {MAX_RELABEL_ANSWERS}, "
+            f"got {relabel_answers}",
+            fields=("relabel_answers",),
         )
     if not relabel_answers // 2 < relabel_agree <= relabel_answers:
         raise AuditInputError(
-            f"relabel_agree must be a majority of relabel_answers ({relabel_answers // 2 + 1} "
-            f"to {relabel_answers}), got {relabel_agree}"
+            f"{{relabel_agree}} must be a majority of {{relabel_answers}} "
+            f"({relabel_answers // 2 + 1} to {relabel_answers}), got {relabel_agree}",
+            fields=("relabel_agree", "relabel_answers"),
         )
     if not 0 <= relabel_rounds <= MAX_RELABEL_ROUNDS:
         raise AuditInputError(
-            f"relabel_rounds must be between 0 and {MAX_RELABEL_ROUNDS}, got {relabel_rounds}"
+            f"{{relabel_rounds}} must be between 0 and {MAX_RELABEL_ROUNDS}, got {relabel_rounds}",
+            fields=("relabel_rounds",),
         )
     return Policy(on_reject, relabel_answers, relabel_agree, relabel_rounds)
 

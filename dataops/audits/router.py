@@ -9,21 +9,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from dataops.api.deps import SessionDep, actor, require_roles
 from dataops.api.errors import error_responses
 from dataops.audits import service
 from dataops.audits.errors import AuditNotFound
-from dataops.audits.schemas import AuditDetail, AuditOut
+from dataops.audits.schemas import MAX_ID, AuditDetail, AuditOut, AuditRequest
 from dataops.auth.models import User
 from dataops.jobs.router import JobAccepted, accept_job
 
 router = APIRouter(prefix="/v1", tags=["audits"])
 
-_MAX_ID = 2**31 - 1
-
-AuditId = Annotated[int, Path(ge=1, le=_MAX_ID, description="The audit id.")]
+AuditId = Annotated[int, Path(ge=1, le=MAX_ID, description="The audit id.")]
 Readers = Annotated[User, Depends(require_roles("labeling_ops", "auditor", "scientist"))]
 Runners = Annotated[User, Depends(require_roles("labeling_ops"))]
 
@@ -44,22 +41,6 @@ _AUDIT = {
 }
 
 
-class AuditRequest(BaseModel):
-    """Which batch to audit and the pass rate it needs to be accepted."""
-
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"batch_id": 5, "gate": 0.95}]}
-    )
-
-    batch_id: int = Field(ge=1, le=_MAX_ID, description="The batch to audit.")
-    gate: float = Field(
-        default=service.DEFAULT_GATE,
-        ge=0.0,
-        le=1.0,
-        description="Accept the batch when its pass rate is at least this.",
-    )
-
-
 @router.get(
     "/audits",
     response_model=list[AuditOut],
@@ -74,7 +55,7 @@ def list_audits(
     session: SessionDep,
     _user: Readers,
     batch: Annotated[
-        int | None, Query(ge=1, le=_MAX_ID, description="Only audits of this batch.")
+        int | None, Query(ge=1, le=MAX_ID, description="Only audits of this batch.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
 ) -> list[AuditOut]:
@@ -152,12 +133,5 @@ def create_audit(
     request: AuditRequest,
 ) -> JobAccepted:
     service.check_auditable(session, request.batch_id)
-    params = {
-        "batch_id": request.batch_id,
-        "gate": request.gate,
-        "seed": 0,
-        "resamples": service.DEFAULT_RESAMPLES,
-        "gold_threshold": service.GOLD_THRESHOLD,
-        "task": None,
-    }
+    params = request.model_dump(mode="json")
     return accept_job(session, background, "audit", params, actor=actor(user))

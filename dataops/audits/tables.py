@@ -1,6 +1,6 @@
 """Agreement and gold tables of an audit: the numbers its report shows, per batch, annotator,
 class and vendor. Agreement is computed on the overlap items' answers, gold accuracy on the
-gold items' (see ``dataops.audits.service``)."""
+gold items' (see ``dataops.audits.run``)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def empty_summary() -> dict[str, Any]:
 def classification_agreement(
     items: Sequence[Item], decisions: Sequence[Decision], *, resamples: int, seed: int
 ) -> Agreement:
-    from dataops.audits import metrics
+    from dataops.audits import agreement
+    from dataops.audits.ratings import Ratings
     from dataops.audits.report import heatmap_from_confusion, heatmap_from_pairwise
 
     records = [
@@ -62,21 +63,21 @@ def classification_agreement(
     ]
     confusion = None
     if referenced:
-        matrix = metrics.confusion_vs_reference(metrics.Ratings.from_records(referenced), reference)
+        matrix = agreement.confusion_vs_reference(Ratings.from_records(referenced), reference)
         confusion = heatmap_from_confusion(
             matrix, "Reference vs given label", "reference (gold, adjudicated or majority)", "given"
         )
     if not records:
         return Agreement(empty_summary(), {}, [], None, confusion)
-    ratings = metrics.Ratings.from_records(records)
-    summary = metrics.agreement_summary(ratings, n_resamples=resamples, seed=seed)
+    ratings = Ratings.from_records(records)
+    summary = agreement.agreement_summary(ratings, n_resamples=resamples, seed=seed)
     per_annotator = {
         str(row["annotator"]): {
             "n_shared_items": row["n_shared_items"],
             "agreement": row["agreement"],
             "mean_kappa": row["mean_kappa"],
         }
-        for row in metrics.per_annotator_agreement(ratings)
+        for row in agreement.per_annotator_agreement(ratings)
     }
     classes: list[ClassRow] = [
         {
@@ -85,12 +86,12 @@ def classification_agreement(
             "specific_agreement": row["specific_agreement"],
             "alpha": row["alpha"],
         }
-        for row in metrics.per_class_agreement(ratings)
+        for row in agreement.per_class_agreement(ratings)
     ]
     pairs = []
     for i, a in enumerate(ratings.annotators):
         for b in ratings.annotators[i + 1 :]:
-            pair = metrics.confusion_matrix(ratings, a, b)
+            pair = agreement.confusion_matrix(ratings, a, b)
             if pair.matrix.sum():
                 pairs.append(
                     {
@@ -104,7 +105,7 @@ def classification_agreement(
         summary,
         per_annotator,
         classes,
-        heatmap_from_pairwise(metrics.pairwise_kappa(ratings)),
+        heatmap_from_pairwise(agreement.pairwise_kappa(ratings)),
         confusion,
         {"confusion_pairs": pairs},
     )
@@ -163,7 +164,8 @@ def detection_agreement(items: Sequence[Item]) -> Agreement:
 
 def gold_scores(items: Sequence[Item], same: Same, threshold: float) -> dict[str, dict[str, Any]]:
     """Per annotator gold accuracy with a Wilson interval; answers are scored match / miss."""
-    from dataops.audits.metrics import Ratings, gold_accuracy
+    from dataops.audits.gold import gold_accuracy
+    from dataops.audits.ratings import Ratings
 
     records: list[tuple[Hashable, Hashable, Hashable]] = []
     for item in items:

@@ -72,13 +72,15 @@ def agreement(
     csv_path: Path = typer.Option(
         ..., "--csv", help="Ratings in long form: columns item, annotator, label."
     ),
-    level: str = typer.Option(
-        "nominal", "--level", help="nominal, ordinal or interval (the distance for alpha)."
+    level: str | None = typer.Option(
+        None,
+        "--level",
+        help="nominal, ordinal or interval (the distance for alpha; default nominal).",
     ),
-    bootstrap: int = typer.Option(
-        0, "--bootstrap", help="Resamples for 95% confidence intervals (0: none)."
+    bootstrap: int | None = typer.Option(
+        None, "--bootstrap", help="Resamples for 95% confidence intervals (default 0: none)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the bootstrap (default 0)."),
     categories: str | None = typer.Option(
         None, "--categories", help="Order of ordinal text labels, comma-separated: low,mid,high."
     ),
@@ -91,17 +93,18 @@ def agreement(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Percent agreement, Cohen's kappa (2 annotators), Fleiss' kappa, Gwet's AC1, alpha."""
+    from dataops.audits.schemas import AgreementRequest, parse
     from dataops.audits.service import agreement_from_csv
 
-    order = [c.strip() for c in categories.split(",")] if categories else None
-    summary = agreement_from_csv(
-        csv_path,
-        level=level,
-        resamples=bootstrap,
-        seed=seed,
-        categories=order,
-        weights=weights,
-    )
+    given = {
+        "level": level,
+        "resamples": bootstrap,
+        "seed": seed,
+        "categories": [c.strip() for c in categories.split(",")] if categories else None,
+        "weights": weights,
+    }
+    request = parse(AgreementRequest, {k: v for k, v in given.items() if v is not None})
+    summary = agreement_from_csv(csv_path, request)
     emit(
         summary,
         as_json,
@@ -114,11 +117,17 @@ def agreement(
 @app.command("run")
 def run(
     batch_id: int = typer.Argument(..., help="The batch to audit."),
-    gate: float = typer.Option(0.95, "--gate", help="Accept when the pass rate is at least this."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples for confidence intervals."),
-    gold_threshold: float = typer.Option(
-        0.9, "--gold-threshold", help="Gold accuracy an annotator needs to be flagged as passing."
+    gate: float | None = typer.Option(
+        None, "--gate", help="Accept when the pass rate is at least this (default 0.95)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the bootstrap (default 0)."),
+    bootstrap: int | None = typer.Option(
+        None, "--bootstrap", help="Resamples for confidence intervals (default 1000)."
+    ),
+    gold_threshold: float | None = typer.Option(
+        None,
+        "--gold-threshold",
+        help="Gold accuracy an annotator needs to be flagged as passing (default 0.9).",
     ),
     task: str | None = typer.Option(
         None, "--task", help="Labeling task, when a batch has several."
@@ -131,14 +140,12 @@ def run(
     Disputed items (ties, gold misses) become a new relabel batch for the same queue; a
     rejected batch follows its queue's on-reject policy (see the README).
     """
+    from dataops.audits.schemas import AuditRequest, parse
     from dataops.audits.service import check_auditable
     from dataops.db import session_scope
     from dataops.migrate import ensure_ready
 
-    ensure_ready()
-    with session_scope() as session:
-        check_auditable(session, batch_id)  # fail fast, before a job is recorded
-    params = {
+    given = {
         "batch_id": batch_id,
         "gate": gate,
         "seed": seed,
@@ -146,6 +153,11 @@ def run(
         "gold_threshold": gold_threshold,
         "task": task,
     }
+    request = parse(AuditRequest, {k: v for k, v in given.items() if v is not None})
+    ensure_ready()
+    with session_scope() as session:
+        check_auditable(session, batch_id)  # fail fast, before a job is recorded
+    params = request.model_dump(mode="json")
     job = run_job("audit", params, description=f"audit batch {batch_id}", wait=wait)
     data = {"job_id": job.id, **(job.result or {"status": job.status})}
 

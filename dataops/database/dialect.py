@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, Select, text
+from sqlalchemy import DateTime, Engine, Select, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -47,6 +47,20 @@ def advisory_xact_lock(session: Session, key: int) -> None:
     lock; SQLite: nothing to do, its single writer already serialises writes."""
     if is_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def reserve_id(session: Session, table: Any) -> int:
+    """The id the next row of ``table`` will get, taken before the insert (for rows that must
+    name their own id, e.g. in file names, and cannot be updated afterwards). PostgreSQL: the
+    serial's next value; SQLite: max + 1, safe once the caller has written in its transaction
+    (it then holds the database's only write lock)."""
+    if is_sqlite(session):
+        return int(session.scalar(select(func.max(table.c.id))) or 0) + 1
+    return int(
+        session.scalar(
+            text("SELECT nextval(pg_get_serial_sequence(:table, 'id'))"), {"table": table.name}
+        )
+    )
 
 
 def as_utc(value: datetime) -> datetime:

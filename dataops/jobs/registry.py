@@ -17,7 +17,7 @@ HANDLERS: dict[str, str] = {
     "ingest": "dataops.catalog.jobs:run_ingest_job",
     "score": "dataops.scoring.service:run_score_job",
     "select": "dataops.selection.service:run_select_job",
-    "audit": "dataops.audits.service:run_audit_job",
+    "audit": "dataops.audits.jobs:run_audit_job",
     "sync": "dataops.labelstudio.jobs:run_sync_job",
     "manifest": "dataops.manifests.service:run_manifest_job",
     "dedup": "dataops.dedup.service:run_dedup_job",

@@ -154,7 +154,7 @@ def test_unknown_weights_is_one_clear_line(k2011: Path) -> None:
     args = ("audit", "agreement", "--csv", str(k2011), "--level", "ordinal", "--weights", "cubic")
     proc = run_cli(*args, check=False, env=WIDE)
     assert proc.returncode == 2
-    assert "--weights must be linear or quadratic" in proc.stderr
+    assert "--weights must be 'linear' or 'quadratic'" in proc.stderr
 
 
 def test_missing_csv_is_one_clear_line(tmp_path: Path) -> None:

@@ -14,10 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dataops.audits import service
+from dataops.audits.agreement import agreement_summary
 from dataops.audits.boxes import BoxAnnotations, box_agreement
 from dataops.audits.errors import BatchClosed, NothingToAudit
-from dataops.audits.metrics import Ratings, agreement_summary
 from dataops.audits.models import Audit
+from dataops.audits.ratings import Ratings
+from dataops.audits.run import run_audit
+from dataops.audits.schemas import AuditRequest
 from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
@@ -220,8 +223,10 @@ def _overlap_ratings(ids: list[int]) -> Ratings:
 def test_metrics_equal_the_pure_core_and_pass_rate_is_hand_computed(images: list[int]) -> None:
     built = _classification_batch(images)
     with session_scope() as s:
-        audit = service.run_audit(
-            s, built.batch_id, gate=0.6, actor="auditor", seed=3, resamples=RESAMPLES
+        audit = run_audit(
+            s,
+            AuditRequest(batch_id=built.batch_id, gate=0.6, seed=3, resamples=RESAMPLES),
+            actor="auditor",
         )
         audit_id = audit.id
     with session_scope() as s:
@@ -289,7 +294,9 @@ def test_accept_marks_winners_and_moves_disputes_to_a_relabel_batch(images: list
     built = _classification_batch(images)
     ids = built.image_ids
     with session_scope() as s:
-        audit = service.run_audit(s, built.batch_id, gate=0.6, actor="auditor", resamples=0)
+        audit = run_audit(
+            s, AuditRequest(batch_id=built.batch_id, gate=0.6, resamples=0), actor="auditor"
+        )
         relabel_id = audit.relabel_batch_id
         audit_id = audit.id
     assert relabel_id is not None
@@ -348,7 +355,7 @@ def test_reject_below_the_gate_relabels_failures_and_releases_the_rest(
 ) -> None:
     built = _classification_batch(images)
     with session_scope() as s:
-        audit = service.run_audit(s, built.batch_id, actor="auditor", resamples=0)
+        audit = run_audit(s, AuditRequest(batch_id=built.batch_id, resamples=0), actor="auditor")
         assert (audit.decision, audit.gate) == ("rejected", 0.95)
         assert audit.relabel_batch_id is not None
     with session_scope() as s:
@@ -363,19 +370,22 @@ def test_reject_below_the_gate_relabels_failures_and_releases_the_rest(
         ids = built.image_ids
         assert claimed == {ids[i]: audit.relabel_batch_id for i in (2, 3, 7)}
         with pytest.raises(BatchClosed, match="already rejected by audit"):
-            service.run_audit(s, built.batch_id)
+            run_audit(s, AuditRequest(batch_id=built.batch_id))
 
 
 def test_gate_boundary_is_inclusive(images: list[int]) -> None:
     built = _classification_batch(images)
     with session_scope() as s:
-        assert service.run_audit(s, built.batch_id, gate=0.625, resamples=0).decision == "accepted"
+        assert (
+            run_audit(s, AuditRequest(batch_id=built.batch_id, gate=0.625, resamples=0)).decision
+            == "accepted"
+        )
 
 
 def test_audit_rows_are_immutable(images: list[int]) -> None:
     built = _classification_batch(images)
     with session_scope() as s:
-        audit_id = service.run_audit(s, built.batch_id, resamples=0).id
+        audit_id = run_audit(s, AuditRequest(batch_id=built.batch_id, resamples=0)).id
     with pytest.raises(IntegrityError, match="append-only"), session_scope() as s:
         s.execute(update(Audit).where(Audit.id == audit_id).values(decision="accepted"))
     with pytest.raises(IntegrityError, match="append-only"), session_scope() as s:
@@ -389,7 +399,7 @@ def test_report_files_hold_the_decision_and_disputed_thumbnails(
 ) -> None:
     built = _classification_batch(images)
     with session_scope() as s:
-        audit = service.run_audit(s, built.batch_id, gate=0.6, resamples=0)
+        audit = run_audit(s, AuditRequest(batch_id=built.batch_id, gate=0.6, resamples=0))
         audit_id = audit.id
         assert audit.report_html_key == f"audits/{audit_id}/report.html"
         assert audit.report_json_key == f"audits/{audit_id}/report.json"
@@ -436,7 +446,7 @@ def test_a_batch_without_overlap_or_gold_cannot_be_audited(images: list[int]) ->
         pytest.raises(NothingToAudit, match="no item answered by two annotators"),
         session_scope() as s,
     ):
-        service.run_audit(s, batch_id)
+        run_audit(s, AuditRequest(batch_id=batch_id))
     with session_scope() as s:
         batch = s.get(Batch, batch_id)
         assert batch is not None
@@ -466,7 +476,7 @@ def test_detection_batch_uses_box_agreement(images: list[int]) -> None:
             b.item(ids[i], i, overlap=True)
             for name, boxes in per.items():
                 b.label(ids[i], name, {"boxes": boxes})
-        audit = service.run_audit(s, batch.id, gate=0.7, resamples=0)
+        audit = run_audit(s, AuditRequest(batch_id=batch.id, gate=0.7, resamples=0))
         metrics = audit.metrics
         relabel_id = audit.relabel_batch_id
     assert audit.pass_rate == pytest.approx(3 / 4)

@@ -17,6 +17,8 @@ from sqlalchemy import select
 
 from dataops.audits import service as audits
 from dataops.audits.errors import AuditInputError
+from dataops.audits.run import run_audit
+from dataops.audits.schemas import AuditRequest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
 from dataops.labeling import service as labeling
@@ -133,7 +135,9 @@ def _answer(world: World, batch_id: int, answers: dict[int, dict[str, str]]) -> 
 
 def _audit(batch_id: int, gate: float = 0.95) -> dict[str, Any]:
     with session_scope() as s:
-        audit = audits.run_audit(s, batch_id, gate=gate, actor="auditor", resamples=0)
+        audit = run_audit(
+            s, AuditRequest(batch_id=batch_id, gate=gate, resamples=0), actor="auditor"
+        )
         return {
             "id": audit.id,
             "decision": audit.decision,

@@ -336,8 +336,8 @@ def test_contact_sheets_and_audit_reports_show_no_changed_bytes(
 ) -> None:
     from dataops.audits.report import thumbnail
     from dataops.catalog.errors import ImageChanged
-    from dataops.catalog.verify import read_verified
     from dataops.catalog.models import Image
+    from dataops.catalog.verify import read_verified
     from dataops.db import session_scope
     from dataops.dedup import contact_sheet
     from dataops.storage import get_store

@@ -14,27 +14,23 @@ from hypothesis import strategies as st
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-from dataops.audits.metrics import (
-    Ratings,
+from dataops.audits.agreement import (
     agreement_summary,
-    bootstrap_ci,
     cohen_kappa,
     confusion_matrix,
     confusion_vs_reference,
     fleiss_kappa,
-    gold_accuracy,
-    group_pairs,
     gwet_ac1,
     krippendorff_alpha,
-    majority_vote,
     pairwise_kappa,
     per_annotator_agreement,
     per_class_agreement,
     percent_agreement,
-    read_ratings_csv,
-    resampled_statistics,
     weighted_kappa,
 )
+from dataops.audits.gold import gold_accuracy, majority_vote
+from dataops.audits.intervals import bootstrap_ci, resampled_statistics
+from dataops.audits.ratings import Ratings, group_pairs, read_ratings_csv
 
 # Fleiss (1971), as worked through on Wikipedia's "Fleiss' kappa" page: 10 subjects,
 # 14 raters each, 5 categories; P-bar = 0.378, P-e = 0.213, kappa = 0.210.

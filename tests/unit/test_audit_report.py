@@ -14,22 +14,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataops.audits.metrics import (
-    Ratings,
+from dataops.audits.agreement import (
     agreement_summary,
     confusion_matrix,
     pairwise_kappa,
     per_annotator_agreement,
     per_class_agreement,
 )
+from dataops.audits.ratings import Ratings
 from dataops.audits.report import (
     AuditReport,
     GateResult,
     heatmap_from_confusion,
     heatmap_from_pairwise,
-    render_heatmap_png,
-    render_html,
 )
+from dataops.audits.report_html import render_heatmap_png, render_html
 
 EVIL = "<script>alert('x')</script>"
 
