@@ -20,7 +20,7 @@ HANDLERS: dict[str, str] = {
     "audit": "dataops.audits.jobs:run_audit_job",
     "sync": "dataops.labelstudio.jobs:run_sync_job",
     "manifest": "dataops.manifests.service:run_manifest_job",
-    "dedup": "dataops.dedup.service:run_dedup_job",
+    "dedup": "dataops.dedup.jobs:run_dedup_job",
 }
 
 QUEUES: dict[str, str] = {
