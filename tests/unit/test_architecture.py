@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # only if all its modules are in one of these sets.
 ALLOWED_CYCLES: list[set[str]] = [
     {"dataops.audits.report", "dataops.audits.report_html"},
-    {"dataops.dedup.service", "dataops.manifests.service"},
     {"dataops.manifests.body", "dataops.manifests.files"},
 ]
 
