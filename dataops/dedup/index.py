@@ -26,10 +26,16 @@ from typing import Any
 import numpy as np
 
 from dataops.catalog.hashing import to_codes
+from dataops.dedup.range_search import (
+    DEFAULT_CHUNK,
+    HASH_BITS,
+    bucketed_search,
+    gpu_available,
+    hit_rows,
+    range_via_knn,
+)
 
-HASH_BITS = 64
 CODE_BYTES = HASH_BITS // 8
-DEFAULT_CHUNK = 1 << 15
 _GPU_K = 256
 _SIDECAR_VERSION = 1
 
@@ -159,180 +165,6 @@ def _load_arrays(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     return ids, rows
 
 
-def _hit_rows(lims: np.ndarray) -> np.ndarray:
-    """Query row of each range-search hit, from faiss's (nq + 1) offsets."""
-    counts = np.diff(lims.astype(np.int64))
-    return np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts)
-
-
-def gpu_available() -> bool:
-    """True when this faiss build has CUDA support and sees a GPU."""
-    import faiss
-
-    return hasattr(faiss, "GpuIndexBinaryFlat") and faiss.get_num_gpus() > 0
-
-
-def _range_via_knn(
-    knn_index: Any, exact_index: Any, queries: np.ndarray, radius: int, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Range search built from k-NN (GPU indexes have no range search).
-
-    A query whose k-th neighbour is still inside the radius may have more neighbours than k;
-    only those queries are re-run with the exact CPU range search.
-    """
-    k = min(k, int(knn_index.ntotal))
-    dist, labels = knn_index.search(queries, k)
-    inside = (dist <= radius) & (labels >= 0)
-    saturated = inside[:, -1]
-    rows, cols = np.nonzero(inside & ~saturated[:, None])
-    q_parts = [rows.astype(np.int64)]
-    l_parts = [labels[rows, cols].astype(np.int64)]
-    d_parts = [dist[rows, cols].astype(np.int32)]
-    redo = np.flatnonzero(saturated)
-    if redo.size:
-        lims, d2, l2 = exact_index.range_search(queries[redo], radius + 1)
-        q_parts.append(redo[_hit_rows(lims)].astype(np.int64))
-        l_parts.append(l2.astype(np.int64))
-        d_parts.append(d2.astype(np.int32))
-    return np.concatenate(q_parts), np.concatenate(l_parts), np.concatenate(d_parts)
-
-
-# Below this many query × indexed comparisons one flat pass is cheaper than bucketing.
-_FLAT_WORK = 1 << 28
-# Bucketing is used only when its estimated cost is at most this share of the flat pass's.
-_BUCKET_SHARE = 0.8
-# What faiss spends on each query of a range search besides comparing, in comparisons:
-# a bucketed search runs every query once per block, which makes it lose below ~200k codes.
-_QUERY_OVERHEAD = 5000
-_MIN_CHUNK = 1024
-_MIN_BLOCKS = 4
-
-
-def _blocks(radius: int) -> list[tuple[int, int]]:
-    """(shift, width) of disjoint bit blocks covering the 64-bit code.
-
-    More than ``radius`` blocks, so codes within ``radius`` agree on one; at least four,
-    so a block's buckets fit a bincount.
-    """
-    count = max(radius + 1, _MIN_BLOCKS)
-    if count > HASH_BITS:
-        return []
-    base, extra = divmod(HASH_BITS, count)
-    widths = [base + 1] * extra + [base] * (count - extra)
-    shifts = np.cumsum([0, *widths[:-1]]).tolist()
-    return list(zip(shifts, widths, strict=True))
-
-
-def _block_keys(words: np.ndarray, shift: int, width: int) -> np.ndarray:
-    mask = np.uint64((1 << width) - 1)
-    return ((words >> np.uint64(shift)) & mask).astype(np.intp)
-
-
-def _flat_search(
-    queries: np.ndarray,
-    q_pos: np.ndarray,
-    base: np.ndarray,
-    b_pos: np.ndarray,
-    radius: int,
-    earlier: bool,
-    chunk: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(query row, base row, distance) of hits at Hamming ≤ radius, by one flat search.
-
-    With ``earlier``, only base rows positioned before their query count (``q_pos`` and
-    ``b_pos`` ascending): each chunk of queries searches only the prefix of the base that can
-    hold partners, which halves the work of an all-pairs pass.
-    """
-    import faiss
-
-    rows_out: list[np.ndarray] = []
-    cols_out: list[np.ndarray] = []
-    dist_out: list[np.ndarray] = []
-    full: Any = None
-    for start in range(0, queries.shape[0], chunk):
-        stop = min(start + chunk, queries.shape[0])
-        limit = int(np.searchsorted(b_pos, q_pos[stop - 1])) if earlier else base.shape[0]
-        if limit == 0:
-            continue
-        if limit == base.shape[0] and full is not None:
-            index = full
-        else:
-            index = faiss.IndexBinaryFlat(HASH_BITS)
-            index.add(base[:limit])
-            if limit == base.shape[0]:
-                full = index
-        # faiss keeps binary range-search hits strictly below the radius.
-        lims, dist, labels = index.range_search(queries[start:stop], radius + 1)
-        rows = start + _hit_rows(lims)
-        cols = labels.astype(np.int64)
-        if earlier:
-            keep = b_pos[cols] < q_pos[rows]
-            rows, cols, dist = rows[keep], cols[keep], dist[keep]
-        rows_out.append(rows)
-        cols_out.append(cols)
-        dist_out.append(dist.astype(np.int32))
-    if not rows_out:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
-    return np.concatenate(rows_out), np.concatenate(cols_out), np.concatenate(dist_out)
-
-
-def _bucketed_search(
-    queries: np.ndarray,
-    q_pos: np.ndarray,
-    base: np.ndarray,
-    b_pos: np.ndarray,
-    radius: int,
-    *,
-    earlier: bool,
-    chunk: int = DEFAULT_CHUNK,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_flat_search`, restricted to the pigeonhole buckets when that saves work.
-
-    Each hit is found once per block the two codes agree on, so hits are de-duplicated.
-    """
-    nq, nb = queries.shape[0], base.shape[0]
-    blocks = _blocks(radius)
-    if nq == 0 or nb == 0 or not blocks or nq * nb <= _FLAT_WORK:
-        return _flat_search(queries, q_pos, base, b_pos, radius, earlier, chunk)
-    q_words = queries.view(np.uint64).reshape(-1)
-    b_words = base.view(np.uint64).reshape(-1)
-    keys = [
-        (_block_keys(q_words, shift, width), _block_keys(b_words, shift, width), width)
-        for shift, width in blocks
-    ]
-    counts = [
-        (np.bincount(qk, minlength=1 << w), np.bincount(bk, minlength=1 << w)) for qk, bk, w in keys
-    ]
-    share = 0.5 if earlier else 1.0
-    work = share * sum(float(np.dot(qc.astype(np.float64), bc)) for qc, bc in counts)
-    work += _QUERY_OVERHEAD * nq * len(blocks)
-    if work > _BUCKET_SHARE * share * nq * nb:
-        return _flat_search(queries, q_pos, base, b_pos, radius, earlier, chunk)
-    rows_out: list[np.ndarray] = []
-    cols_out: list[np.ndarray] = []
-    dist_out: list[np.ndarray] = []
-    for (qk, bk, _), (qc, bc) in zip(keys, counts, strict=True):
-        # Stable sorts keep positions ascending inside each bucket.
-        q_order = np.argsort(qk, kind="stable")
-        b_order = np.argsort(bk, kind="stable")
-        q_end, b_end = np.cumsum(qc), np.cumsum(bc)
-        for value in np.flatnonzero((qc > 0) & (bc > 0)).tolist():
-            qm = q_order[q_end[value] - qc[value] : q_end[value]]
-            bm = b_order[b_end[value] - bc[value] : b_end[value]]
-            step = max(_MIN_CHUNK, -(-qm.shape[0] // 8)) if earlier else chunk
-            rows, cols, dist = _flat_search(
-                queries[qm], q_pos[qm], base[bm], b_pos[bm], radius, earlier, step
-            )
-            rows_out.append(qm[rows])
-            cols_out.append(bm[cols])
-            dist_out.append(dist)
-    if not rows_out:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
-    rows, cols = np.concatenate(rows_out), np.concatenate(cols_out)
-    _, first = np.unique(rows * nb + cols, return_index=True)
-    return rows[first], cols[first], np.concatenate(dist_out)[first]
-
-
 class _IdIndex:
     """What both indexes share: the catalog ids of the rows, in insertion order."""
 
@@ -422,7 +254,7 @@ class HashIndex(_IdIndex):
         """(query row, index position, distance) of every hit, in bounded GPU batches."""
         parts = []
         for start in range(0, queries.shape[0], chunk_size):
-            rows, pos, dist = _range_via_knn(
+            rows, pos, dist = range_via_knn(
                 self._gpu, self._cpu, queries[start : start + chunk_size], radius, _GPU_K
             )
             parts.append((rows + start, pos, dist))
@@ -443,7 +275,7 @@ class HashIndex(_IdIndex):
             keep = cols < rows
             rows, cols, dist = rows[keep], cols[keep], dist[keep]
         else:
-            rows, cols, dist = _bucketed_search(
+            rows, cols, dist = bucketed_search(
                 queries, pos, self._codes, pos, radius, earlier=True, chunk=chunk_size
             )
         return Pairs(self._ids[rows], self._ids[cols], dist)
@@ -497,7 +329,7 @@ class HashIndex(_IdIndex):
             rows, pos, dist = self._gpu_search(queries, radius, chunk_size)
         else:
             no_pos = np.zeros(queries.shape[0], np.int64)
-            rows, pos, dist = _bucketed_search(
+            rows, pos, dist = bucketed_search(
                 queries,
                 no_pos,
                 self._codes,
@@ -598,7 +430,7 @@ class EmbeddingIndex(_IdIndex):
         # faiss keeps inner-product hits strictly above the radius; step one ulp down for ≥.
         radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
         lims, sims, labels = self._index.range_search(queries, radius)
-        rows = _hit_rows(lims)
+        rows = hit_rows(lims)
         return rows, labels.astype(np.int64), sims.astype(np.float32)
 
     def range_pairs(self, threshold: float, *, chunk_size: int = DEFAULT_CHUNK) -> Pairs:

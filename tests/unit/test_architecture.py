@@ -27,7 +27,6 @@ MAX_LINES = 600
 # Modules over MAX_LINES that are yet to be split, with their current length: a module may
 # shrink below its entry, never grow past it.
 LONG_MODULES: dict[str, int] = {
-    "dataops/dedup/index.py": 648,
     "dataops/scoring/service.py": 734,
 }
 

@@ -11,16 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataops.catalog.hashing import to_codes, to_signed64
-from dataops.dedup import index as index_module
+from dataops.dedup import range_search
 from dataops.dedup.index import (
     EmbeddingIndex,
     HashIndex,
     IndexMismatchError,
     Pairs,
-    _range_via_knn,
+    as_codes,
     read_sidecar,
     sidecar_path,
 )
+from dataops.dedup.range_search import BucketCost, bucket_plan, range_via_knn
 
 
 def _with_bits(base: int, count: int, offset: int = 0) -> int:
@@ -153,30 +154,30 @@ def test_pigeonhole_buckets_find_exactly_the_flat_pairs(n: int, radius: int, see
 
     # Force bucketing at any size, so small inputs take the path large catalogs take.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(index_module, "_FLAT_WORK", 0)
-        patch.setattr(index_module, "_BUCKET_SHARE", 1.0)
-        patch.setattr(index_module, "_QUERY_OVERHEAD", 0)
-        patch.setattr(index_module, "_MIN_CHUNK", 16)
+        patch.setattr(
+            range_search,
+            "COST",
+            BucketCost(flat_work=0, bucket_share=1.0, query_overhead=0, min_chunk=16),
+        )
         index = HashIndex.build(ids, values, gpu=False)
         assert _as_set(index.range_pairs(radius)) == _brute_pairs(ids, values, radius)
         assert _as_set(index.query(mirrored, radius, ids=ids)) == hits
         assert _as_set(index.mirror_pairs(mirrored, radius)) == earlier
 
 
-def test_skewed_codes_fall_back_to_one_flat_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    flat = index_module._flat_search
-    monkeypatch.setattr(index_module, "_FLAT_WORK", 0)
-    monkeypatch.setattr(index_module, "_QUERY_OVERHEAD", 0)
-    monkeypatch.setattr(
-        index_module, "_flat_search", lambda q, *rest: calls.append(q.shape[0]) or flat(q, *rest)
-    )
+def test_skewed_codes_fall_back_to_one_flat_pass() -> None:
+    eager = BucketCost(flat_work=0, query_overhead=0)
     # Every code shares its low 48 bits: every block but the top ones is one bucket.
     values = np.arange(300, dtype=np.uint64) << np.uint64(48)
-    index = HashIndex.build(np.arange(300), values, gpu=False)
+    codes = as_codes(values)
+    assert bucket_plan(codes, codes, 4, earlier=True, cost=eager) is None, (
+        "buckets would cost as much as one flat pass"
+    )
+    spread = as_codes(np.random.default_rng(3).integers(0, 2**63, 300, dtype=np.uint64))
+    assert bucket_plan(spread, spread, 4, earlier=True, cost=eager)
 
+    index = HashIndex.build(np.arange(300), values, gpu=False)
     assert _as_set(index.range_pairs(4)) == _brute_pairs(np.arange(300), values, 4)
-    assert calls == [300]
 
 
 def test_incremental_pairs_equal_full_recompute() -> None:
@@ -213,7 +214,7 @@ def test_knn_based_range_search_falls_back_when_saturated() -> None:
     flat = faiss.IndexBinaryFlat(64)
     flat.add(codes)
 
-    rows, labels, dist = _range_via_knn(flat, flat, codes, 6, k=4)
+    rows, labels, dist = range_via_knn(flat, flat, codes, 6, k=4)
 
     lims, d_exact, l_exact = flat.range_search(codes, 7)
     exact_rows = np.repeat(np.arange(codes.shape[0]), np.diff(lims.astype(np.int64)))
