@@ -84,7 +84,10 @@ def create_user(
             f"user names are 1-128 letters, digits and _ . @ - (starting with a letter or digit), got {name!r}"
         )
     if (role == "vendor") != (vendor is not None):
-        raise InvalidUser("a vendor user needs --vendor, and only vendor users may have one")
+        raise InvalidUser(
+            "a vendor user needs {vendor}, and only vendor users may have one",
+            fields=("vendor",),
+        )
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise UserExists(f"user {name!r} already exists")
     refuse_look_alike(session, User.name, name, "user")
