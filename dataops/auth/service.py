@@ -14,7 +14,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,6 +28,7 @@ from dataops.auth.errors import (
 )
 from dataops.auth.models import ROLES, ApiToken, User
 from dataops.auth.schemas import NAME_PATTERN, TokenOut, UserOut
+from dataops.database.dialect import as_utc, as_utc_or_none
 from dataops.db import utcnow
 from dataops.events import service as events
 from dataops.labeling.models import Vendor
@@ -43,13 +44,6 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # Writing last_used_at on every request would turn every read into a write.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 _INVALID = "invalid, expired or revoked token"
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands timestamps back without a zone; they were written in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def parse_duration(text: str) -> timedelta | None:
@@ -123,7 +117,7 @@ def describe_user(session: Session, user: User) -> UserOut:
         role=user.role,
         vendor=vendor,
         disabled=user.disabled,
-        created_at=aware(user.created_at) or user.created_at,
+        created_at=as_utc(user.created_at),
     )
 
 
@@ -216,10 +210,10 @@ def describe_token(session: Session, row: ApiToken) -> TokenOut:
         prefix=row.prefix,
         user=user or "",
         name=row.name,
-        created_at=aware(row.created_at) or row.created_at,
-        expires_at=aware(row.expires_at),
-        last_used_at=aware(row.last_used_at),
-        revoked_at=aware(row.revoked_at),
+        created_at=as_utc(row.created_at),
+        expires_at=as_utc_or_none(row.expires_at),
+        last_used_at=as_utc_or_none(row.last_used_at),
+        revoked_at=as_utc_or_none(row.revoked_at),
     )
 
 
@@ -233,13 +227,13 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None) -
     if row is None or not hmac.compare_digest(_digest(row.salt, secret), row.secret_hash):
         raise Unauthenticated(_INVALID)
     now = now or utcnow()
-    expires_at = aware(row.expires_at)
+    expires_at = as_utc_or_none(row.expires_at)
     if row.revoked_at is not None or (expires_at is not None and expires_at <= now):
         raise Unauthenticated(_INVALID)
     user = session.get(User, row.user_id)
     if user is None or user.disabled:
         raise Unauthenticated(_INVALID)
-    last_used = aware(row.last_used_at)
+    last_used = as_utc_or_none(row.last_used_at)
     if last_used is None or now - last_used >= _LAST_USED_RESOLUTION:
         row.last_used_at = now
         session.flush()
