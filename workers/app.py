@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import celeryd_after_setup, worker_process_init, worker_ready
-from kombu import Queue
+from kombu.entity import Queue
 
 from dataops.config import get_settings
 from dataops.jobs.registry import QUEUES

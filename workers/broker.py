@@ -18,7 +18,7 @@ def send(task_name: str, args: Sequence[Any], queue: str) -> None:
 
 def check(url: str) -> None:
     """Fail fast with one clear line instead of queueing into the void."""
-    from kombu import Connection
+    from kombu.connection import Connection
 
     from dataops.jobs.errors import BrokerUnavailable
 
