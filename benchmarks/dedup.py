@@ -48,10 +48,10 @@ from dataops.dedup.grouping import (
     find_new_pairs,
     find_pairs,
     group_pairs,
-    plan_merges,
     representative_rank,
 )
 from dataops.dedup.index import EmbeddingIndex, HashIndex, Pairs
+from dataops.dedup.merges import plan_merges
 from dataops.dedup.transforms import TRANSFORMS
 from tests.support.corpus import CORPUS
 

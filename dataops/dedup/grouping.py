@@ -15,7 +15,7 @@ orientation may match instead: mirrored pHash vs pHash and mirrored dHash vs dHa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -296,14 +296,14 @@ class Grouping:
         return out
 
 
-def _graph(n: int, a: np.ndarray, b: np.ndarray) -> object:
+def pair_graph(n: int, a: np.ndarray, b: np.ndarray) -> object:
     from scipy.sparse import coo_matrix
 
     data = np.ones(a.shape[0], dtype=np.int8)
     return coo_matrix((data, (a, b)), shape=(n, n)).tocsr()
 
 
-def _components(graph: object, members: np.ndarray) -> list[np.ndarray]:
+def graph_components(graph: object, members: np.ndarray) -> list[np.ndarray]:
     """Connected components of the subgraph on ``members`` (rows of ``graph``).
 
     Only the members' rows are read (slicing the columns would cost a pass over the graph).
@@ -327,7 +327,7 @@ def _components(graph: object, members: np.ndarray) -> list[np.ndarray]:
     return [members[part] for part in np.split(order, bounds)]
 
 
-def _guarded_groups(
+def guarded_groups(
     hashes: ImageHashes,
     graph: object,
     members: np.ndarray,
@@ -350,7 +350,7 @@ def _guarded_groups(
         out.append(np.concatenate([[rep], part[ok & (part != rep)]]))
         rest = part[~ok]
         if rest.size:
-            stack.extend(_components(graph, rest))
+            stack.extend(graph_components(graph, rest))
     return out
 
 
@@ -372,7 +372,7 @@ def group_pairs(
     n = len(hashes)
     a = hashes.positions(pairs.i)
     b = hashes.positions(pairs.j)
-    graph = _graph(n, a, b)
+    graph = pair_graph(n, a, b)
     _, comp = connected_components(graph, directed=False)
     groups: list[np.ndarray] = []
     splits: list[SplitComponent] = []
@@ -391,7 +391,7 @@ def group_pairs(
         if whole[comp[members[0]]]:
             groups.append(members)
             continue
-        parts = _guarded_groups(hashes, graph, members, rank_arr, params)
+        parts = guarded_groups(hashes, graph, members, rank_arr, params)
         if len(parts) > 1:
             reps = sorted((p[0] for p in parts), key=lambda r: rank_arr[r])
             splits.append(
@@ -415,172 +415,3 @@ def group_pairs(
         representatives=reps_ids,
         report=GroupingReport(tuple(splits), oversize),
     )
-
-
-@dataclass(frozen=True)
-class GroupMerge:
-    """Existing group ``target`` absorbs whole groups and previously ungrouped images."""
-
-    target: int
-    absorbed: tuple[int, ...]
-    joined: np.ndarray
-
-
-@dataclass(frozen=True)
-class MergePlan:
-    """What an incremental run changes; nothing in it splits an existing group."""
-
-    merges: tuple[GroupMerge, ...]
-    new_groups: tuple[np.ndarray, ...]
-    refused_bridges: tuple[tuple[int, int], ...]
-
-    def is_empty(self) -> bool:
-        """True when the catalog's groups are already right."""
-        return not self.merges and not self.new_groups
-
-    def apply(
-        self, ids: np.ndarray | Sequence[int], group_of: np.ndarray | Sequence[int], next_id: int
-    ) -> np.ndarray:
-        """New group assignment for ``ids``; new groups are numbered from ``next_id``."""
-        ids_arr = np.asarray(ids, dtype=np.int64)
-        out = np.array(group_of, dtype=np.int64, copy=True)
-        absorbed = np.array([g for m in self.merges for g in m.absorbed], dtype=np.int64)
-        into = np.array([m.target for m in self.merges for _ in m.absorbed], dtype=np.int64)
-        _assign(out, out, absorbed, into)
-        members = [m.joined for m in self.merges] + list(self.new_groups)
-        labels = [m.target for m in self.merges] + [
-            next_id + k for k in range(len(self.new_groups))
-        ]
-        if members:
-            sizes = [len(m) for m in members]
-            _assign(out, ids_arr, np.concatenate(members), np.repeat(labels, sizes))
-        return out
-
-
-def _assign(out: np.ndarray, keys: np.ndarray, find: np.ndarray, values: np.ndarray) -> None:
-    """``out[k] = values[m]`` wherever ``keys[k] == find[m]`` (``find`` unique), in one pass."""
-    if find.size == 0 or keys.size == 0:
-        return
-    order = np.argsort(find, kind="stable")
-    find, values = find[order], values[order]
-    at = np.minimum(np.searchsorted(find, keys), find.shape[0] - 1)
-    hit = find[at] == keys
-    out[hit] = values[at[hit]]
-
-
-class _Merger:
-    """Union-find over the existing groups of one component; the best-ranked rep wins."""
-
-    def __init__(self, groups: list[int], key: Mapping[int, tuple[int, int]]) -> None:
-        self.parent = {g: g for g in groups}
-        self.key = key
-
-    def find(self, g: int) -> int:
-        while self.parent[g] != g:
-            self.parent[g] = self.parent[self.parent[g]]
-            g = self.parent[g]
-        return g
-
-    def union(self, g: int, h: int) -> None:
-        rg, rh = self.find(g), self.find(h)
-        if rg != rh:
-            keep, drop = sorted((rg, rh), key=self.key.__getitem__)
-            self.parent[drop] = keep
-
-
-def plan_merges(
-    hashes: ImageHashes,
-    group_of: np.ndarray | Sequence[int],
-    representatives: Mapping[int, int],
-    pairs: Pairs,
-    rank: np.ndarray | Sequence[int],
-    params: DedupParams | None = None,
-) -> MergePlan:
-    """How existing groups change when ``pairs`` (confirmed, e.g. new images) arrive.
-
-    ``group_of`` is aligned with ``hashes.ids`` (-1 = in no group); ``representatives`` maps
-    each group id to its representative image id. An ungrouped image joins every linked group
-    whose representative it matches; matching two or more is a bridge and merges them. Groups
-    linked directly merge when their representatives match. Links that meet neither rule
-    (the image only matches a non-representative member) are refused and reported, the same
-    anti-chaining rule as :func:`group_pairs`. Images that join no group form new guarded
-    groups among themselves.
-    """
-    from scipy.sparse.csgraph import connected_components
-
-    params = params or DedupParams()
-    rank_arr = np.asarray(rank)
-    group_arr = np.asarray(group_of, dtype=np.int64).reshape(-1)
-    n = len(hashes)
-    gids = np.unique(group_arr[group_arr >= 0])
-    n_groups = int(gids.shape[0])
-    # One node per existing group, then one per ungrouped image.
-    node = np.where(group_arr >= 0, np.searchsorted(gids, group_arr), n_groups + np.arange(n))
-    pos_i = hashes.positions(pairs.i)
-    pos_j = hashes.positions(pairs.j)
-    a, b = node[pos_i], node[pos_j]
-    distinct = a != b
-    a, b = a[distinct], b[distinct]
-    _, comp = connected_components(_graph(n_groups + n, a, b), directed=False)
-    rep_rows = hashes.positions([representatives[int(g)] for g in gids])
-    image_graph = _graph(n, pos_i, pos_j)
-    links_by_comp: dict[int, set[tuple[int, int]]] = {}
-    for x, y in zip(a.tolist(), b.tolist(), strict=True):
-        if x < n_groups and y < n_groups:
-            links_by_comp.setdefault(int(comp[x]), set()).add((min(x, y), max(x, y)))
-
-    def rep_match(rows_a: np.ndarray, rows_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return match(hashes, rows_a, rows_b, params, params.representative_radius)
-
-    touched = np.unique(np.concatenate([a, b]))
-    merges: list[GroupMerge] = []
-    new_groups: list[np.ndarray] = []
-    refused: list[tuple[int, int]] = []
-    for c in np.unique(comp[touched]):
-        nodes = touched[comp[touched] == c]
-        group_nodes = nodes[nodes < n_groups]
-        loose = nodes[nodes >= n_groups] - n_groups
-        key = {int(gids[k]): (int(rank_arr[rep_rows[k]]), int(gids[k])) for k in group_nodes}
-        merger = _Merger(sorted(key, key=key.__getitem__), key)
-        for x, y in sorted(links_by_comp.get(int(c), ())):
-            if rep_match(rep_rows[[x]], rep_rows[[y]])[0][0]:
-                merger.union(int(gids[x]), int(gids[y]))
-        joined: dict[int, list[int]] = {}
-        unplaced: list[int] = []
-        for row in loose[np.argsort(rank_arr[loose], kind="stable")]:
-            ok, _ = rep_match(np.full(group_nodes.shape[0], row), rep_rows[group_nodes])
-            hits = [int(g) for g in gids[group_nodes[ok]]]
-            if not hits:
-                unplaced.append(int(row))
-                continue
-            for g in hits[1:]:
-                merger.union(hits[0], g)
-            joined.setdefault(hits[0], []).append(int(row))
-        members: dict[int, tuple[list[int], list[int]]] = {}
-        for g in merger.parent:
-            absorbed_into = members.setdefault(merger.find(g), ([], []))
-            if merger.find(g) != g:
-                absorbed_into[0].append(g)
-            absorbed_into[1].extend(joined.get(g, []))
-        roots = sorted(members, key=key.__getitem__)
-        refused.extend((roots[0], other) for other in roots[1:])
-        for root in roots:
-            absorbed, rows = members[root]
-            if absorbed or rows:
-                merges.append(
-                    GroupMerge(
-                        target=root,
-                        absorbed=tuple(sorted(absorbed)),
-                        joined=np.sort(hashes.ids[np.array(rows, dtype=np.int64)]),
-                    )
-                )
-        if len(unplaced) > 1:
-            for part in _components(image_graph, np.array(sorted(unplaced), dtype=np.int64)):
-                if part.shape[0] < 2:
-                    continue
-                for rows_ in _guarded_groups(hashes, image_graph, part, rank_arr, params):
-                    if rows_.shape[0] > 1:
-                        new_groups.append(hashes.ids[rows_])
-    merges.sort(key=lambda m: m.target)
-    new_groups.sort(key=lambda g: int(g[0]))
-    return MergePlan(tuple(merges), tuple(new_groups), tuple(refused))

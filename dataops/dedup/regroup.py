@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dataops.dedup.grouping import DedupParams, group_pairs, plan_merges
+from dataops.dedup.grouping import DedupParams, group_pairs
 from dataops.dedup.index import Pairs
+from dataops.dedup.merges import plan_merges
 from dataops.dedup.state import Catalog
 
 # Temporary labels for groups this run creates, far above any real group id.

@@ -48,7 +48,7 @@ def runs_dir() -> Path:
     return get_settings().resolved_data_dir / "dedup" / "runs"
 
 
-def checksum(ids: np.ndarray, phash: np.ndarray) -> str:
+def state_checksum(ids: np.ndarray, phash: np.ndarray) -> str:
     """The state row's checksum: the index fingerprint without its ``sha256:`` prefix."""
     return fingerprint(ids, as_codes(phash)).removeprefix("sha256:")
 
@@ -177,7 +177,7 @@ def open_base(state: StateRow | None, cat: Catalog, full: bool, path: Path) -> B
         count, checksum, max_id = state
         vouched = cat.ids <= max_id
         if int(vouched.sum()) == count and (
-            checksum(cat.ids[vouched], cat.hashes.phash[vouched]) == checksum
+            state_checksum(cat.ids[vouched], cat.hashes.phash[vouched]) == checksum
         ):
             index = HashIndex.build(cat.ids[vouched], cat.hashes.phash[vouched])
             return Base(

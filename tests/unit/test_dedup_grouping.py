@@ -17,10 +17,10 @@ from dataops.dedup.grouping import (
     find_pairs,
     group_pairs,
     mirror_dhash,
-    plan_merges,
     representative_rank,
 )
 from dataops.dedup.index import HashIndex, Pairs
+from dataops.dedup.merges import plan_merges
 from tests.support.corpus import CORPUS
 
 KODAK = CORPUS / "kodak-photocd"
