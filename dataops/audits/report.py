@@ -196,24 +196,21 @@ def to_json(document: Mapping[str, Any]) -> str:
     return json.dumps(document, default=_json_default, allow_nan=False, ensure_ascii=False)
 
 
-def store_report(
-    store: BlobStore,
-    audit_id: int,
-    report: AuditReport,
-    document: Mapping[str, Any],
-    disputed: Sequence[Image],
-) -> tuple[str, str]:
-    """Write the JSON document and the HTML page; their blob keys (JSON, HTML)."""
-    from dataops.audits.report_html import render_html
-
-    thumbnails = {}
-    for image in disputed[:MAX_THUMBNAILS]:
+def thumbnails(images: Sequence[Image], store: BlobStore) -> dict[str, bytes]:
+    """Thumbnails of the first images that can be shown, by sha256."""
+    out = {}
+    for image in images[:MAX_THUMBNAILS]:
         picture = thumbnail(image, store)
         if picture is not None:
-            thumbnails[image.sha256] = picture
+            out[image.sha256] = picture
+    return out
+
+
+def store_report(
+    store: BlobStore, audit_id: int, document: Mapping[str, Any], html: str
+) -> tuple[str, str]:
+    """Write the JSON document and the HTML page; their blob keys (JSON, HTML)."""
     prefix = f"audits/{audit_id}"
     json_key = store.put_named(f"{prefix}/report.json", to_json(document).encode())
-    html_key = store.put_named(
-        f"{prefix}/report.html", render_html(report, thumbnails).encode("utf-8")
-    )
+    html_key = store.put_named(f"{prefix}/report.html", html.encode("utf-8"))
     return json_key, html_key

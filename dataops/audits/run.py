@@ -72,8 +72,10 @@ from dataops.audits.report import (
     VendorRow,
     disputed_entry,
     store_report,
+    thumbnails,
     to_json,
 )
+from dataops.audits.report_html import render_html
 from dataops.audits.service import check_auditable
 from dataops.database.dialect import reserve_id
 from dataops.db import utcnow
@@ -147,9 +149,9 @@ def run_audit(
     report = _report(audit_id, batch, queue, judged, done)
     metrics = _metrics(audit_id, batch, request, judged, done, report)
     items = _item_rows(judged.answers.items, judged.decisions, done.per_item)
-    disputed = [item.image for item, _ in judged.disputed]
+    pictures = thumbnails([item.image for item, _ in judged.disputed], store)
     json_key, html_key = store_report(
-        store, audit_id, report, {**metrics, "items": items}, disputed
+        store, audit_id, {**metrics, "items": items}, render_html(report, pictures)
     )
     audit = Audit(
         id=audit_id,
