@@ -12,7 +12,7 @@ from dataops.jobs import dispatch
 from dataops.jobs.registry import QUEUES
 
 if TYPE_CHECKING:
-    from dataops.jobs.runner import JobContext
+    from dataops.jobs.context import JobContext
 
 
 def send_shards(run_id: str, shards: int) -> None:

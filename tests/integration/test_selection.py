@@ -19,7 +19,7 @@ from dataops.catalog.models import Image
 from dataops.db import session_scope
 from dataops.dedup.models import DupGroup
 from dataops.jobs import dispatch
-from dataops.jobs.runner import JobContext
+from dataops.jobs.context import JobContext
 from dataops.labeling.errors import QueueNotFound
 from dataops.labeling.models import LabelVersion, Queue
 from dataops.manifests.models import Manifest, ManifestRow
