@@ -36,7 +36,7 @@ from dataops.jobs.errors import LeaseLost
 from dataops.jobs.models import FAILED, SUCCEEDED, Job
 from dataops.jobs.registry import handler_for
 
-__all__ = ["PAUSE_POINTS", "JobContext", "execute", "pause_point", "wait"]
+__all__ = ["PAUSE_POINTS", "execute", "pause_point", "wait"]
 
 log = logging.getLogger(__name__)
 
