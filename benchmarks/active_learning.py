@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dataops.scoring import tinycnn
 from dataops.scoring.inference import InputSpec, UriImageDataset
-from dataops.selection.strategies import select
+from dataops.selection.registry import select
 from tests.support.corpus import CORPUS
 
 if TYPE_CHECKING:

@@ -53,7 +53,8 @@ def api_throughput(args: argparse.Namespace, tmp: Path) -> list[str]:
     from dataops.catalog.ingest import ingest
     from dataops.db import session_scope
     from dataops.migrate import upgrade
-    from dataops.selection.service import select_batch
+    from dataops.selection.run import select_batch
+    from dataops.selection.schemas import select_request
 
     name = f"dataops_api_{uuid.uuid4().hex[:8]}"
     env = _use(create_database(name), tmp / "api-data")
@@ -65,9 +66,8 @@ def api_throughput(args: argparse.Namespace, tmp: Path) -> list[str]:
             session_scope=session_scope,
         )
         with session_scope() as s:
-            batch = select_batch(
-                s, strategy="random", size=200, purpose="cold_start", actor="benchmark"
-            )
+            request = {"strategy": "random", "size": 200, "purpose": "cold_start"}
+            batch = select_batch(s, select_request(request), actor="benchmark")
             batch_id = batch.id
             auth.create_user(s, "bench", "scientist", actor="benchmark")
             token = auth.create_token(s, "bench", expires_in=None, actor="benchmark").token

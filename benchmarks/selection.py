@@ -126,6 +126,7 @@ def bench_score(workdir: Path, images: Path) -> list[dict[str, Any]]:
     from dataops.db import session_scope
     from dataops.jobs import dispatch
     from dataops.scoring import service
+    from dataops.scoring.register import register_model
 
     rows = bench_inference(workdir, images)
     _use_data_dir(workdir / "score")
@@ -134,7 +135,7 @@ def bench_score(workdir: Path, images: Path) -> list[dict[str, Any]]:
     result = ingest([str(images)], session_scope=session_scope)
     print(f"setup: ingested {result.new} images in {time.perf_counter() - started:.1f} s")
     with session_scope() as session:
-        mv, _ = service.register_model(
+        mv, _ = register_model(
             session, workdir / "tiny.pt", name="tiny", classes=CLASSES, actor="bench"
         )
         ref = service.ref_of(mv)
@@ -385,7 +386,8 @@ def bench_select(
 
     from dataops import migrate
     from dataops.db import session_scope
-    from dataops.selection import service
+    from dataops.selection import run
+    from dataops.selection.schemas import select_request
 
     name = f"dataops_bench_{uuid.uuid4().hex[:10]}"
     plain_admin = admin_url.replace("postgresql+psycopg://", "postgresql://")
@@ -406,9 +408,8 @@ def bench_select(
             for _ in range(repeat):
                 with session_scope() as session:
                     started = time.perf_counter()
-                    batch = service.select_batch(
-                        session, size=size, seed=1, actor="bench", **request
-                    )
+                    fields = {"size": size, "seed": 1, "task": "default", **request}
+                    batch = run.select_batch(session, select_request(fields), actor="bench")
                     times.append(time.perf_counter() - started)
                     eligible, picked = batch.params["eligible"], batch.size
                     session.rollback()

@@ -100,6 +100,7 @@ def _train(run: DemoRun) -> None:
     from dataops.config import get_settings
     from dataops.db import session_scope
     from dataops.scoring import service, tinycnn
+    from dataops.scoring.register import register_model
     from dataops.scoring.inference import InputSpec
 
     spec = InputSpec(size=(32, 32), mean=(0.5,), std=(0.25,), channels=1)
@@ -116,7 +117,7 @@ def _train(run: DemoRun) -> None:
     model_path.parent.mkdir(parents=True, exist_ok=True)
     tinycnn.export_torchscript(model, model_path, spec)
     with session_scope() as session:
-        mv, created = service.register_model(
+        mv, created = register_model(
             session,
             model_path,
             name=DEMO_MODEL,

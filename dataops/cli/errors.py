@@ -25,6 +25,7 @@ def _redact(text: str) -> str:
 
 # Request fields whose CLI flag is not simply ``--`` + the field name in kebab case.
 FLAG_NAMES: dict[str, str] = {
+    "input_spec": "--input-size (and --mean, --std, --channels)",
     "resamples": "--bootstrap",
 }
 

@@ -114,11 +114,12 @@ def register_model(
     from dataops.db import session_scope
     from dataops.migrate import ensure_ready
     from dataops.scoring import service
+    from dataops.scoring.register import register_model
 
     spec = _input_spec(input_size, mean, std, channels)
     ensure_ready()
     with session_scope() as session:
-        mv, created = service.register_model(
+        mv, created = register_model(
             session,
             file,
             name=name,
@@ -164,13 +165,13 @@ def set_current(
     from dataops.cli.jobrun import _actor as actor
     from dataops.db import session_scope
     from dataops.migrate import ensure_ready
-    from dataops.scoring import service
+    from dataops.scoring import register, service
 
     ensure_ready()
     with session_scope() as session:
         name, version = service.parse_ref(ref)
         target = ref if version is not None else f"{name}:{_newest(session, name)}"
-        mv = service.set_current(session, target, actor=actor())
+        mv = register.set_current(session, target, actor=actor())
         data = service.model_out(mv).model_dump(mode="json")
     emit(data, as_json, lambda: console.print(f"current: {data['ref']}"))
 
@@ -191,7 +192,9 @@ def _newest(session: Any, name: str) -> int:
 
 def score(
     model: str = typer.Option(..., "--model", help="NAME (its current version) or NAME:VERSION."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, max=4096),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, max=4096, help="Images per forward pass (default 64)."
+    ),
     workers: int | None = typer.Option(
         None, "--workers", min=0, help="Decoding processes (default: by image count and CPUs)."
     ),
@@ -207,12 +210,16 @@ def score(
     """
     from dataops.db import session_scope
     from dataops.migrate import ensure_ready
-    from dataops.scoring import service
+    from dataops.scoring.schemas import score_params
+    from dataops.scoring.score import pin
 
+    given = {"model": model, "batch_size": batch_size, "workers": workers, "rescore": rescore}
+    request = score_params({k: v for k, v in given.items() if v is not None})
     ensure_ready()
     with session_scope() as session:
-        ref = service.ref_of(service.resolve_model(session, model))
-    params = {"model": ref, "batch_size": batch_size, "workers": workers, "rescore": rescore}
+        request = pin(session, request)
+    params = request.model_dump()
+    ref = str(request.model)
     job = run_job("score", params, description=f"score {ref}", wait=wait)
     data = {"job_id": job.id, **(job.result or {"status": job.status, "model": ref})}
     keys = ["model", "images", "scored", "already_scored", "failed", "device", "images_per_s"]

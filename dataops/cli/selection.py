@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from dataops.cli.jobrun import run_job
 from dataops.cli.output import console, emit, table
+from dataops.selection.registry import names as strategy_names
 
 
 def register(app: typer.Typer) -> None:
@@ -15,12 +14,7 @@ def register(app: typer.Typer) -> None:
 
 
 def select(
-    strategy: str = typer.Option(
-        ...,
-        "--strategy",
-        help="random, least_confidence, margin, entropy, kcenter, cluster_margin, "
-        "hard_negative or stratified.",
-    ),
+    strategy: str = typer.Option(..., "--strategy", help=", ".join(strategy_names()) + "."),
     size: int = typer.Option(..., "--size", help="How many images the batch gets."),
     purpose: str | None = typer.Option(
         None,
@@ -37,7 +31,7 @@ def select(
         help="hard_negative: unlabeled (default) or labeled (accepted labels of other classes).",
     ),
     queue: str | None = typer.Option(None, "--queue", help="Vendor queue for the batch."),
-    seed: int = typer.Option(0, "--seed", help="Same seed and catalog: same batch."),
+    seed: int | None = typer.Option(None, "--seed", help="Same seed and catalog: same batch (0)."),
     stratify_by: str | None = typer.Option(
         None,
         "--stratify-by",
@@ -65,10 +59,11 @@ def select(
     group. Without --queue the draft can be given one later: `dataops batches assign`."""
     from dataops.db import session_scope
     from dataops.migrate import ensure_ready
-    from dataops.selection import service
+    from dataops.selection.plan import pin
+    from dataops.selection.schemas import select_request
 
     ensure_ready()
-    request: dict[str, Any] = {
+    given = {
         "strategy": strategy,
         "size": size,
         "purpose": purpose,
@@ -79,14 +74,13 @@ def select(
         "queue": queue,
         "stratify_by": stratify_by,
         "task": task,
-        "allow_partial": allow_partial,
+        "allow_partial": allow_partial or None,
     }
+    request = select_request({k: v for k, v in given.items() if v is not None})
     with session_scope() as session:
-        plan = service.plan_selection(session, **request)  # fail fast, before a job is recorded
-        if plan.model is not None:
-            request["model"] = f"{plan.model.name}:{plan.model.version}"
-        request["task"] = plan.task
-    job = run_job("select", request, description=f"select {strategy}", wait=wait)
+        request = pin(session, request)  # fail fast, before a job is recorded
+    params = request.model_dump(exclude_defaults=True)
+    job = run_job("select", params, description=f"select {strategy}", wait=wait)
     data = {"job_id": job.id, **(job.result or {"status": job.status})}
 
     def render() -> None:

@@ -16,6 +16,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
+_Row = TypeVarTuple("_Row")
+
 
 def name(bind: Session | Engine) -> str:
     """``"postgresql"`` or ``"sqlite"``."""
@@ -37,7 +39,7 @@ def insert(session: Session, table: Any) -> Any:
     return (postgresql.insert if is_postgres(session) else sqlite.insert)(table)
 
 
-def lock_rows(stmt: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
+def lock_rows(stmt: Select[*_Row], *, skip_locked: bool = False) -> Select[*_Row]:
     """``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite ignores it (one writer at a time)."""
     return stmt.with_for_update(skip_locked=skip_locked)
 

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 HANDLERS: dict[str, str] = {
     "ingest": "dataops.catalog.jobs:run_ingest_job",
-    "score": "dataops.scoring.service:run_score_job",
-    "select": "dataops.selection.service:run_select_job",
+    "score": "dataops.scoring.jobs:run_score_job",
+    "select": "dataops.selection.jobs:run_select_job",
     "audit": "dataops.audits.jobs:run_audit_job",
     "sync": "dataops.labelstudio.jobs:run_sync_job",
     "manifest": "dataops.manifests.service:run_manifest_job",

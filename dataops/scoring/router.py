@@ -12,6 +12,7 @@ from dataops.auth.models import User
 from dataops.catalog.errors import IngestPathRefused
 from dataops.catalog.roots import check_ingest_path
 from dataops.jobs.router import JobAccepted, accept_job
+from dataops.scoring import register as registry
 from dataops.scoring import service
 from dataops.scoring.schemas import (
     MODEL_REF,
@@ -19,8 +20,10 @@ from dataops.scoring.schemas import (
     ModelList,
     RegisteredModel,
     RegisterModelRequest,
+    ScoreParams,
     ScoreRequest,
 )
+from dataops.scoring.score import pin
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
@@ -86,7 +89,7 @@ def register_model(
     # The dry run may take scoring.probe_timeout seconds: end the unit of work that signing in
     # opened (it may have written the token's last use), so no lock is held meanwhile.
     session.commit()
-    mv, created = service.register_model(
+    mv, created = registry.register_model(
         session,
         path,
         name=request.name,
@@ -120,6 +123,5 @@ def score(
     request: Annotated[ScoreRequest | None, Body()] = None,
 ) -> JobAccepted:
     body = request or ScoreRequest()
-    mv = service.resolve_model(session, ref)
-    params = {"model": service.ref_of(mv), **body.model_dump()}
+    params = pin(session, ScoreParams(**body.model_dump(), model=ref)).model_dump()
     return accept_job(session, background, "score", params, actor=actor(user))

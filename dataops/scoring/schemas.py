@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dataops.database.dialect import as_utc
+from dataops.scoring.errors import InvalidModel
 from dataops.scoring.inference import InputSpec
 
-
-def _utc(value: datetime) -> datetime:
-    # SQLite returns stored UTC timestamps without their zone.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(:v?[0-9]{1,9})?$"
 MAX_INPUT_SIDE = 4096
@@ -75,6 +72,29 @@ class ScoreRequest(BaseModel):
     rescore: bool = Field(
         default=False, description="Score images that already have a prediction again."
     )
+
+
+class ScoreParams(ScoreRequest):
+    """A ``score`` job: the request plus the model version it runs (``name:version``)."""
+
+    model: str | None = Field(
+        default=None, pattern=MODEL_REF, description="NAME or NAME:VERSION to score with."
+    )
+
+
+def score_params(values: Mapping[str, Any]) -> ScoreParams:
+    """Job params from loosely typed values (CLI options); a bad one raises ``InvalidModel``
+    naming its field."""
+    try:
+        return ScoreParams.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "model"
+        message = str(first["msg"]).replace("{", "{{").replace("}", "}}")
+        got = repr(first.get("input")).replace("{", "{{").replace("}", "}}")
+        raise InvalidModel(
+            f"{{{field}}}: {message[:1].lower()}{message[1:]}, got {got}", fields=(field,)
+        ) from None
 
 
 class RegisterModelRequest(BaseModel):

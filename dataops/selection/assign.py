@@ -19,8 +19,8 @@ from dataops.labeling.models import Queue
 from dataops.selection import lifecycle
 from dataops.selection.errors import BatchNotAssignable
 from dataops.selection.models import BatchItem, ImageClaim
+from dataops.selection.pool import labeled_for_task
 from dataops.selection.schemas import BatchChange
-from dataops.selection.service import labeled_for_task
 from dataops.selection.tasks import batch_task, queue_task
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dataops.errors import Conflict, DataopsError
+from dataops.errors import Conflict, DataopsError, NotFound
+
+
+def literal(text: object) -> str:
+    """``text`` as it should read inside a message template that names fields (braces kept)."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 class InvalidSelection(DataopsError):
@@ -45,3 +50,7 @@ class BatchNotAssignable(Conflict):
     """Only drafts get a queue: a sent batch's tasks live in its queue's project."""
 
     code = "batch_not_draft"
+
+
+class BatchNotFound(NotFound):
+    """No batch has that id."""

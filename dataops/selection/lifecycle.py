@@ -16,16 +16,18 @@ Counting rules (shared by ``batches show`` and the status transitions):
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
+from dataops.database.dialect import as_utc_or_none
 from dataops.db import utcnow
-from dataops.errors import Conflict, DataopsError, NotFound
+from dataops.errors import Conflict
 from dataops.events import service as events
 from dataops.labeling.models import DELETED, LabelVersion, Queue
+from dataops.selection.errors import BatchNotFound, InvalidSelection, literal
 from dataops.selection.models import OPEN_STATUSES, STATUSES, Batch, BatchItem
 
 DRAFT, SENT, IN_PROGRESS, DELIVERED = "draft", "sent", "in_progress", "delivered"
@@ -35,19 +37,8 @@ SKIPPED_ACTION = "label.skipped"
 _AWAITING = (SENT, IN_PROGRESS)
 
 
-class BatchNotFound(NotFound):
-    pass
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands timestamps back without a zone; every stored one is UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _iso(value: datetime | None) -> str | None:
-    aware = as_utc(value)
+    aware = as_utc_or_none(value)
     return aware.isoformat() if aware is not None else None
 
 
@@ -234,7 +225,7 @@ def advance(session: Session, batch: Batch, *, actor: str | None = None) -> str:
 
 
 def is_overdue(batch: Batch, now: datetime | None = None) -> bool:
-    due = as_utc(batch.due_at)
+    due = as_utc_or_none(batch.due_at)
     return due is not None and batch.status in _AWAITING and (now or utcnow()) > due
 
 
@@ -283,7 +274,10 @@ def list_batches(
     stmt = select(Batch).order_by(Batch.id.desc())
     if status is not None:
         if status not in STATUSES:
-            raise DataopsError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+            raise InvalidSelection(
+                f"{{status}} must be one of {', '.join(STATUSES)}, got {literal(repr(status))}",
+                fields=("status",),
+            )
         stmt = stmt.where(Batch.status == status)
     if queue is not None:
         from dataops.labeling.service import get_queue

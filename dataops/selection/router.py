@@ -13,6 +13,7 @@ from dataops.auth.errors import PermissionDenied
 from dataops.auth.models import User
 from dataops.jobs.router import JobAccepted, accept_job
 from dataops.selection import assign, cancel, lifecycle, service
+from dataops.selection.plan import pin
 from dataops.selection.schemas import (
     AssignRequest,
     BatchChange,
@@ -46,11 +47,7 @@ def create_batch(
     user: Annotated[User, Depends(require_roles("scientist", "labeling_ops"))],
     request: SelectRequest,
 ) -> JobAccepted:
-    params = request.model_dump()
-    plan = service.plan_selection(session, **params)
-    if plan.model is not None:
-        params["model"] = f"{plan.model.name}:{plan.model.version}"
-    params["task"] = plan.task
+    params = pin(session, request).model_dump(exclude_defaults=True)
     return accept_job(session, background, "select", params, actor=actor(user))
 
 

@@ -2,35 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic_core import ErrorDetails
 
+from dataops.database.dialect import as_utc
 from dataops.labeling.schemas import PlainText
 from dataops.scoring.schemas import MODEL_REF
+from dataops.selection import registry
+from dataops.selection.errors import InvalidSelection, literal
 
 MAX_BATCH_SIZE = 100_000
 
-StrategyName = Literal[
-    "random",
-    "least_confidence",
-    "margin",
-    "entropy",
-    "kcenter",
-    "cluster_margin",
-    "hard_negative",
-    "stratified",
+
+def _known_strategy(name: str) -> str:
+    if registry.get(name) is None:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(registry.names())}")
+    return name
+
+
+StrategyName = Annotated[
+    str,
+    AfterValidator(_known_strategy),
+    WithJsonSchema({"type": "string", "enum": list(registry.names())}),
 ]
 PurposeName = Literal["active_learning", "hard_negative", "audit", "relabel", "cold_start"]
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite returns stored UTC timestamps without their zone.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 _NAME = r"^[^\x00]{1,128}$"
 
 
@@ -96,6 +96,41 @@ class SelectRequest(BaseModel):
         description="Take what there is when fewer images are eligible than `size`, or cap "
         "`size` at the configured maximum; otherwise such a request is refused.",
     )
+
+
+def select_request(values: Mapping[str, Any]) -> SelectRequest:
+    """A request from loosely typed values (CLI options, stored job params, Python callers);
+    a bad value raises ``InvalidSelection`` naming its field, as the service's own checks do."""
+    try:
+        return SelectRequest.model_validate(values)
+    except ValidationError as exc:
+        raise _invalid(exc.errors()[0]) from exc
+
+
+def _bounds(field: str) -> tuple[Any, Any]:
+    lo = hi = None
+    for rule in SelectRequest.model_fields[field].metadata:
+        lo = getattr(rule, "ge", lo)
+        hi = getattr(rule, "le", hi)
+    return lo, hi
+
+
+def _invalid(error: ErrorDetails) -> InvalidSelection:
+    loc = str(error["loc"][0]) if error["loc"] else "request"
+    field = "class" if loc == "class_name" else loc
+    got = literal(repr(error.get("input")))
+    kind = error["type"]
+    if kind in ("greater_than_equal", "less_than_equal") and loc in SelectRequest.model_fields:
+        lo, hi = _bounds(loc)
+        template = f"{{{field}}} must be between {lo} and {hi}, got {got}"
+    elif kind == "literal_error":
+        expected = literal((error.get("ctx") or {}).get("expected", ""))
+        template = f"{{{field}}} must be {expected}, got {got}"
+    elif kind == "value_error":
+        template = literal(str(error["msg"]).removeprefix("Value error, "))
+    else:
+        template = f"{{{field}}}: {literal(error['msg'])}"
+    return InvalidSelection(template, fields=(field,))
 
 
 class BatchItemOut(BaseModel):

@@ -4,7 +4,8 @@ Every strategy returns indices into the rows it was given, in pick order, and is
 for a seed. Equal scores are ordered by a seeded permutation of the rows, so ties neither
 favour low row numbers (often the oldest images) nor change between runs. ``random`` is that
 tie-break order itself: a strategy whose scores are all equal reduces to ``random`` with the
-same seed.
+same seed. The named strategies and their array entry point ``select`` are in
+``registry``.
 """
 
 from __future__ import annotations
@@ -16,16 +17,6 @@ import numpy as np
 
 from dataops.scoring import uncertainty
 
-STRATEGIES = (
-    "random",
-    "least_confidence",
-    "margin",
-    "entropy",
-    "kcenter",
-    "cluster_margin",
-    "hard_negative",
-    "stratified",
-)
 HARD_NEGATIVE_MODES = ("labeled", "unlabeled")
 UNLABELED = -1
 """Label value for rows without a label in ``labels`` arrays."""
@@ -33,14 +24,10 @@ UNLABELED = -1
 Inner = Callable[[np.ndarray, int], np.ndarray]
 """A per-stratum strategy: (row indices of the stratum, count) -> chosen row indices."""
 
-_NEEDS_PROBS = frozenset(
-    {"least_confidence", "margin", "entropy", "cluster_margin", "hard_negative"}
-)
-_NEEDS_EMBEDDINGS = frozenset({"kcenter", "cluster_margin"})
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
-def _check_k(k: int) -> int:
+def check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
         raise ValueError(f"k must be a non-negative integer, got {k!r}")
     return int(k)
@@ -53,7 +40,7 @@ def _rank(scores: np.ndarray, seed: int) -> np.ndarray:
 
 def top_k(scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """Rows with the k highest scores, highest first; ties in seeded-permutation order."""
-    k = _check_k(k)
+    k = check_k(k)
     arr = np.asarray(scores, dtype=np.float64)
     if arr.ndim != 1:
         raise ValueError(f"scores must be 1-D, got shape {arr.shape}")
@@ -114,7 +101,7 @@ def kcenter(
     covering radius. Memory stays O(n): one matrix-vector product per pick, and the distances
     to the labeled set are computed in chunks.
     """
-    k = _check_k(k)
+    k = check_k(k)
     x = _as_matrix(embeddings, "embeddings")
     n = len(x)
     k = min(k, n)
@@ -181,7 +168,7 @@ def round_robin(rows: np.ndarray, clusters: np.ndarray, k: int, seed: int = 0) -
 
     Cluster size counts only the given rows; equal sizes are ordered by a seeded permutation.
     """
-    k = _check_k(k)
+    k = check_k(k)
     rows = np.asarray(rows, dtype=np.int64)
     clusters = np.asarray(clusters)
     if rows.shape != clusters.shape or rows.ndim != 1:
@@ -218,7 +205,7 @@ def cluster_margin(
     embedding clusters round-robin, smallest cluster first, so one dense region of confusing
     images cannot fill the batch. ``n_clusters`` defaults to k.
     """
-    k = _check_k(k)
+    k = check_k(k)
     p = uncertainty.validate_probs(probs)
     x = _as_matrix(embeddings, "embeddings")
     if len(p) != len(x):
@@ -247,7 +234,7 @@ def _as_labels(labels: np.ndarray, n: int) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def _hard_negative_rows(
+def hard_negative_rows(
     n: int, class_index: int, mode: str, labels: np.ndarray | None
 ) -> np.ndarray:
     if mode not in HARD_NEGATIVE_MODES:
@@ -279,11 +266,11 @@ def hard_negative(
     ``unlabeled``: rows without a label (−1 in ``labels``; all rows when ``labels`` is None),
     whose top-scored members are the likeliest false positives to check.
     """
-    k = _check_k(k)
+    k = check_k(k)
     p = uncertainty.validate_probs(probs)
     if isinstance(class_index, bool) or not 0 <= class_index < p.shape[1]:
         raise ValueError(f"class_index must be in [0, {p.shape[1]}), got {class_index!r}")
-    rows = _hard_negative_rows(len(p), class_index, mode, labels)
+    rows = hard_negative_rows(len(p), class_index, mode, labels)
     return rows[top_k(p[rows, class_index], k, seed)]
 
 
@@ -293,7 +280,7 @@ def allocate(sizes: np.ndarray, k: int) -> np.ndarray:
     Every non-empty stratum gets at least one when k allows, taken from the strata most above
     their exact quota; no stratum gets more than it holds.
     """
-    k = _check_k(k)
+    k = check_k(k)
     sz = np.asarray(sizes, dtype=np.int64)
     if sz.ndim != 1 or (sz < 0).any():
         raise ValueError("sizes must be a 1-D array of non-negative counts")
@@ -322,7 +309,7 @@ def stratified(strata: np.ndarray, k: int, inner: Inner) -> np.ndarray:
     Keeps a batch representative of slices (site, device, locale) that a global ranking would
     skew towards whichever slice the model finds hardest. Strata come in sorted order.
     """
-    k = _check_k(k)
+    k = check_k(k)
     arr = np.asarray(strata)
     if arr.ndim != 1:
         raise ValueError(f"strata must be 1-D with one value per row, got shape {arr.shape}")
@@ -338,147 +325,3 @@ def stratified(strata: np.ndarray, k: int, inner: Inner) -> np.ndarray:
         if share > 0
     ]
     return np.concatenate(picks) if picks else _EMPTY.copy()
-
-
-def _row_count(strategy: str, n_items: int | None, **arrays: np.ndarray | None) -> int:
-    counts = {name: len(a) for name, a in arrays.items() if a is not None}
-    if n_items is not None:
-        counts["n_items"] = n_items
-    if not counts:
-        raise ValueError(f"strategy {strategy!r} needs the pool size: pass n_items")
-    if len(set(counts.values())) > 1:
-        raise ValueError(f"inputs disagree on the number of rows: {counts}")
-    return next(iter(counts.values()))
-
-
-def _require(strategy: str, name: str, value: object, what: str) -> None:
-    if value is None:
-        raise ValueError(f"strategy {strategy!r} needs {name}: {what}")
-
-
-def _check_inputs(
-    strategy: str,
-    probs: np.ndarray | None,
-    embeddings: np.ndarray | None,
-    class_index: int | None,
-    mode: str | None,
-) -> None:
-    if strategy in _NEEDS_PROBS:
-        _require(
-            strategy,
-            "probs",
-            probs,
-            "the model's class probabilities per row (score the images with the model first)",
-        )
-    if strategy in _NEEDS_EMBEDDINGS:
-        _require(
-            strategy,
-            "embeddings",
-            embeddings,
-            "the model's embedding output (a model whose forward returns (logits, embedding)); "
-            "this model version produced none",
-        )
-    if strategy == "hard_negative":
-        _require(strategy, "class_index", class_index, "the class to mine hard negatives for")
-        _require(strategy, "mode", mode, f"one of {HARD_NEGATIVE_MODES}")
-
-
-def _run(
-    strategy: str,
-    k: int,
-    n: int,
-    probs: np.ndarray | None,
-    embeddings: np.ndarray | None,
-    labels: np.ndarray | None,
-    class_index: int | None,
-    mode: str | None,
-    seed: int,
-    labeled_embeddings: np.ndarray | None,
-) -> np.ndarray:
-    if strategy == "random":
-        return random(n, k, seed)
-    if strategy == "kcenter":
-        assert embeddings is not None
-        return kcenter(embeddings, k, labeled_embeddings=labeled_embeddings, seed=seed)
-    assert probs is not None
-    if strategy == "least_confidence":
-        return least_confidence(probs, k, seed)
-    if strategy == "margin":
-        return margin(probs, k, seed)
-    if strategy == "entropy":
-        return entropy(probs, k, seed)
-    if strategy == "cluster_margin":
-        assert embeddings is not None
-        return cluster_margin(probs, embeddings, k, seed=seed)
-    assert class_index is not None
-    assert mode is not None
-    return hard_negative(probs, k, class_index, mode=mode, labels=labels, seed=seed)
-
-
-def select(
-    strategy: str,
-    k: int,
-    *,
-    probs: np.ndarray | None = None,
-    embeddings: np.ndarray | None = None,
-    labels: np.ndarray | None = None,
-    strata: np.ndarray | None = None,
-    class_index: int | None = None,
-    mode: str | None = None,
-    seed: int = 0,
-    labeled_embeddings: np.ndarray | None = None,
-    inner: str | None = None,
-    n_items: int | None = None,
-) -> np.ndarray:
-    """Pick k rows of the candidate pool with a named strategy; one entry point for services.
-
-    Row i of every array describes the same candidate. ``stratified`` runs ``inner`` (another
-    strategy name) within each value of ``strata``; ``n_items`` gives the pool size when
-    ``random`` gets no arrays. Missing inputs raise ``ValueError`` naming what is needed.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    k = _check_k(k)
-    n = _row_count(
-        strategy, n_items, probs=probs, embeddings=embeddings, labels=labels, strata=strata
-    )
-    base = strategy
-    if strategy == "stratified":
-        _require(strategy, "strata", strata, "the slice value (site, device, …) of each row")
-        if inner is None or inner not in STRATEGIES or inner == "stratified":
-            options = ", ".join(s for s in STRATEGIES if s != "stratified")
-            raise ValueError(f"stratified needs inner set to one of {options}; got {inner!r}")
-        base = inner
-    _check_inputs(base, probs, embeddings, class_index, mode)
-    if strategy != "stratified":
-        return _run(
-            base, k, n, probs, embeddings, labels, class_index, mode, seed, labeled_embeddings
-        )
-    assert strata is not None
-    eligible = np.arange(n, dtype=np.int64)
-    if base == "hard_negative":
-        assert class_index is not None
-        assert mode is not None
-        eligible = _hard_negative_rows(n, class_index, mode, labels)
-
-    def run_inner(local: np.ndarray, share: int) -> np.ndarray:
-        rows = eligible[local]
-
-        def part(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else np.asarray(a)[rows]
-
-        picked = _run(
-            base,
-            share,
-            len(rows),
-            part(probs),
-            part(embeddings),
-            part(labels),
-            class_index,
-            mode,
-            seed,
-            labeled_embeddings,
-        )
-        return rows[picked]
-
-    return stratified(np.asarray(strata)[eligible], k, run_inner)

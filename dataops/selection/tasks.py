@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dataops.labeling.models import ACCEPTED, ADJUDICATED, Guideline, LabelVersion, Queue
-from dataops.selection.errors import InvalidSelection, TaskUnclear
+from dataops.selection.errors import InvalidSelection, TaskUnclear, literal
 from dataops.selection.models import Batch
 
 DEFAULT_TASK = "default"
@@ -44,8 +44,10 @@ def selection_task(session: Session, queue: Queue | None, task: str | None) -> s
         own = queue_task(session, queue)
         if task is not None and task != own:
             raise InvalidSelection(
-                f"queue {queue.name!r} labels task {own!r} (its guideline's name), not "
-                f"{task!r}; drop --task, or pick a queue for {task!r}"
+                f"queue {literal(repr(queue.name))} labels task {literal(repr(own))} (its "
+                f"guideline's name), not {literal(repr(task))}; drop {{task}}, or pick a queue "
+                f"for {literal(repr(task))}",
+                fields=("task",),
             )
         return own
     if task is not None:
@@ -53,8 +55,9 @@ def selection_task(session: Session, queue: Queue | None, task: str | None) -> s
     tasks = known_tasks(session)
     if len(tasks) > 1:
         raise TaskUnclear(
-            f"several labeling tasks exist ({', '.join(tasks)}); pass --queue Q (its guideline "
-            "names the task) or --task NAME"
+            f"several labeling tasks exist ({literal(', '.join(tasks))}); pass {{queue}} (its "
+            "guideline names the task) or {task}",
+            fields=("queue", "task"),
         )
     return tasks[0] if tasks else DEFAULT_TASK
 
@@ -96,13 +99,15 @@ def manifest_task(session: Session, task: str | None, batch_ids: Sequence[int] |
         if found:
             raise TaskUnclear(
                 f"batches {', '.join(map(str, sorted(batch_ids)))} are for different tasks "
-                f"({', '.join(found)}); a manifest freezes one: pass --task NAME"
+                f"({literal(', '.join(found))}); a manifest freezes one: pass {{task}}",
+                fields=("task",),
             )
     tasks = accepted_tasks(session)
     if len(tasks) > 1:
         raise TaskUnclear(
-            f"several labeling tasks have accepted labels: {describe(tasks)}; pass --task NAME "
-            "(or --from-batches of one task)"
+            f"several labeling tasks have accepted labels: {literal(describe(tasks))}; pass "
+            "{task} (or {from_batches} of one task)",
+            fields=("task", "from_batches"),
         )
     # None at all: the manifest is refused as empty, naming the task it looked for.
     return next(iter(tasks), DEFAULT_TASK)

@@ -16,11 +16,12 @@ from dataops.db import session_scope
 from dataops.events.models import Event
 from dataops.labeling.models import LabelVersion
 from dataops.labelstudio.client import LabelStudioClient, prediction_result
-from dataops.selection import service
+from dataops.selection import run
 from dataops.selection.assign import assign_batch
 from dataops.selection.cancel import cancel_batch
 from dataops.selection.errors import BatchNotAssignable, BatchNotCancellable
 from dataops.selection.models import Batch, BatchItem, ImageClaim
+from dataops.selection.schemas import select_request
 from tests.integration.test_queue_task import QUEUE, accept, clothing_queue, images
 from tests.support.api import MakeUser, bearer
 from tests.support.cli import run_cli, run_json
@@ -37,9 +38,8 @@ def world(tmp_path: Path, catalog: str) -> list[int]:
 
 def draft(size: int, **request: Any) -> int:
     with session_scope() as session:
-        batch = service.select_batch(
-            session, strategy="random", purpose="cold_start", size=size, actor="t", **request
-        )
+        fields = {"strategy": "random", "purpose": "cold_start", "size": size, **request}
+        batch = run.select_batch(session, select_request(fields), actor="t")
         return batch.id
 
 

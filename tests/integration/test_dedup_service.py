@@ -418,7 +418,7 @@ def test_semantic_run_needs_embeddings() -> None:
 def _register_embeddings(vectors: dict[int, np.ndarray]) -> None:
     """A current model version with an embedding output, and its embeddings as scoring stores them."""
     from dataops.scoring.models import ModelVersion
-    from dataops.scoring.service import EmbeddingStore
+    from dataops.scoring.embeddings import EmbeddingStore
 
     with session_scope() as s:
         version = ModelVersion(

@@ -163,13 +163,16 @@ def _relabel_items(batch_id: int) -> dict[int, BatchItem]:
 def _selectable(count: int) -> set[int]:
     """The images a new batch of the queue can pick, when exactly ``count`` can be."""
     from dataops.selection.errors import NothingEligible
-    from dataops.selection.service import select_batch
+    from dataops.selection.run import select_batch
+    from dataops.selection.schemas import select_request
+
+    request = {"strategy": "random", "queue": QUEUE, "seed": 1}
 
     with session_scope() as s:
-        batch = select_batch(s, strategy="random", size=count, queue=QUEUE, seed=1)
+        batch = select_batch(s, select_request({**request, "size": count}))
         picked = set(s.scalars(select(BatchItem.image_id).where(BatchItem.batch_id == batch.id)))
         with pytest.raises(NothingEligible):
-            select_batch(s, strategy="random", size=1, queue=QUEUE, seed=1)
+            select_batch(s, select_request({**request, "size": 1}))
         s.rollback()
         return picked
 

@@ -21,9 +21,12 @@ from dataops.catalog.models import Image
 from dataops.db import session_scope
 from dataops.jobs import dispatch
 from dataops.jobs.models import FAILED, SUCCEEDED
+from dataops.scoring import register as registry
 from dataops.scoring import service
+from dataops.scoring.embeddings import EmbeddingStore
 from dataops.scoring.errors import InvalidModel, ModelConflict, ModelNotFound
 from dataops.scoring.models import ModelVersion, Prediction
+from dataops.storage import get_store
 from tests.support.api import MakeUser, bearer
 from tests.support.brightness_model import CLASSES, SPEC, expected_probs, export, write_gray
 from tests.support.cli import run_cli, run_json
@@ -49,7 +52,7 @@ def model_file(tmp_path: Path) -> Path:
 
 def register(path: Path, name: str = "bright", **kwargs: Any) -> tuple[ModelVersion, bool]:
     with session_scope() as session:
-        return service.register_model(
+        return registry.register_model(
             session, path, name=name, classes=kwargs.pop("classes", CLASSES), actor="test", **kwargs
         )
 
@@ -94,11 +97,11 @@ def test_register_is_idempotent_and_versions_new_bytes(catalog: str, tmp_path: P
     )
     with session_scope() as session:
         assert service.resolve_model(session, "bright").id == second.id
-        service.set_current(session, "bright:3", actor="test")
+        registry.set_current(session, "bright:3", actor="test")
     with session_scope() as session:
         current = session.scalars(select(ModelVersion.version).where(ModelVersion.is_current)).all()
         assert current == [3]
-        stored = service.get_store().get(third.blob_key)
+        stored = get_store().get(third.blob_key)
         assert stored == (tmp_path / "c.pt").read_bytes()
 
 
@@ -148,7 +151,7 @@ def test_scoring_stores_known_outputs(grays: dict[int, int], model_file: Path) -
         assert row.entropy == pytest.approx(-(want * np.log(want)).sum(), abs=1e-6)
 
     with session_scope() as session:
-        store = service.EmbeddingStore.of(session.get(ModelVersion, mv.id))
+        store = EmbeddingStore.of(session.get(ModelVersion, mv.id))
     ids, vectors = store.read()
     assert ids.tolist() == sorted(grays.values())
     brightness = {image_id: np.float32(g) / np.float32(255) for g, image_id in grays.items()}
@@ -191,7 +194,7 @@ def test_interrupted_scoring_resumes_without_duplicates_or_recomputing(
     assert distinct == len(LEVELS)
     assert {p.image_id: (p.id, p.created_at) for p in rows if p.image_id in first} == first
     with session_scope() as session:
-        ids, _ = service.EmbeddingStore.of(session.get(ModelVersion, mv.id)).read()
+        ids, _ = EmbeddingStore.of(session.get(ModelVersion, mv.id)).read()
     assert ids.tolist() == sorted(grays.values())
 
     def must_not_run(*args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -210,7 +213,7 @@ def test_lost_embeddings_are_rederived_from_the_catalog(
     score()
     before = [(p.id, p.probs) for p in predictions(mv.id)]
     with session_scope() as session:
-        store = service.EmbeddingStore.of(session.get(ModelVersion, mv.id))
+        store = EmbeddingStore.of(session.get(ModelVersion, mv.id))
     store.base_path.write_bytes(b"torn write")
     result = score()
     assert (result["scored"], result["embeddings_rederived"]) == (0, len(LEVELS))

@@ -23,12 +23,15 @@ from dataops.jobs.context import JobContext
 from dataops.labeling.errors import QueueNotFound
 from dataops.labeling.models import LabelVersion, Queue
 from dataops.manifests.models import Manifest, ManifestRow
-from dataops.scoring import service as scoring
+from dataops.scoring.embeddings import EmbeddingStore
 from dataops.scoring.errors import ModelNotFound
 from dataops.scoring.models import ModelVersion
-from dataops.selection import service
+from dataops.scoring.register import register_model
+from dataops.selection import run, service
 from dataops.selection.errors import InvalidSelection, NothingEligible, NotScored
+from dataops.selection.jobs import run_select_job
 from dataops.selection.models import Batch, BatchItem, ImageClaim
+from dataops.selection.schemas import select_request
 from tests.support.api import MakeUser, bearer, make_queue
 from tests.support.brightness_model import CLASSES, export, write_gray
 from tests.support.cli import run_cli, run_json
@@ -56,7 +59,7 @@ def _ingest(folder: Path, sites: dict[str, str] | None = None) -> Ids:
 def _register_and_score(tmp_path: Path) -> None:
     path = export(tmp_path / "brightness.pt")
     with session_scope() as session:
-        scoring.register_model(session, path, name="bright", classes=CLASSES, actor="test")
+        register_model(session, path, name="bright", classes=CLASSES, actor="test")
     job = dispatch.submit("score", {"model": "bright"}, actor="test")
     assert job.status == "succeeded", job.error
 
@@ -115,12 +118,16 @@ def label(
     session.flush()
 
 
+def choose(session: Any, **request: Any) -> Batch:
+    return run.select_batch(session, select_request(request), actor="test")
+
+
 def pick(ids: Ids, **request: Any) -> list[str]:
     """Names of the images a committed selection got, in pick order."""
     names = {v: k for k, v in ids.items()}
     request.setdefault("allow_partial", True)  # a whole ranking: more than is eligible
     with session_scope() as session:
-        batch = service.select_batch(session, actor="test", **request)
+        batch = choose(session, **request)
         out = service.batch_out(session, batch)
     return [names[item.image_id] for item in out.items]
 
@@ -130,7 +137,7 @@ def dry_pick(ids: Ids, **request: Any) -> list[str]:
     names = {v: k for k, v in ids.items()}
     request.setdefault("allow_partial", True)
     with session_scope() as session:
-        batch = service.select_batch(session, actor="test", **request)
+        batch = choose(session, **request)
         items = [names[i.image_id] for i in service.batch_out(session, batch).items]
         session.rollback()
     return items
@@ -274,8 +281,10 @@ def test_batch_records_queue_model_seed_and_requester(world: Ids) -> None:
         queue.overlap, queue.gold = 0.2, 0.05  # type: ignore[union-attr]
         queue_name = queue.name  # type: ignore[union-attr]
     with session_scope() as session:
-        batch = service.select_batch(
-            session, strategy="entropy", size=2, seed=9, queue=queue_name, actor="user:alice"
+        batch = run.select_batch(
+            session,
+            select_request({"strategy": "entropy", "size": 2, "seed": 9, "queue": queue_name}),
+            actor="user:alice",
         )
         out = service.batch_out(session, batch)
     assert (out.purpose, out.strategy, out.seed, out.model) == (
@@ -299,7 +308,7 @@ def test_batch_records_queue_model_seed_and_requester(world: Ids) -> None:
 
 
 def test_clear_errors(world: Ids, tmp_path: Path) -> None:
-    with pytest.raises(InvalidSelection, match="--size"):
+    with pytest.raises(InvalidSelection, match="size must be between 1 and 100000, got 0"):
         dry_pick(world, strategy="margin", size=0)
     with pytest.raises(InvalidSelection, match="unknown strategy"):
         dry_pick(world, strategy="smartest", size=1)
@@ -307,13 +316,13 @@ def test_clear_errors(world: Ids, tmp_path: Path) -> None:
         dry_pick(world, strategy="margin", size=1, model="other")
     with pytest.raises(InvalidSelection, match="has no class 'cat'"):
         dry_pick(world, strategy="hard_negative", size=1, class_name="cat")
-    with pytest.raises(InvalidSelection, match="needs --class"):
+    with pytest.raises(InvalidSelection, match="needs class: one of dark, light, other"):
         dry_pick(world, strategy="hard_negative", size=1)
-    with pytest.raises(InvalidSelection, match="only apply to --strategy hard_negative"):
+    with pytest.raises(InvalidSelection, match="only apply to strategy hard_negative"):
         dry_pick(world, strategy="margin", size=1, class_name="light")
     with pytest.raises(InvalidSelection, match="cold_start selects without predictions"):
         dry_pick(world, strategy="margin", size=1, purpose="cold_start")
-    with pytest.raises(InvalidSelection, match="--stratify-by"):
+    with pytest.raises(InvalidSelection, match="stratified needs stratify_by"):
         dry_pick(world, strategy="stratified", size=1)
     with pytest.raises(QueueNotFound):
         dry_pick(world, strategy="random", size=1, queue="nobody")
@@ -325,7 +334,7 @@ def test_clear_errors(world: Ids, tmp_path: Path) -> None:
     ):
         dry_pick(world, strategy="margin", size=1)
     with session_scope() as session:  # random needs no predictions
-        assert service.select_batch(session, strategy="random", size=3, actor="test").size == 3
+        assert choose(session, strategy="random", size=3).size == 3
         session.rollback()
     with session_scope() as session:
         assert session.scalars(select(Batch)).all() == []
@@ -334,7 +343,7 @@ def test_clear_errors(world: Ids, tmp_path: Path) -> None:
 def test_kcenter_needs_the_embeddings_of_every_candidate(world: Ids) -> None:
     with session_scope() as session:
         mv = session.scalars(select(ModelVersion)).one()
-        store = scoring.EmbeddingStore.of(mv)
+        store = EmbeddingStore.of(mv)
     store.base_path.unlink()
     store.index_path.unlink()
     with pytest.raises(NotScored, match="no stored embedding from bright:1"):
@@ -351,7 +360,7 @@ def test_cold_start_without_a_model(tmp_path: Path, catalog: str) -> None:
     with pytest.raises(ModelNotFound, match="no model is registered"):
         dry_pick(ids, strategy="margin", size=2)
     with session_scope() as session:
-        batch = service.select_batch(session, strategy="kcenter", size=4, actor="test")
+        batch = choose(session, strategy="kcenter", size=4)
         out = service.batch_out(session, batch)
     assert (out.purpose, out.model, out.params["space"], out.size) == (
         "cold_start",
@@ -368,7 +377,7 @@ def test_a_redelivered_select_job_reuses_its_batch(world: Ids) -> None:
     assert job.status == "succeeded", job.error
     assert job.result is not None
     ctx = JobContext(job_id=job.id, params=dict(job.params), actor="test")
-    again = service.run_select_job(ctx)
+    again = run_select_job(ctx)
     assert again["id"] == job.result["id"]
     with session_scope() as session:
         assert len(session.scalars(select(Batch)).all()) == 1

@@ -17,10 +17,12 @@ from sqlalchemy import func, select
 
 from dataops.catalog.models import Image
 from dataops.db import session_scope
+from dataops.jobs import runner
 from dataops.scoring.models import ModelVersion, Prediction
-from dataops.selection import service
+from dataops.selection import run
 from dataops.selection.errors import NothingEligible
 from dataops.selection.models import BatchItem, ImageClaim
+from dataops.selection.schemas import select_request
 
 ELIGIBLE = 60
 
@@ -82,9 +84,8 @@ def select_ids(strategy: str, size: int, seed: int) -> list[int]:
     """The batch's image ids in pick order; none when the others already took everything."""
     with session_scope() as session:
         try:
-            batch = service.select_batch(
-                session, strategy=strategy, size=size, seed=seed, actor="test"
-            )
+            request = select_request({"strategy": strategy, "size": size, "seed": seed})
+            batch = run.select_batch(session, request, actor="test")
         except NothingEligible:
             return []
         return list(
@@ -113,16 +114,7 @@ def test_postgres_selections_race_for_the_same_images(
     seed_catalog(ELIGIBLE)
     size = ELIGIBLE // calls + 10  # together they ask for more than there is
     everyone_ranked = threading.Barrier(calls, timeout=60)
-    real_claim = service._claim
-    waited: set[int] = set()
-
-    def claim_after_everyone_ranked(session: Any, batch_id: int, image_ids: list[int]) -> set[int]:
-        if threading.get_ident() not in waited:
-            waited.add(threading.get_ident())
-            everyone_ranked.wait()
-        return real_claim(session, batch_id, image_ids)
-
-    monkeypatch.setattr(service, "_claim", claim_after_everyone_ranked)
+    monkeypatch.setitem(runner.PAUSE_POINTS, "select.before_claim", everyone_ranked.wait)
     batches = run_concurrently(calls, lambda i: select_ids(strategy, size, seed=1))
     assert_disjoint_and_complete(batches, size)
     if strategy == "margin":  # lower ids are more uncertain; each batch keeps rank order

@@ -472,7 +472,7 @@ def test_a_score_job_retried_after_its_last_commit_answers_with_its_result(
     """Predictions are one per (model version, image), so a retry would score nothing and
     record a second `model.scored` with `scored: 0`; it answers with the first result."""
     from dataops.catalog.ingest import ingest
-    from dataops.scoring import service as scoring
+    from dataops.scoring import register as scoring
     from tests.support.brightness_model import CLASSES, export, write_gray
 
     grays = [write_gray(tmp_path / "grays" / f"g{g:03d}.png", g) for g in (20, 100, 200)]

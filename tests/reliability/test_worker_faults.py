@@ -172,7 +172,7 @@ def test_worker_killed_mid_scoring_is_redelivered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from dataops.catalog.ingest import ingest
-    from dataops.scoring import service as scoring
+    from dataops.scoring import register as scoring
     from dataops.scoring.models import Prediction
     from tests.support.brightness_model import CLASSES, export
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
 from dataops.scoring import uncertainty
+from dataops.selection import registry
 from dataops.selection import strategies as s
 
 # Dyadic probabilities: exact in binary, so no accidental float near-ties.
@@ -65,25 +66,25 @@ def test_logits_get_a_hint() -> None:
     ],
 )
 def test_uncertainty_strategies_pick_known_rows(strategy: str, expected: list[int]) -> None:
-    picks = s.select(strategy, 3, probs=PROBS)
+    picks = registry.select(strategy, 3, probs=PROBS)
     assert picks.tolist() == expected
     assert picks.dtype == np.int64
 
 
 @pytest.mark.parametrize("strategy", ["least_confidence", "margin", "entropy"])
 def test_k_larger_than_pool_returns_every_row_once_ranked(strategy: str) -> None:
-    picks = s.select(strategy, 50, probs=PROBS)
+    picks = registry.select(strategy, 50, probs=PROBS)
     assert sorted(picks.tolist()) == [0, 1, 2, 3, 4]
-    full = s.select(strategy, 5, probs=PROBS)
+    full = registry.select(strategy, 5, probs=PROBS)
     np.testing.assert_array_equal(picks, full)
 
 
 def test_k_zero_and_negative() -> None:
-    assert s.select("margin", 0, probs=PROBS).size == 0
+    assert registry.select("margin", 0, probs=PROBS).size == 0
     with pytest.raises(ValueError, match="non-negative integer"):
-        s.select("margin", -1, probs=PROBS)
+        registry.select("margin", -1, probs=PROBS)
     with pytest.raises(ValueError, match="non-negative integer"):
-        s.select("margin", 2.5, probs=PROBS)  # type: ignore[arg-type]
+        registry.select("margin", 2.5, probs=PROBS)  # type: ignore[arg-type]
 
 
 def test_ties_follow_the_seeded_permutation() -> None:
@@ -107,10 +108,10 @@ def test_all_tied_scores_reduce_to_random_with_the_same_seed() -> None:
 
 
 def test_random_is_deterministic_per_seed_and_varies_across_seeds() -> None:
-    a = s.select("random", 10, n_items=100, seed=3)
-    np.testing.assert_array_equal(a, s.select("random", 10, n_items=100, seed=3))
+    a = registry.select("random", 10, n_items=100, seed=3)
+    np.testing.assert_array_equal(a, registry.select("random", 10, n_items=100, seed=3))
     assert len(set(a.tolist())) == 10
-    assert not np.array_equal(a, s.select("random", 10, n_items=100, seed=4))
+    assert not np.array_equal(a, registry.select("random", 10, n_items=100, seed=4))
     assert sorted(s.random(3, 10).tolist()) == [0, 1, 2]
 
 
@@ -122,7 +123,7 @@ def test_every_strategy_is_deterministic_for_a_seed(strategy: str) -> None:
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4), size=60)
     embeddings = rng.normal(size=(60, 5))
-    runs = [s.select(strategy, 12, probs=probs, embeddings=embeddings, seed=11) for _ in range(2)]
+    runs = [registry.select(strategy, 12, probs=probs, embeddings=embeddings, seed=11) for _ in range(2)]
     np.testing.assert_array_equal(runs[0], runs[1])
     assert len(set(runs[0].tolist())) == 12
 
@@ -234,7 +235,7 @@ HN_LABELS = np.array([1, 0, 0, -1, -1, 0])
 
 
 def test_hard_negative_labeled_mode_ranks_other_labels_by_class_score() -> None:
-    picks = s.select(
+    picks = registry.select(
         "hard_negative", 5, probs=HN_PROBS, labels=HN_LABELS, class_index=1, mode="labeled"
     )
     assert picks.tolist() == [1, 5, 2]
@@ -263,7 +264,7 @@ def test_hard_negative_unlabeled_mode() -> None:
 )
 def test_hard_negative_input_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        s.select("hard_negative", 2, probs=HN_PROBS, **kwargs)
+        registry.select("hard_negative", 2, probs=HN_PROBS, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -304,7 +305,7 @@ def test_stratified_runs_the_inner_strategy_per_stratum() -> None:
     rng = np.random.default_rng(1)
     probs = rng.dirichlet(np.ones(3), size=10)
     margins = uncertainty.margin(probs)
-    picks = s.select("stratified", 5, probs=probs, strata=strata, inner="margin")
+    picks = registry.select("stratified", 5, probs=probs, strata=strata, inner="margin")
     assert len(picks) == 5
     chosen = strata[picks].tolist()
     assert (chosen.count("a"), chosen.count("b"), chosen.count("c")) == (3, 1, 1)
@@ -318,7 +319,7 @@ def test_stratified_hard_negatives_count_only_eligible_rows() -> None:
     strata = np.array(["x", "x", "y", "y", "y", "y"])
     labels = np.array([0, 0, 1, 1, 1, 0])
     probs = np.tile([0.5, 0.5], (6, 1))
-    picks = s.select(
+    picks = registry.select(
         "stratified",
         3,
         probs=probs,
@@ -353,7 +354,7 @@ def test_stratified_with_a_custom_inner() -> None:
 )
 def test_select_explains_bad_requests(strategy: str, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        s.select(strategy, 2, **kwargs)
+        registry.select(strategy, 2, **kwargs)
 
 
 def test_select_matches_the_direct_functions() -> None:
@@ -362,17 +363,17 @@ def test_select_matches_the_direct_functions() -> None:
     emb = rng.normal(size=(40, 8))
     labeled = rng.normal(size=(6, 8))
     np.testing.assert_array_equal(
-        s.select("kcenter", 7, embeddings=emb, labeled_embeddings=labeled, seed=2),
+        registry.select("kcenter", 7, embeddings=emb, labeled_embeddings=labeled, seed=2),
         s.kcenter(emb, 7, labeled_embeddings=labeled, seed=2),
     )
     np.testing.assert_array_equal(
-        s.select("cluster_margin", 7, probs=probs, embeddings=emb, seed=2),
+        registry.select("cluster_margin", 7, probs=probs, embeddings=emb, seed=2),
         s.cluster_margin(probs, emb, 7, seed=2),
     )
     np.testing.assert_array_equal(
-        s.select("random", 7, probs=probs, seed=2), s.random(40, 7, seed=2)
+        registry.select("random", 7, probs=probs, seed=2), s.random(40, 7, seed=2)
     )
-    assert set(s.STRATEGIES) == {
+    assert set(registry.names()) == {
         "random",
         "least_confidence",
         "margin",
@@ -382,3 +383,30 @@ def test_select_matches_the_direct_functions() -> None:
         "hard_negative",
         "stratified",
     }
+
+
+def test_each_strategy_says_what_it_needs() -> None:
+    needs = {
+        name: (st.needs_model, st.needs_embeddings, st.needs_class, st.without_model)
+        for name, st in registry.REGISTRY.items()
+    }
+    assert needs["random"] == (False, False, False, True)
+    assert needs["kcenter"] == (False, False, False, True)
+    assert needs["margin"] == (True, False, False, False)
+    assert needs["cluster_margin"] == (True, True, False, False)
+    assert needs["hard_negative"] == (True, False, True, False)
+    assert registry.REGISTRY["stratified"].needs_strata
+
+
+def test_a_registered_strategy_is_selectable_by_name() -> None:
+    def last_rows(c: registry.Candidates, k: int) -> np.ndarray:
+        return np.arange(c.n - 1, -1, -1, dtype=np.int64)[:k]
+
+    registry.register(registry.Strategy("last", last_rows, "the newest rows first"))
+    try:
+        assert registry.select("last", 2, n_items=5).tolist() == [4, 3]
+        strata = np.array([0, 0, 1, 1, 1])
+        picks = registry.select("stratified", 2, strata=strata, inner="last")
+        assert sorted(picks.tolist()) == [1, 4]
+    finally:
+        del registry.REGISTRY["last"]
