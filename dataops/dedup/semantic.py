@@ -16,14 +16,12 @@ from dataops.dedup.state import Catalog
 if TYPE_CHECKING:
     from dataops.scoring.embeddings import EmbeddingStore
     from dataops.scoring.models import ModelVersion
-    from dataops.scoring.service import EmbeddingStore
 
 
 def embedding_source(session: Session) -> tuple[ModelVersion, EmbeddingStore]:
-    from dataops.scoring.embeddings import EmbeddingStore
     """The current model version with embeddings and where scoring keeps them."""
+    from dataops.scoring.embeddings import EmbeddingStore
     from dataops.scoring.models import ModelVersion
-    from dataops.scoring.service import EmbeddingStore
 
     version = session.scalar(
         select(ModelVersion)
