@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dataops.database.dialect import UTCDateTime
 from dataops.database.base import Base, BigIntPK, utcnow
+from dataops.database.dialect import UTCDateTime
 
 
 class SkippedAnnotation(Base):

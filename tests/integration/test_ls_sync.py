@@ -468,7 +468,12 @@ def test_deletions_are_recorded_never_erased(
     with session_scope() as session:
         job = session.get(Job, polled_job)
         assert job is not None
-        assert job.params == {"action": "pull", "queue_id": world.queue_id}
+        assert job.params == {
+            "action": "pull",
+            "queue_id": world.queue_id,
+            "full": False,
+            "page_size": 100,
+        }
         assert job.result is not None
         assert job.result["created"] == 4
 
