@@ -8,7 +8,7 @@ both backends.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import DateTime, Engine, Select, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
