@@ -26,7 +26,6 @@ MAX_LINES = 600
 # Modules over MAX_LINES that are yet to be split, with their current length: a module may
 # shrink below its entry, never grow past it.
 LONG_MODULES: dict[str, int] = {
-    "dataops/scoring/service.py": 734,
 }
 
 BROKER_PACKAGES = ("celery", "kombu")
