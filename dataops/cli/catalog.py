@@ -48,15 +48,25 @@ def ingest(
 
     Re-running on the same files is a no-op (reported as skipped); interrupted runs resume.
     """
+    from pydantic import ValidationError
+
+    from dataops.catalog.errors import IngestInputError
     from dataops.catalog.ingest import expand_inputs, read_attributes
     from dataops.catalog.schemas import IngestRequest
 
-    request = IngestRequest(
-        paths=[_absolute_input(p) for p in paths],
-        source=source,
-        copy_bytes=copy,
-        attributes_csv=str(attributes.absolute()) if attributes else None,
-    )
+    try:
+        request = IngestRequest(
+            paths=[_absolute_input(p) for p in paths],
+            source=source,
+            copy_bytes=copy,
+            attributes_csv=str(attributes.absolute()) if attributes else None,
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "paths"
+        name = {"copy": "copy_bytes"}.get(name, name)
+        message = error["msg"].replace("{", "{{").replace("}", "}}")
+        raise IngestInputError(f"{{{name}}}: {message}", fields=(name,)) from None
     expand_inputs(request.paths)  # fail fast on a missing path before any job is recorded
     read_attributes(request.attributes_csv)
     job = run_job("ingest", request.job_params(), description="ingest", wait=wait)

@@ -70,11 +70,17 @@ def sync_request(params: dict[str, Any]) -> PushRequest | PullRequest:
             ) from None
         name = where[0]
         if name == "page_size":
+            given = _literal(repr(error.get("input")))
             raise DataopsError(
-                f"{{page_size}} must be between 1 and {MAX_PAGE_SIZE}, got {error.get('input')!r}",
+                f"{{page_size}} must be between 1 and {MAX_PAGE_SIZE}, got {given}",
                 fields=("page_size",),
             ) from None
-        raise DataopsError(f"{{{name}}}: {error['msg']}", fields=(name,)) from None
+        raise DataopsError(f"{{{name}}}: {_literal(error['msg'])}", fields=(name,)) from None
+
+
+def _literal(text: str) -> str:
+    """Text safe inside an error template (its braces are not field placeholders)."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 class WebhookResult(BaseModel):
