@@ -39,6 +39,7 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import _dedup_recall
 from benchmarks._baseline import imagededup_phash, imagededup_version, load_search
 from dataops.catalog.hashing import Hashes, compute_hashes
 from dataops.dedup.grouping import (
@@ -52,7 +53,9 @@ from dataops.dedup.grouping import (
 )
 from dataops.dedup.index import EmbeddingIndex, HashIndex, Pairs
 from dataops.dedup.merges import plan_merges
+from dataops.dedup.stages import StagedPairs, StageParams, closest_candidates, group_staged
 from dataops.dedup.transforms import TRANSFORMS
+from dataops.dedup.views import ViewTable, new_view_pairs, view_pairs
 from tests.support.corpus import CORPUS
 
 RADIUS = 10
@@ -254,6 +257,22 @@ def quality(args: argparse.Namespace) -> None:
     print()
 
 
+def families(args: argparse.Namespace) -> dict[str, Any]:
+    """Recall by edit family (see ``benchmarks/_dedup_recall.py``); returns the measured
+    view-hash cost and geometric candidate rate the scale rows extrapolate from."""
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = _dedup_recall.build(Path(tmp), CORPUS, args.quick)
+        runs = [
+            _dedup_recall.run_dataops(corpus, None),
+            _dedup_recall.run_dataops(corpus, StageParams(geometric=False)),
+            _dedup_recall.run_dataops(corpus, StageParams()),
+        ]
+        baseline = _dedup_recall.run_imagededup(corpus, Path(tmp))
+        if baseline is not None:
+            runs.append(baseline)
+        return _dedup_recall.report(runs, corpus)
+
+
 # --------------------------------------------------------------------------- scale
 
 
@@ -321,8 +340,45 @@ class _Clock:
         self.out[f"{self.phase}_cpu"] = time.process_time() - self.cpu
 
 
-def scale_worker(n: int, seed: int) -> dict[str, Any]:
-    """The default dedup pipeline over ``n`` synthetic images, then ``INCREMENT`` new ones."""
+# Bits a view's pHash differs from its own image's, per view (measured on the family corpus:
+# trimmed 6, centre 90 % 13, centre 80 % 22, corners 20-21); the trimmed view exists for
+# the 30 % of images with a border.
+VIEW_FLIPS = (13, 22, 20, 20, 21, 21)
+TRIMMED_FLIPS, TRIMMED_SHARE = 6, 0.3
+
+
+def synthetic_views(phash: np.ndarray, seed: int) -> ViewTable:
+    """View codes shaped like real ones: each a few bits' walk from its image's pHash."""
+    rng = np.random.default_rng(seed + 3)
+    n = phash.shape[0]
+    bits = np.uint64(1) << np.arange(64, dtype=np.uint64)
+    ids, view, codes = [], [], []
+    with_border = np.flatnonzero(rng.random(n) < TRIMMED_SHARE)
+    plan = [(k + 1, np.arange(n), f) for k, f in enumerate(VIEW_FLIPS)]
+    for k, rows, flips in [(0, with_border, TRIMMED_FLIPS), *plan]:
+        noise = np.zeros(rows.shape[0], dtype=np.uint64)
+        for bit in bits:
+            noise |= np.where(rng.random(rows.shape[0]) < flips / 64, bit, np.uint64(0))
+        ids.append(rows)
+        view.append(np.full(rows.shape[0], k, np.int8))
+        codes.append(phash[rows] ^ noise)
+    order = np.argsort(np.concatenate(ids), kind="stable")
+    ph = np.concatenate(codes)[order]
+    one_bit = np.uint64(1) << rng.integers(0, 64, size=ph.shape[0], dtype=np.uint64)
+    return ViewTable(
+        ids=np.concatenate(ids)[order].astype(np.int64),
+        view=np.concatenate(view)[order],
+        phash=ph,
+        dhash=ph ^ one_bit,
+    )
+
+
+def scale_worker(n: int, seed: int, geo_rate: float, geo_ms: float) -> dict[str, Any]:
+    """The default dedup pipeline over ``n`` synthetic images, then ``INCREMENT`` new ones.
+
+    The geometric checks are not run on synthetic codes (they need pixels): their time is
+    the candidate rate and cost per check measured on real photos, times the image count.
+    """
     import faiss
 
     total = n + INCREMENT
@@ -348,21 +404,54 @@ def scale_worker(n: int, seed: int) -> dict[str, Any]:
     assert old.phash_flip is not None
     with clock("mirror"):
         mirrored = index.mirror_pairs(old.phash_flip, params.radius)
+    stage = StageParams()
+    views = synthetic_views(phash, seed)
+    old_views = views_of(views, np.arange(n))
+    with clock("views"):
+        hits = view_pairs(index, old, old_views, DedupParams(radius=stage.view_radius))
     with clock("group"):
-        confirmed = confirm_pairs(old, Pairs.concat([direct, mirrored]), params)
-        grouping = group_pairs(old, confirmed, np.arange(n), params)
-    timings["candidates"] = len(direct) + len(mirrored)
-    timings["groups"] = len(grouping)
+        raw = Pairs.concat([direct, mirrored])
+        confirmed = confirm_pairs(old, raw, params)
+        known = Pairs.concat([confirmed, hits.confirmed])
+        checks = closest_candidates(
+            Pairs.concat([raw, hits.rejected]), known, stage.candidates_per_image
+        )
+        staged = StagedPairs.of(hash=confirmed, view=hits.confirmed)
+        labels = group_staged(old, staged, np.arange(n), params)
+    timings["candidates"] = len(direct) + len(mirrored) + len(hits.confirmed) + len(hits.rejected)
+    timings["view_pairs"] = len(hits.confirmed)
+    timings["synthetic_checks"] = len(checks)
+    timings["groups"] = int(np.unique(labels[labels >= 0]).shape[0])
+    timings["geo_s"] = n * geo_rate * geo_ms / 1000 / 2
+    timings["geo_cpu"] = n * geo_rate * geo_ms / 1000
+    grouping = group_pairs(old, confirmed, np.arange(n), params)
 
     group_of = np.concatenate([grouping.labels, np.full(INCREMENT, -1)])
     reps = {label: int(rep) for label, rep in enumerate(grouping.representatives)}
     with clock("increment"):
         new_pairs = find_new_pairs(index, hashes, hashes.ids[n:], params)
-        plan = plan_merges(hashes, group_of, reps, new_pairs, np.arange(total), params)
+        new_hits = new_view_pairs(
+            index, hashes, views, hashes.ids[n:], DedupParams(radius=stage.view_radius)
+        )
+        plan = plan_merges(
+            hashes,
+            group_of,
+            reps,
+            Pairs.concat([new_pairs, new_hits.confirmed]),
+            np.arange(total),
+            params,
+        )
+    timings["increment_geo_s"] = INCREMENT * geo_rate * geo_ms / 1000 / 2
     timings["increment_pairs"] = len(new_pairs)
     timings["increment_changes"] = len(plan.merges) + len(plan.new_groups)
     timings["rss_mib"] = peak_rss_mib()
     return timings
+
+
+def views_of(views: ViewTable, ids: np.ndarray) -> ViewTable:
+    """The rows of ``views`` that belong to ``ids``."""
+    keep = np.isin(views.ids, ids)
+    return ViewTable(views.ids[keep], views.view[keep], views.phash[keep], views.dhash[keep])
 
 
 def imagededup_worker(n: int, seed: int, method: str, cap_s: float) -> dict[str, Any]:
@@ -406,29 +495,44 @@ def run_worker(*argv: str) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def scale(args: argparse.Namespace) -> None:
+# Geometric candidate rate and cost when the family section is skipped: the last measured
+# values (2,320 real photos, default stages).
+GEO_RATE, GEO_MS = 0.164, 12.0
+
+
+def scale(args: argparse.Namespace, measured: dict[str, Any] | None = None) -> None:
     sizes = args.sizes or ([10_000, 20_000] if args.quick else [100_000, 1_000_000])
+    geo_rate = measured["candidates_per_image"] if measured else GEO_RATE
+    geo_ms = measured["candidate_ms"] if measured else GEO_MS
     print(f"### Scale: synthetic 64-bit codes, default settings (pHash ≤ {RADIUS}), CPU\n")
     print(
         "All pairs: the pHash range search. Mirrored pass: each mirrored pHash against the "
-        "images indexed before it (flip-robust matching, one orientation per pair). Confirm + group: dHash confirmation and guarded "
-        f"grouping. Incremental: {INCREMENT:,} new images against the index (pairs, mirrored "
-        "pairs, merge plan).\n"
+        "images indexed before it (flip-robust matching, one orientation per pair). Views: "
+        "6-7 view codes per image (synthetic, as far from their image's code as measured on "
+        f"real photos) against the full-image index at pHash ≤ {StageParams().view_radius}. "
+        "Confirm + group: dHash confirmation, the geometric candidates, guarded grouping. "
+        f"Geometric: EXTRAPOLATED, {geo_rate:.3f} checks per image × {geo_ms:.1f} ms per check "
+        "(both measured on real photos, decoding included) over 2 cores. "
+        f"Incremental: {INCREMENT:,} new images against the index (pairs, mirrored "
+        "pairs, views both ways, merge plan) + their extrapolated geometric checks.\n"
     )
     print(
         "Each time is wall clock, then in brackets CPU seconds / faiss threads (the time on "
         "otherwise idle cores); the load average is read after each size.\n"
     )
     print(
-        "| images | faiss threads | build | all pairs | mirrored pass | confirm + group "
-        "| full run | candidates | groups | incremental | peak RSS | load |"
+        "| images | faiss threads | build | all pairs | mirrored pass | views | confirm + group "
+        "| geometric (extrapolated) | full run | candidates | groups | incremental | peak RSS "
+        "| load |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for n in sizes:
-        r = run_worker("--scale-worker", str(n))
-        phases = ("build", "pairs", "mirror", "group")
+        r = run_worker("--scale-worker", str(n), "--geo", str(geo_rate), str(geo_ms))
+        phases = ("build", "pairs", "mirror", "views", "group", "geo")
         r["full_s"] = sum(r[f"{p}_s"] for p in phases)
         r["full_cpu"] = sum(r[f"{p}_cpu"] for p in phases)
+        r["increment_s"] += r["increment_geo_s"]
+        r["increment_cpu"] += 2 * r["increment_geo_s"]
         cells = {
             p: f"{_duration(r[f'{p}_s'])} ({_duration(r[f'{p}_cpu'] / r['threads'])})"
             for p in (*phases, "full", "increment")
@@ -436,8 +540,8 @@ def scale(args: argparse.Namespace) -> None:
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
             f"| {n:,} | {r['threads']} | {cells['build']} | {cells['pairs']} "
-            f"| {cells['mirror']} | {cells['group']} | {cells['full']} "
-            f"| {r['candidates']:,} | {r['groups']:,} | {cells['increment']} "
+            f"| {cells['mirror']} | {cells['views']} | {cells['group']} | {cells['geo']} "
+            f"| {cells['full']} | {r['candidates']:,} | {r['groups']:,} | {cells['increment']} "
             f"| {r['rss_mib']:.0f} MiB | {load} |"
         )
     print()
@@ -490,11 +594,15 @@ def main() -> None:
         "--sizes", type=int, nargs="+", help="scale: catalog sizes (default 100000 1000000)"
     )
     parser.add_argument("--scale-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--geo", type=float, nargs=2, default=(GEO_RATE, GEO_MS), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--skip-families", action="store_true", help="no recall-by-family section")
     parser.add_argument("--imagededup-worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.scale_worker:
-        print(json.dumps(scale_worker(args.scale_worker, args.seed)))
+        print(json.dumps(scale_worker(args.scale_worker, args.seed, *args.geo)))
         return
     if args.imagededup_worker:
         n, method, cap = args.imagededup_worker
@@ -502,8 +610,9 @@ def main() -> None:
         return
     if not args.skip_quality:
         quality(args)
+    measured = None if args.skip_families else families(args)
     if not args.skip_scale:
-        scale(args)
+        scale(args, measured)
 
 
 if __name__ == "__main__":
