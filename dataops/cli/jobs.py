@@ -11,22 +11,35 @@ app = typer.Typer(help="Status, progress and errors of jobs.", no_args_is_help=T
 
 @app.command("list")
 def list_jobs(
-    status: str | None = typer.Option(None, "--status"),
-    kind: str | None = typer.Option(None, "--kind"),
-    limit: int = typer.Option(50, "--limit"),
+    status: str | None = typer.Option(
+        None, "--status", help="pending, running, succeeded or failed."
+    ),
+    kind: str | None = typer.Option(None, "--kind", help="e.g. ingest."),
+    limit: int | None = typer.Option(None, "--limit", help="At most this many (default 50)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Recent jobs, newest first."""
+    from pydantic import ValidationError
+
     from dataops.db import session_scope
+    from dataops.errors import DataopsError
     from dataops.jobs import service
-    from dataops.jobs.schemas import JobOut
+    from dataops.jobs.schemas import JobListRequest, JobOut
     from dataops.migrate import ensure_ready
 
+    options = {"status": status, "kind": kind, "limit": limit}
+    try:
+        request = JobListRequest.model_validate({k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0])
+        detail = str(first["msg"]).replace("{", "{{").replace("}", "}}")
+        raise DataopsError(f"{{{field}}}: {detail}", fields=(field,)) from None
     ensure_ready()
     with session_scope() as session:
         jobs = [
             JobOut.model_validate(j).model_dump(mode="json")
-            for j in service.list_jobs(session, status=status, kind=kind, limit=limit)
+            for j in service.list_jobs(session, request)
         ]
     emit(
         {"jobs": jobs},
@@ -65,11 +78,12 @@ def show_job(job_id: str, as_json: bool = typer.Option(False, "--json")) -> None
 
 @app.command("recover")
 def recover(
-    older_than: int = typer.Option(
-        900,
+    older_than: int | None = typer.Option(
+        None,
         "--older-than",
-        help="Seconds a pending job may wait with no queued message; running jobs are "
-        "re-sent once their lease has expired, whatever this says.",
+        help="Seconds a pending job may wait with no queued message (default: the "
+        "worker.stale_after setting, 900); running jobs are re-sent once their lease has "
+        "expired, whatever this says.",
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
 from pydantic import BaseModel, Field
@@ -15,13 +15,12 @@ from dataops.auth.models import User
 from dataops.config import get_settings
 from dataops.jobs import dispatch, service
 from dataops.jobs.models import Job
-from dataops.jobs.schemas import JobOut
+from dataops.jobs.schemas import JobListRequest, JobOut
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
-JobStatus = Literal["pending", "running", "succeeded", "failed"]
 _JOB_EXAMPLE = {
     "id": "9b1f0c3e5d7a4b2c8e6f1a0d3c5b7e9f",
     "kind": "ingest",
@@ -95,14 +94,9 @@ def accept_job(
 def list_jobs(
     session: SessionDep,
     _user: Annotated[User, Depends(require_roles(*STAFF))],
-    status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
-    kind: Annotated[
-        str | None,
-        Query(pattern=r"^[a-z_]{1,32}$", description="Only jobs of this kind, e.g. `ingest`."),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    query: Annotated[JobListRequest, Query()],
 ) -> JobList:
-    rows = service.list_jobs(session, status=status, kind=kind, limit=limit)
+    rows = service.list_jobs(session, query)
     return JobList(jobs=[JobOut.model_validate(j) for j in rows])
 
 

@@ -1,9 +1,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["pending", "running", "succeeded", "failed"]
+
+
+class JobListRequest(BaseModel):
+    """Which jobs to list (newest first): the CLI's options and the HTTP query."""
+
+    status: JobStatus | None = Field(default=None, description="Only jobs in this state.")
+    kind: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_]{1,32}$",
+        description="Only jobs of this kind, e.g. `ingest`.",
+    )
+    limit: int = Field(default=50, ge=1, le=500, description="At most this many jobs.")
 
 
 class JobOut(BaseModel):

@@ -10,6 +10,7 @@ from dataops.db import utcnow
 from dataops.events import service as events
 from dataops.jobs.errors import JobNotFound, LeaseLost
 from dataops.jobs.models import FAILED, PENDING, RUNNING, SUCCEEDED, Job
+from dataops.jobs.schemas import JobListRequest
 
 
 def create_job(session: Session, kind: str, params: dict[str, Any], actor: str | None) -> Job:
@@ -27,14 +28,13 @@ def get_job(session: Session, job_id: str) -> Job:
     return job
 
 
-def list_jobs(
-    session: Session, *, status: str | None = None, kind: str | None = None, limit: int = 50
-) -> list[Job]:
-    stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
-    if status:
-        stmt = stmt.where(Job.status == status)
-    if kind:
-        stmt = stmt.where(Job.kind == kind)
+def list_jobs(session: Session, request: JobListRequest | None = None) -> list[Job]:
+    request = request or JobListRequest()
+    stmt = select(Job).order_by(Job.created_at.desc()).limit(request.limit)
+    if request.status:
+        stmt = stmt.where(Job.status == request.status)
+    if request.kind:
+        stmt = stmt.where(Job.kind == request.kind)
     return list(session.scalars(stmt))
 
 
