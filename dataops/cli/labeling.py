@@ -1,4 +1,5 @@
-"""`dataops vendors|queues|guidelines|annotators|labels ...`: the labeling side of the catalog."""
+"""`dataops vendors|queues|guidelines|annotators ...`: the labeling side of the catalog
+(`labels ...` is :mod:`dataops.cli.labels`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import typer
 
+from dataops.cli.labels import labels_app
 from dataops.cli.output import console, emit, table
 
 vendors_app = typer.Typer(help="Labeling vendors.", no_args_is_help=True)
@@ -19,9 +21,6 @@ guidelines_app = typer.Typer(
 )
 annotators_app = typer.Typer(
     help="Annotators and their Label Studio accounts.", no_args_is_help=True
-)
-labels_app = typer.Typer(
-    help="Append-only label versions: import, list, audit.", no_args_is_help=True
 )
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document.")
@@ -212,30 +211,37 @@ def queues_create(
     guideline: str = typer.Option(
         ..., "--guideline", help="NAME (newest version, then pinned) or NAME:VERSION."
     ),
-    overlap: float = typer.Option(
-        0.0, "--overlap", help="Share of items labeled by 2+ annotators (0..1)."
+    overlap: float | None = typer.Option(
+        None, "--overlap", help="Share of items labeled by 2+ annotators (0..1; default 0)."
     ),
-    gold: float = typer.Option(0.0, "--gold", help="Share of gold (honeypot) items (0..0.5)."),
+    gold: float | None = typer.Option(
+        None, "--gold", help="Share of gold (honeypot) items (0..0.5; default 0)."
+    ),
     due: str | None = typer.Option(None, "--due", help="Turnaround, e.g. 3d, 12h, 2w."),
-    connection: str = typer.Option(
-        "default",
+    connection: str | None = typer.Option(
+        None,
         "--connection",
-        help="Label Studio instance: 'default' or a name from DATAOPS_LABELSTUDIO_CONNECTIONS.",
+        help="Label Studio instance: 'default' (the default) or a name from "
+        "DATAOPS_LABELSTUDIO_CONNECTIONS.",
     ),
-    on_reject: str = typer.Option(
-        "relabel_failed",
+    on_reject: str | None = typer.Option(
+        None,
         "--on-reject",
-        help="Rejected batch: relabel_failed (failed items relabeled, the rest released), "
-        "relabel_all or release.",
+        help="Rejected batch: relabel_failed (the default: failed items relabeled, the rest "
+        "released), relabel_all or release.",
     ),
-    relabel_answers: int = typer.Option(
-        3, "--relabel-answers", help="Answers asked for each relabel item."
+    relabel_answers: int | None = typer.Option(
+        None, "--relabel-answers", help="Answers asked for each relabel item (default 3)."
     ),
-    relabel_agree: int = typer.Option(
-        2, "--relabel-agree", help="Matching answers that accept a relabel item (2 of 3)."
+    relabel_agree: int | None = typer.Option(
+        None,
+        "--relabel-agree",
+        help="Matching answers that accept a relabel item (default 2, of 3).",
     ),
-    relabel_rounds: int = typer.Option(
-        2, "--relabel-rounds", help="Relabel batches at most in a chain; then items are released."
+    relabel_rounds: int | None = typer.Option(
+        None,
+        "--relabel-rounds",
+        help="Relabel batches at most in a chain; then items are released (default 2).",
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -248,24 +254,25 @@ def queues_create(
     from dataops.db import session_scope
     from dataops.labeling import queues
 
-    due_days = queues.parse_due(due) if due is not None else None
+    given = {
+        "overlap": overlap,
+        "gold": gold,
+        "due": due,
+        "connection": connection,
+        "on_reject": on_reject,
+        "relabel_answers": relabel_answers,
+        "relabel_agree": relabel_agree,
+        "relabel_rounds": relabel_rounds,
+    }
+    request = queues.queue_request(
+        name=name,
+        vendor=vendor,
+        guideline=guideline,
+        **{field: value for field, value in given.items() if value is not None},
+    )
     _ready()
     with session_scope() as session:
-        queue, created = queues.create_queue(
-            session,
-            name,
-            vendor=vendor,
-            guideline=guideline,
-            overlap=overlap,
-            gold=gold,
-            due_days=due_days,
-            connection=connection,
-            on_reject=on_reject,
-            relabel_answers=relabel_answers,
-            relabel_agree=relabel_agree,
-            relabel_rounds=relabel_rounds,
-            actor=_actor(),
-        )
+        queue, created = queues.create_queue(session, request, actor=_actor())
         data = {**queues.queue_out(session, queue).model_dump(mode="json"), "created": created}
     emit(
         data,
@@ -404,187 +411,3 @@ def annotators_map(
             f"{data['connection']} ({data['vendor']})"
         ),
     )
-
-
-# --- labels -------------------------------------------------------------------------------
-
-
-@labels_app.command("import")
-def labels_import(
-    file: Path = typer.Argument(
-        ..., help="A CSV (image,annotator,label), Label Studio JSON or CVAT for images 1.1 XML."
-    ),
-    fmt: str | None = typer.Option(
-        None,
-        "--format",
-        help="csv, labelstudio or cvat (default: from the extension or content).",
-    ),
-    annotator: str | None = typer.Option(
-        None, "--annotator", help="Who made the labels of a CVAT export (name or email)."
-    ),
-    accept: bool = typer.Option(
-        False, "--accept", help="Labels vetted elsewhere: store them as accepted."
-    ),
-    task: str | None = typer.Option(
-        None, "--task", help="Labeling task name (default: the guideline's name, else default)."
-    ),
-    guideline: str | None = typer.Option(
-        None, "--guideline", help="Check labels against this guideline (NAME[:VERSION])."
-    ),
-    vendor: str | None = typer.Option(None, "--vendor", help="The vendor the annotators work for."),
-    connection: str = typer.Option(
-        "default", "--connection", help="The Label Studio instance a JSON export came from."
-    ),
-    path_map: list[str] = typer.Option(
-        [],
-        "--path-map",
-        help="PREFIX=ROOT, repeatable: a Label Studio image path starting with PREFIX is looked "
-        "up as ROOT + the rest (e.g. /data/upload/=/srv/label-studio/media/upload/).",
-    ),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Import labels, all or nothing: any bad row is reported and nothing is stored.
-
-    Re-importing the same file creates nothing. CSV images are a sha256 or any path/uri they
-    were ingested from (relative paths are read from the CSV's folder). Label Studio JSON
-    exports (not JSON_MIN) find images by the task key dataops pushed, data.dataops_sha256, or
-    data.image through --path-map; a result dataops cannot store (a polygon, a key point,
-    free text) refuses the file. CVAT for images 1.1 XML needs --annotator; its images are the
-    sha256 names `manifest export --format cvat` writes, or file names ingested before.
-    """
-    from dataops.db import session_scope
-    from dataops.labeling import imports
-    from dataops.labeling.errors import LabelFileError, LabelImportRejected
-
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise LabelFileError(f"cannot read {file}: {exc.strerror or exc}") from None
-    _ready()
-    if fmt == "cvat" or (fmt is None and file.suffix.lower() == ".xml"):
-        from dataops.labeling.cvat_import import import_cvat
-
-        with session_scope() as session:
-            report = import_cvat(
-                session,
-                data,
-                filename=file.name,
-                annotator=annotator,
-                accept=accept,
-                task=task,
-                guideline=guideline,
-                vendor=vendor,
-                actor=_actor(),
-            )
-    else:
-        with session_scope() as session:
-            report = imports.import_labels(
-                session,
-                data,
-                filename=file.name,
-                fmt=fmt,
-                accept=accept,
-                task=task,
-                guideline=guideline,
-                vendor=vendor,
-                connection=connection,
-                base_dir=file.absolute().parent,
-                path_map=path_map,
-                actor=_actor(),
-            )
-    out = report.model_dump(mode="json")
-
-    def render() -> None:
-        table(
-            f"labels import {file.name}",
-            ["rows", "created", "existing", "skipped", "errors"],
-            [[out["rows"], out["created"], out["existing"], out["skipped"], len(out["errors"])]],
-        )
-        for error in out["errors"][:50]:
-            where = f"line {error['line']}" if error["line"] else f"task {error['row']}"
-            console.print(
-                f"[yellow]{where}[/yellow] {error['field']}: {error['message']}", highlight=False
-            )
-
-    emit(out, as_json, render)
-    if report.errors:
-        raise LabelImportRejected(
-            f"{len(report.errors)} problems in {file.name}; nothing was imported — fix them and "
-            "import the file again"
-        )
-
-
-@labels_app.command("list")
-def labels_list(
-    image: str | None = typer.Option(None, "--image", help="Image id, sha256 or prefix."),
-    batch: int | None = typer.Option(None, "--batch", help="Batch id."),
-    status: str | None = typer.Option(
-        None, "--status", help="submitted, accepted, rejected, adjudicated, released or deleted."
-    ),
-    task: str | None = typer.Option(None, "--task"),
-    live: bool = typer.Option(False, "--live", help="Only each annotator's current version."),
-    limit: int = typer.Option(1000, "--limit", help="0 for all."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Label versions, oldest first; `supersedes_id` links an edit to the version it replaced."""
-    from dataops.catalog.service import get_image
-    from dataops.db import session_scope
-    from dataops.errors import DataopsError
-    from dataops.labeling import labels
-    from dataops.labeling.models import DELETED
-
-    allowed = (*labels.LABEL_STATUSES, DELETED)
-    if status is not None and status not in allowed:
-        raise DataopsError(f"--status must be one of {', '.join(allowed)}, got {status!r}")
-    _ready()
-    with session_scope() as session:
-        image_id = get_image(session, image).id if image else None
-        versions = labels.list_labels(
-            session,
-            image_id=image_id,
-            batch_id=batch,
-            status=status,
-            task=task,
-            live=live,
-            limit=limit or None,
-        )
-        rows = [v.model_dump(mode="json") for v in labels.label_outs(session, versions)]
-    emit(
-        {"labels": rows},
-        as_json,
-        lambda: table(
-            f"{len(rows)} label versions",
-            ["id", "image", "annotator", "task", "label", "status", "supersedes", "source"],
-            [
-                [
-                    r["id"],
-                    r["sha256"][:12],
-                    r["annotator"],
-                    r["task"],
-                    r["payload"].get("class", f"{len(r['payload'].get('boxes', []))} boxes"),
-                    r["status"],
-                    r["supersedes_id"],
-                    r["source"],
-                ]
-                for r in rows
-            ],
-        ),
-    )
-
-
-@labels_app.command("status")
-def labels_status(
-    version_id: int = typer.Argument(..., help="Label version id."),
-    status: str = typer.Argument(..., help="accepted, rejected, adjudicated or released."),
-    reason: str | None = typer.Option(None, "--reason", help="Why, for the audit log."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Record an audit verdict on a live label version."""
-    from dataops.db import session_scope
-    from dataops.labeling import labels
-
-    _ready()
-    with session_scope() as session:
-        version = labels.set_status(session, version_id, status, actor=_actor(), reason=reason)
-        [data] = [v.model_dump(mode="json") for v in labels.label_outs(session, [version])]
-    emit(data, as_json, lambda: console.print(f"label version {version_id}: {data['status']}"))

@@ -18,10 +18,10 @@ from dataops.errors import DataopsError
 from dataops.labeling import importers
 from dataops.labeling.guideline_versions import get_guideline
 from dataops.labeling.importers_cvat import FORMAT, parse_cvat
-from dataops.labeling.imports import store_imported_labels
 from dataops.labeling.labels import chunks
 from dataops.labeling.models import ACCEPTED, SUBMITTED
-from dataops.labeling.schemas import ImportReport, RowError
+from dataops.labeling.schemas import ImportReport, LabelImportOptions, RowError
+from dataops.labeling.store import store_imported_labels
 from dataops.labeling.vendors import get_vendor
 
 SOURCE_CVAT = "cvat"
@@ -96,28 +96,26 @@ def _resolve(
 def import_cvat(
     session: Session,
     data: bytes,
+    request: LabelImportOptions,
     *,
     filename: str,
-    annotator: str | None,
-    accept: bool = False,
-    task: str | None = None,
-    guideline: str | None = None,
-    vendor: str | int | None = None,
     actor: str | None = None,
 ) -> ImportReport:
-    """Import a CVAT for images 1.1 XML export as ``annotator``'s labels, all or nothing."""
-    who = importers._annotator_from_text(annotator or "")
+    """Import a CVAT for images 1.1 XML export as ``request.annotator``'s labels, all or
+    nothing."""
+    who = importers.annotator_from_text(request.annotator or "")
     if who is None:
         raise DataopsError(
             "a CVAT export does not say who labeled: give the annotator's name or email "
-            "(--annotator; HTTP: annotator)"
+            "({annotator})",
+            fields=("annotator",),
         )
     text = importers.decode(data, filename)
-    guideline_row = get_guideline(session, guideline) if guideline else None
-    vendor_id = get_vendor(session, vendor).id if vendor is not None else None
-    task_name = (task or (guideline_row.name if guideline_row else "default")).strip()
+    guideline_row = get_guideline(session, request.guideline) if request.guideline else None
+    vendor_id = get_vendor(session, request.vendor).id if request.vendor is not None else None
+    task_name = (request.task or (guideline_row.name if guideline_row else "default")).strip()
     if not task_name or len(task_name) > 128:
-        raise DataopsError("--task must be 1 to 128 characters")
+        raise DataopsError("{task} must be 1 to 128 characters", fields=("task",))
     parsed = parse_cvat(
         text,
         annotator=who,
@@ -142,7 +140,7 @@ def import_cvat(
         fmt=FORMAT,
         task=task_name,
         guideline=guideline_row,
-        status=ACCEPTED if accept else SUBMITTED,
+        status=ACCEPTED if request.accept else SUBMITTED,
         vendor_id=vendor_id,
         content_source=SOURCE_CVAT,
         details={"annotator": who.name},

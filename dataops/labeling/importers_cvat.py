@@ -21,8 +21,9 @@ from typing import Any
 
 from dataops.errors import DataopsError
 from dataops.labeling.errors import LabelFileError
-from dataops.labeling.importers import AnnotatorRef, LabelRow, ParsedFile, _shown
-from dataops.labeling.schemas import RowError, normalise_payload
+from dataops.labeling.importers import AnnotatorRef, LabelRow, ParsedFile, shown
+from dataops.labeling.payloads import normalise_payload
+from dataops.labeling.schemas import RowError
 
 FORMAT = "cvat"
 _SHA_NAME = re.compile(r"^[0-9a-f]{64}$")
@@ -150,7 +151,7 @@ def parse_cvat(
                 RowError(
                     row=row,
                     field=problem.path,
-                    value=_shown(problem.value),
+                    value=shown(problem.value),
                     message=problem.message,
                 )
             )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +11,17 @@ from sqlalchemy.orm import Session
 
 from dataops.catalog.models import QUARANTINED, Image, ImageLocation
 from dataops.errors import DataopsError
-from dataops.events import service as events
-from dataops.labeling import importers
-from dataops.labeling.annotators import get_or_create_annotator
-from dataops.labeling.guideline_versions import get_guideline, guideline_ref
+from dataops.labeling import importers, importers_labelstudio
+from dataops.labeling.cvat_import import import_cvat
+from dataops.labeling.guideline_versions import get_guideline
 from dataops.labeling.labels import (
-    SOURCE_CSV,
-    SOURCE_LABELSTUDIO,
-    add_label_version,
     chunks,
-    labelstudio_source_id,
 )
-from dataops.labeling.models import ACCEPTED, SUBMITTED, Guideline
-from dataops.labeling.queues import DEFAULT_CONNECTION, check_connection
-from dataops.labeling.schemas import (
-    ImportReport,
-    RowError,
-)
+from dataops.labeling.models import ACCEPTED, SUBMITTED
+from dataops.labeling.path_map import mapped_uris, parse_path_map
+from dataops.labeling.queues import check_connection
+from dataops.labeling.schemas import ImportReport, LabelImportOptions, RowError
+from dataops.labeling.store import store_imported_labels
 from dataops.labeling.vendors import get_vendor
 
 
@@ -119,7 +111,7 @@ def _resolve_images(
     candidates = {
         r.image_uri: [
             c
-            for mapped in importers.mapped_uris(r.image_uri, path_map)
+            for mapped in mapped_uris(r.image_uri, path_map)
             for c in _uri_candidates(mapped, base_dir)
         ]
         for r in rows
@@ -154,31 +146,17 @@ def _resolve_images(
     return resolved, errors
 
 
-def content_source_id(
-    image: Image, annotator_id: int | None, payload: dict[str, Any], task: str
-) -> str:
-    """CSV and CVAT rows carry no id: the same label of the same image by the same person is
-    one row."""
-    body = json.dumps([image.sha256, annotator_id, payload, task], sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
 def import_labels(
     session: Session,
     data: bytes,
+    request: LabelImportOptions,
     *,
     filename: str,
-    fmt: str | None = None,
-    accept: bool = False,
-    task: str | None = None,
-    guideline: str | None = None,
-    vendor: str | int | None = None,
-    connection: str = DEFAULT_CONNECTION,
     base_dir: Path | None = None,
-    path_map: Sequence[str] = (),
     actor: str | None = None,
 ) -> ImportReport:
-    """Import a CSV (``image,annotator,label``) or a Label Studio JSON export, all or nothing.
+    """Import a label file, all or nothing: a CSV (``image,annotator,label``), a Label Studio
+    JSON export, or a CVAT for images 1.1 XML export (``format`` cvat, or an ``.xml`` file).
 
     Every row is checked first (image known and usable, label valid for the guideline); any
     error means nothing is written and the report lists each problem. Re-importing a file
@@ -187,21 +165,26 @@ def import_labels(
     relative to ``base_dir`` (the file's folder). ``path_map`` (``PREFIX=ROOT`` entries) maps
     Label Studio's own image paths to the locations images were ingested from.
     """
+    if request.format == "cvat" or (request.format is None and filename.lower().endswith(".xml")):
+        return import_cvat(session, data, request, filename=filename, actor=actor)
     text = importers.decode(data, filename)
-    chosen = fmt or importers.detect_format(filename, text)
+    chosen = request.format or importers.detect_format(filename, text)
     if chosen not in importers.FORMATS:
-        raise DataopsError(f"--format must be one of {', '.join(importers.FORMATS)}")
-    guideline_row = get_guideline(session, guideline) if guideline else None
-    vendor_id = get_vendor(session, vendor).id if vendor is not None else None
-    pairs = importers.parse_path_map(path_map)
+        raise DataopsError(
+            f"{{format}} must be one of {', '.join(importers.FORMATS)}", fields=("format",)
+        )
+    guideline_row = get_guideline(session, request.guideline) if request.guideline else None
+    vendor_id = get_vendor(session, request.vendor).id if request.vendor is not None else None
+    pairs = parse_path_map(request.path_map)
+    connection = request.connection
     if chosen == "labelstudio":
         connection = check_connection(connection)
-    task_name = (task or (guideline_row.name if guideline_row else "default")).strip()
+    task_name = (request.task or (guideline_row.name if guideline_row else "default")).strip()
     if not task_name or len(task_name) > 128:
-        raise DataopsError("--task must be 1 to 128 characters")
-    parsed = importers.parse_file(
+        raise DataopsError("{task} must be 1 to 128 characters", fields=("task",))
+    parse = importers.parse_csv if chosen == "csv" else importers_labelstudio.parse_labelstudio
+    parsed = parse(
         text,
-        chosen,
         kind=guideline_row.kind if guideline_row else None,
         classes=list(guideline_row.classes) if guideline_row else None,
     )
@@ -226,91 +209,8 @@ def import_labels(
         fmt=chosen,
         task=task_name,
         guideline=guideline_row,
-        status=ACCEPTED if accept else SUBMITTED,
+        status=ACCEPTED if request.accept else SUBMITTED,
         vendor_id=vendor_id,
         connection=connection,
         actor=actor,
     )
-
-
-def store_imported_labels(
-    session: Session,
-    rows: Sequence[importers.LabelRow],
-    images: Mapping[int, Image],
-    report: ImportReport,
-    *,
-    data: bytes,
-    filename: str,
-    fmt: str,
-    task: str,
-    guideline: Guideline | None,
-    status: str,
-    vendor_id: int | None,
-    connection: str = DEFAULT_CONNECTION,
-    content_source: str = SOURCE_CSV,
-    details: Mapping[str, Any] | None = None,
-    actor: str | None = None,
-) -> ImportReport:
-    """Store a checked file's rows (``images`` by row position) and record one
-    ``labels.imported`` event; ``report`` gains the created and existing counts.
-
-    Rows with a Label Studio annotation id are keyed by it; rows without one (CSV, CVAT) by
-    their content under ``content_source``, so the same label imported twice is stored once.
-    """
-    annotators: dict[importers.AnnotatorRef, int] = {}
-    for position, row in enumerate(rows):
-        annotator_id: int | None = None
-        if row.annotator is not None:
-            if row.annotator not in annotators:
-                annotators[row.annotator] = get_or_create_annotator(
-                    session,
-                    connection=connection if row.annotator.ls_user_id is not None else None,
-                    ls_user_id=row.annotator.ls_user_id,
-                    email=row.annotator.email,
-                    name=row.annotator.name,
-                    vendor_id=vendor_id,
-                    mapped_by="import",
-                    actor=actor,
-                ).id
-            annotator_id = annotators[row.annotator]
-        image = images[position]
-        if row.annotation_id is None:
-            source = content_source
-            source_id = content_source_id(image, annotator_id, row.payload, task)
-        else:
-            source = SOURCE_LABELSTUDIO
-            source_id = labelstudio_source_id(connection, row.annotation_id)
-        _, created = add_label_version(
-            session,
-            image_id=image.id,
-            payload=row.payload,
-            source=source,
-            source_id=source_id,
-            source_updated_at=row.updated_at,
-            annotator_id=annotator_id,
-            guideline_id=guideline.id if guideline else None,
-            task=task,
-            status=status,
-            actor=actor,
-        )
-        if created:
-            report.created += 1
-        else:
-            report.existing += 1
-    events.record(
-        session,
-        "labels.imported",
-        "label_file",
-        hashlib.sha256(data).hexdigest(),
-        actor=actor,
-        details={
-            "file": filename,
-            "format": fmt,
-            "task": task,
-            **(details or {}),
-            "guideline": guideline_ref(guideline) if guideline else None,
-            "status": status,
-            **report.model_dump(include={"rows", "created", "existing", "skipped"}),
-        },
-    )
-    return report

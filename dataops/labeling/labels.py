@@ -41,10 +41,8 @@ from dataops.labeling.models import (
     LabelVersion,
     Queue,
 )
-from dataops.labeling.schemas import (
-    LabelVersionOut,
-    normalise_payload,
-)
+from dataops.labeling.payloads import normalise_payload
+from dataops.labeling.schemas import LabelVersionOut
 from dataops.selection.models import Batch
 
 SOURCE_LABELSTUDIO = "labelstudio"
@@ -353,7 +351,7 @@ def live_versions(
     )
 
 
-def accepted_labels(task: str, *, image_ids: Sequence[int] | None = None) -> Select[Any]:
+def accepted_labels(task: str, *, image_ids: Sequence[int] | None = None) -> Select[int, int]:
     """The accepted label of each image for ``task``, as SQL: columns ``image_id`` and ``id``.
 
     The one definition of the label a manifest freezes: among the live accepted or adjudicated

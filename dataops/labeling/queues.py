@@ -9,6 +9,7 @@ instance, configured as a named connection (``DATAOPS_LABELSTUDIO_CONNECTIONS__<
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,14 +28,11 @@ from dataops.labeling.models import (
     Queue,
     Vendor,
 )
-from dataops.labeling.schemas import (
-    QueueOut,
-)
+from dataops.labeling.schemas import DEFAULT_CONNECTION, QueueCreate, QueueOut, parse_request
 from dataops.labeling.vendors import by_id_or_name, check_entity_name, get_vendor
 from dataops.names import refuse_look_alike
 from dataops.selection.models import Batch
 
-DEFAULT_CONNECTION = "default"
 MAX_GOLD = 0.5
 MAX_DUE_DAYS = 365.0
 _DUE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*$", re.IGNORECASE)
@@ -63,39 +61,49 @@ def parse_due(text: str) -> float:
     """``3d``, ``12h``, ``2w`` or a plain number of days → days."""
     match = _DUE.match(text)
     if not match:
-        raise QueueSettingsError(f"--due {text!r}: give a duration like 3d, 12h or 2w")
+        raise QueueSettingsError(
+            f"{{due}} {_literal(repr(text))}: give a duration like 3d, 12h or 2w", fields=("due",)
+        )
     amount = float(match.group(1))
     unit = match.group(2).lower() or "d"
     days = amount * {"h": 1 / 24, "d": 1.0, "w": 7.0}[unit]
     if not 0 < days <= MAX_DUE_DAYS:
-        raise QueueSettingsError(f"--due {text!r} must be more than 0 and at most 365 days")
+        raise QueueSettingsError(
+            f"{{due}} {_literal(repr(text))} must be more than 0 and at most 365 days",
+            fields=("due",),
+        )
     return days
 
 
-def _check_fraction(value: float, option: str, maximum: float) -> float:
+def _literal(text: str) -> str:
+    """User text inside an error template that names fields (braces are placeholders there)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _check_fraction(value: float, field: str, maximum: float) -> float:
     if not 0.0 <= value <= maximum:
         percent = " (a fraction: 0.2 means 20 %)" if value > 1 else ""
         raise QueueSettingsError(
-            f"{option} must be between 0 and {maximum:g}{percent}, got {value:g}"
+            f"{{{field}}} must be between 0 and {maximum:g}{percent}, got {value:g}",
+            fields=(field,),
         )
     return float(value)
 
 
+def queue_request(**values: Any) -> QueueCreate:
+    """A queue request from keyword values (the CLI's options, a script's arguments); a bad
+    value raises QueueSettingsError naming its field."""
+    for field, maximum in (("overlap", 1.0), ("gold", MAX_GOLD)):
+        value = values.get(field)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            _check_fraction(value, field, maximum)
+    if isinstance(values.get("due"), str):
+        parse_due(values["due"])
+    return parse_request(QueueCreate, values, QueueSettingsError)
+
+
 def create_queue(
-    session: Session,
-    name: str,
-    *,
-    vendor: str | int,
-    guideline: str,
-    overlap: float = 0.0,
-    gold: float = 0.0,
-    due_days: float | None = None,
-    connection: str = DEFAULT_CONNECTION,
-    on_reject: str = relabel_policy.DEFAULT_ON_REJECT,
-    relabel_answers: int = relabel_policy.DEFAULT_RELABEL_ANSWERS,
-    relabel_agree: int = relabel_policy.DEFAULT_RELABEL_AGREE,
-    relabel_rounds: int = relabel_policy.DEFAULT_RELABEL_ROUNDS,
-    actor: str | None = None,
+    session: Session, request: QueueCreate, *, actor: str | None = None
 ) -> tuple[Queue, bool]:
     """Create a vendor queue pinned to one guideline version and one Label Studio connection.
 
@@ -108,19 +116,19 @@ def create_queue(
     ``on_reject`` and the ``relabel_*`` settings are the audit policy of the queue's batches
     (``dataops.audits.policy``).
     """
+    name, vendor, guideline = request.name, request.vendor, request.guideline
+    due_days = parse_due(request.due) if request.due is not None else None
     clean = check_entity_name(name, "queue")
     refuse_look_alike(session, Queue.name, clean, "queue")
-    overlap = _check_fraction(overlap, "--overlap", 1.0)
-    gold = _check_fraction(gold, "--gold", MAX_GOLD)
-    if due_days is not None and not 0 < due_days <= MAX_DUE_DAYS:
-        raise QueueSettingsError(f"due must be more than 0 and at most 365 days, got {due_days}")
+    overlap = _check_fraction(request.overlap, "overlap", 1.0)
+    gold = _check_fraction(request.gold, "gold", MAX_GOLD)
     policy = relabel_policy.check(
-        on_reject=on_reject,
-        relabel_answers=relabel_answers,
-        relabel_agree=relabel_agree,
-        relabel_rounds=relabel_rounds,
+        on_reject=request.on_reject,
+        relabel_answers=request.relabel_answers,
+        relabel_agree=request.relabel_agree,
+        relabel_rounds=request.relabel_rounds,
     )
-    connection = check_connection(connection)
+    connection = check_connection(request.connection)
     vendor_row = get_vendor(session, vendor)
     guideline_row = get_guideline(session, guideline)
     existing = session.scalar(select(Queue).where(Queue.name == clean))

@@ -19,6 +19,7 @@ from dataops.api.errors import error_json, error_responses
 from dataops.auth.models import User
 from dataops.labeling import (
     annotators,
+    examples,
     guideline_versions,
     imports,
     labels,
@@ -73,72 +74,6 @@ GuidelineRef = Annotated[
 _CREATED = "Created."
 _EXISTING = "Already there with the same content: the existing one, unchanged."
 
-_TIME = "2026-11-02T09:30:00Z"
-_VENDOR = {"id": 2, "name": "acme", "queues": 1, "annotators": 4, "created_at": _TIME}
-_GUIDELINE = {
-    "id": 4,
-    "name": "ppe-detection",
-    "version": 1,
-    "ref": "ppe-detection:1",
-    "sha256": "5e0f3c2a" * 8,
-    "kind": "detection",
-    "classes": ["person", "helmet", "vest"],
-    "created_by": "user:ops",
-    "created_at": _TIME,
-}
-_QUEUE = {
-    "id": 7,
-    "name": "acme-ppe",
-    "vendor": "acme",
-    "vendor_id": 2,
-    "guideline": "ppe-detection:1",
-    "guideline_id": 4,
-    "guideline_sha256": "5e0f3c2a" * 8,
-    "kind": "detection",
-    "connection": "default",
-    "overlap": 0.2,
-    "gold": 0.05,
-    "due_days": 3.0,
-    "on_reject": "relabel_failed",
-    "relabel_answers": 3,
-    "relabel_agree": 2,
-    "relabel_rounds": 2,
-    "ls_project_id": 12,
-    "batches": 1,
-    "created_at": _TIME,
-}
-_ANNOTATOR = {
-    "id": 9,
-    "name": "alice@acme.example",
-    "email": "alice@acme.example",
-    "vendor": "acme",
-    "vendor_id": 2,
-    "connection": "default",
-    "ls_user_id": 17,
-    "mapped_by": "manual",
-    "created_at": _TIME,
-}
-
-TASK_LIST_EXAMPLE = {
-    "queue_id": 7,
-    "tasks": [
-        {
-            "item_id": 301,
-            "batch_id": 5,
-            "status": "sent",
-            "image_id": 42,
-            "sha256": "9f2c6a1e" * 8,
-            "position": 0,
-            "ls_task_id": 881,
-            "pushed_at": _TIME,
-            "media_url": "https://dataops.example.com/v1/media/42?queue=7&exp=1793000000&sig=...",
-            "media_expires_at": "2026-11-09T09:30:00Z",
-        }
-    ],
-    "limit": 500,
-    "offset": 0,
-}
-
 
 def _example(value: object, description: str = "Success.") -> dict[str, object]:
     return {"description": description, "content": {"application/json": {"example": value}}}
@@ -158,7 +93,7 @@ def _created_or_existing(response: Response, created: bool) -> None:
     response_model=list[VendorOut],
     summary="List vendors",
     description="Every labeling vendor by name, with how many queues and annotators it has.",
-    responses={**error_responses(401, 403), 200: _example([_VENDOR])},
+    responses={**error_responses(401, 403), 200: _example([examples.VENDOR])},
 )
 def list_vendors(session: SessionDep, _user: Staff) -> list[VendorOut]:
     return vendors.list_vendors(session)
@@ -176,8 +111,8 @@ def list_vendors(session: SessionDep, _user: Staff) -> list[VendorOut]:
     ),
     responses={
         **error_responses(400, 401, 403, 413, 422),
-        201: _example({**_VENDOR, "queues": 0, "annotators": 0, "created": True}, _CREATED),
-        200: _example({**_VENDOR, "created": False}, _EXISTING),
+        201: _example({**examples.VENDOR, "queues": 0, "annotators": 0, "created": True}, _CREATED),
+        200: _example({**examples.VENDOR, "created": False}, _EXISTING),
     },
 )
 def create_vendor(
@@ -197,7 +132,7 @@ def create_vendor(
     response_model=list[GuidelineOut],
     summary="List guideline versions",
     description="Every published guideline version by name and version, or only one name's.",
-    responses={**error_responses(401, 403, 422), 200: _example([_GUIDELINE])},
+    responses={**error_responses(401, 403, 422), 200: _example([examples.GUIDELINE])},
 )
 def list_guidelines(
     session: SessionDep,
@@ -226,7 +161,7 @@ def list_guidelines(
         **error_responses(401, 403, 404, 422),
         200: _example(
             {
-                **_GUIDELINE,
+                **examples.GUIDELINE,
                 "body": "---\nname: ppe-detection\nkind: detection\n...\n---\n\n# PPE ...",
                 "label_config": '<View><Image name="image" value="$image"/>...</View>',
             }
@@ -252,8 +187,8 @@ def get_guideline(session: SessionDep, _user: Staff, ref: GuidelineRef) -> Guide
     ),
     responses={
         **error_responses(400, 401, 403, 409, 413, 422),
-        201: _example({**_GUIDELINE, "created": True}, _CREATED),
-        200: _example({**_GUIDELINE, "created": False}, _EXISTING),
+        201: _example({**examples.GUIDELINE, "created": True}, _CREATED),
+        200: _example({**examples.GUIDELINE, "created": False}, _EXISTING),
     },
 )
 def publish_guideline(
@@ -298,7 +233,7 @@ def _queue_view(session: Session, queue: Queue, scope_vendor: int | None) -> Que
         "Queues by name with their vendor, pinned guideline version and Label Studio "
         "connection. Vendors get only their own queues."
     ),
-    responses={**error_responses(401, 403, 404, 422), 200: _example([_QUEUE])},
+    responses={**error_responses(401, 403, 404, 422), 200: _example([examples.QUEUE])},
 )
 def list_queues(
     session: SessionDep,
@@ -320,7 +255,7 @@ def list_queues(
         "One queue's settings. For a vendor, another vendor's queue is 404, like one that does "
         "not exist."
     ),
-    responses={**error_responses(401, 403, 404, 422), 200: _example(_QUEUE)},
+    responses={**error_responses(401, 403, 404, 422), 200: _example(examples.QUEUE)},
 )
 def get_queue(session: SessionDep, scope: VendorScopeDep, ref: QueueRef) -> QueueOut:
     queue = queues.get_queue(session, ref, vendor_id=scope.vendor_id)
@@ -344,28 +279,16 @@ def get_queue(session: SessionDep, scope: VendorScopeDep, ref: QueueRef) -> Queu
     ),
     responses={
         **error_responses(400, 401, 403, 404, 409, 413, 422),
-        201: _example({**_QUEUE, "batches": 0, "ls_project_id": None, "created": True}, _CREATED),
-        200: _example({**_QUEUE, "created": False}, _EXISTING),
+        201: _example(
+            {**examples.QUEUE, "batches": 0, "ls_project_id": None, "created": True}, _CREATED
+        ),
+        200: _example({**examples.QUEUE, "created": False}, _EXISTING),
     },
 )
 def create_queue(
     session: SessionDep, user: Ops, body: QueueCreate, response: Response
 ) -> QueueCreated:
-    queue, created = queues.create_queue(
-        session,
-        body.name,
-        vendor=body.vendor,
-        guideline=body.guideline,
-        overlap=body.overlap,
-        gold=body.gold,
-        due_days=queues.parse_due(body.due) if body.due is not None else None,
-        connection=body.connection,
-        on_reject=body.on_reject,
-        relabel_answers=body.relabel_answers,
-        relabel_agree=body.relabel_agree,
-        relabel_rounds=body.relabel_rounds,
-        actor=actor(user),
-    )
+    queue, created = queues.create_queue(session, body, actor=actor(user))
     _created_or_existing(response, created)
     return QueueCreated(**queues.queue_out(session, queue).model_dump(), created=created)
 
@@ -383,7 +306,7 @@ def create_queue(
         "push order, as opaque task keys with a `/v1/media/t/{key}` URL; nothing names an "
         "image, a batch or gold. Another vendor's queue is 404."
     ),
-    responses={**error_responses(401, 403, 404, 422), 200: _example(TASK_LIST_EXAMPLE)},
+    responses={**error_responses(401, 403, 404, 422), 200: _example(examples.TASK_LIST)},
 )
 def list_queue_tasks(
     session: SessionDep,
@@ -419,7 +342,7 @@ def list_queue_tasks(
         "Annotators with their vendor, Label Studio account and how the mapping was made "
         "(`ls_user_id`, `import` or `manual`), optionally of one vendor or connection."
     ),
-    responses={**error_responses(401, 403, 404, 422), 200: _example([_ANNOTATOR])},
+    responses={**error_responses(401, 403, 404, 422), 200: _example([examples.ANNOTATOR])},
 )
 def list_annotators(
     session: SessionDep,
@@ -443,7 +366,10 @@ def list_annotators(
         "mapping that would give one account two people, or one person two accounts on an "
         "instance, is 409."
     ),
-    responses={**error_responses(400, 401, 403, 404, 409, 413, 422), 200: _example(_ANNOTATOR)},
+    responses={
+        **error_responses(400, 401, 403, 404, 409, 413, 422),
+        200: _example(examples.ANNOTATOR),
+    },
 )
 def map_annotator(session: SessionDep, user: Ops, body: AnnotatorMap) -> AnnotatorOut:
     annotator = annotators.map_annotator(
@@ -471,32 +397,7 @@ def map_annotator(session: SessionDep, user: Ops, body: AnnotatorMap) -> Annotat
     ),
     responses={
         **error_responses(401, 403, 422),
-        200: {
-            "content": {
-                "application/json": {
-                    "example": [
-                        {
-                            "id": 12,
-                            "image_id": 42,
-                            "sha256": "9f2c6a1e" * 8,
-                            "annotator": "alice",
-                            "annotator_id": 3,
-                            "batch_id": 5,
-                            "guideline": "helmets@2",
-                            "task": "default",
-                            "payload": {"class": "helmet"},
-                            "status": "accepted",
-                            "source": "labelstudio",
-                            "source_id": "default:881",
-                            "source_updated_at": "2026-11-02T09:31:00Z",
-                            "supersedes_id": None,
-                            "created_by": "user:ops",
-                            "created_at": "2026-11-02T09:31:00Z",
-                        }
-                    ]
-                }
-            }
-        },
+        200: {"content": {"application/json": {"example": [examples.LABEL_VERSION]}}},
     },
 )
 def list_labels(
@@ -521,22 +422,6 @@ def list_labels(
     return labels.label_outs(session, versions)
 
 
-def _import_cvat(session: Session, user: User, body: LabelImport) -> ImportReport:
-    from dataops.labeling.cvat_import import import_cvat
-
-    return import_cvat(
-        session,
-        body.content.encode("utf-8"),
-        filename="labels.xml",
-        annotator=body.annotator,
-        accept=body.accept,
-        task=body.task,
-        guideline=body.guideline,
-        vendor=body.vendor,
-        actor=actor(user),
-    )
-
-
 @router.post(
     "/labels/import",
     tags=["labels"],
@@ -558,20 +443,12 @@ def _import_cvat(session: Session, user: User, body: LabelImport) -> ImportRepor
     },
 )
 def import_labels(session: SessionDep, user: Ops, body: LabelImport) -> ImportReport | JSONResponse:
-    if body.format == "cvat":
-        return _rejected_or(_import_cvat(session, user, body))
-    suffix = ".csv" if body.format == "csv" else ".json"
+    suffix = {"csv": ".csv", "labelstudio": ".json", "cvat": ".xml"}[body.format]
     report = imports.import_labels(
         session,
         body.content.encode("utf-8"),
+        body,
         filename=f"labels{suffix}",
-        fmt=body.format,
-        accept=body.accept,
-        task=body.task,
-        guideline=body.guideline,
-        vendor=body.vendor,
-        connection=body.connection,
-        path_map=body.path_map,
         actor=actor(user),
     )
     return _rejected_or(report)

@@ -1,27 +1,27 @@
-"""Shapes the CLI and API print, and the one normal form every label payload is stored in."""
+"""Shapes the CLI and API print, and the requests they send."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
-from dataops.labeling.errors import InvalidLabel
+from dataops.audits import policy as relabel_policy
+from dataops.database.dialect import as_utc
+from dataops.errors import DataopsError
+from dataops.labeling.path_map import path_map_problem
 
-MAX_CLASS_CHARS = 128
-# Label Studio rounds percentages, so a box may overhang the image by a hair.
-_OVERHANG = 1e-6
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite returns stored UTC timestamps without their zone.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+# SQLite returns stored UTC timestamps without their zone.
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class VendorOut(BaseModel):
@@ -86,6 +86,32 @@ class AnnotatorOut(BaseModel):
 
 
 _MAX_ID = 2**31 - 1
+# The Label Studio instance of DATAOPS_LABELSTUDIO_URL / _TOKEN.
+DEFAULT_CONNECTION = "default"
+Request = TypeVar("Request", bound=BaseModel)
+OnReject = Literal["relabel_failed", "relabel_all", "release"]
+
+
+def parse_request(
+    model: type[Request], values: Mapping[str, Any], error: type[DataopsError] = DataopsError
+) -> Request:
+    """A request built from a face's own arguments (the CLI's options, a script's keywords);
+    a bad value raises ``error`` naming the field, so each face spells it its own way."""
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        message = str(first["msg"])
+        if message.startswith("Input should be "):
+            message = "must be " + message.removeprefix("Input should be ")
+        detail = f"{message[:1].lower()}{message[1:]}, got {first.get('input')!r}"
+        if message.startswith("Value error, "):
+            detail = message.removeprefix("Value error, ")
+        if field not in model.model_fields:
+            raise error(f"{field or 'request'}: {detail}") from None
+        literal = detail.replace("{", "{{").replace("}", "}}")
+        raise error(f"{{{field}}} {literal}", fields=(field,)) from None
 
 
 def _plain_text(value: str) -> str:
@@ -195,8 +221,8 @@ class QueueCreate(BaseModel):
         pattern=r"^[0-9]{1,6}(\.[0-9]{1,6})?[hdwHDW]?$",
         description="Turnaround, e.g. `3d`, `12h`, `2w` (at most 365 days).",
     )
-    on_reject: Literal["relabel_failed", "relabel_all", "release"] = Field(
-        default="relabel_failed",
+    on_reject: OnReject = Field(
+        default=cast(OnReject, relabel_policy.DEFAULT_ON_REJECT),
         description=(
             "What a rejected batch does with its answered items: `relabel_failed` sends the "
             "items that failed the audit to a relabel batch and releases the rest (answers "
@@ -205,22 +231,25 @@ class QueueCreate(BaseModel):
         ),
     )
     relabel_answers: int = Field(
-        default=3, ge=2, le=9, description="Answers asked for each item of a relabel batch."
+        default=relabel_policy.DEFAULT_RELABEL_ANSWERS,
+        ge=2,
+        le=relabel_policy.MAX_RELABEL_ANSWERS,
+        description="Answers asked for each item of a relabel batch.",
     )
     relabel_agree: int = Field(
-        default=2,
+        default=relabel_policy.DEFAULT_RELABEL_AGREE,
         ge=2,
         le=9,
         description="Matching answers that accept a relabel item (a majority: 2 of 3).",
     )
     relabel_rounds: int = Field(
-        default=2,
+        default=relabel_policy.DEFAULT_RELABEL_ROUNDS,
         ge=0,
-        le=10,
+        le=relabel_policy.MAX_RELABEL_ROUNDS,
         description="Relabel batches at most in one chain; then unresolved items are released.",
     )
     connection: str = Field(
-        default="default",
+        default=DEFAULT_CONNECTION,
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="Label Studio instance: `default` or a configured connection name.",
     )
@@ -329,7 +358,66 @@ class ImportReport(BaseModel):
     errors: list[RowError] = []
 
 
-class LabelImport(BaseModel):
+class LabelImportOptions(BaseModel):
+    """How to read and store a label file: what `dataops labels import` takes beside the file,
+    and what the HTTP body carries beside its text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["csv", "labelstudio", "cvat"] | None = Field(
+        default=None,
+        description="`csv` (image,annotator,label), a Label Studio JSON export, or `cvat` "
+        "(CVAT for images 1.1 XML; needs `annotator`). Default: from the file's name and text.",
+    )
+    annotator: PlainText | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Who made the labels of a CVAT export (name or email).",
+    )
+    accept: bool = Field(default=False, description="Labels vetted elsewhere: store as accepted.")
+    task: TaskName | None = Field(
+        default=None, description="Labeling task (default: the guideline's name, else `default`)."
+    )
+    guideline: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[a-z0-9][a-z0-9._:-]*$",
+        description="Check labels against this guideline (NAME[:VERSION]).",
+    )
+    vendor: (
+        Annotated[int, Field(ge=1, le=_MAX_ID)]
+        | Annotated[PlainText, Field(min_length=1, max_length=128)]
+        | None
+    ) = Field(default=None, description="The vendor the annotators work for (name or id).")
+    connection: str = Field(
+        default=DEFAULT_CONNECTION,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="The Label Studio instance a JSON export came from.",
+    )
+    path_map: list[Annotated[str, Field(min_length=3, max_length=1000, pattern=r"^[^=]+=.+$")]] = (
+        Field(
+            default_factory=list,
+            max_length=32,
+            description="Label Studio exports: `PREFIX=ROOT` entries; a task image starting "
+            "with PREFIX is looked up as ROOT + the rest (`/data/local-files/?d=P` reads as "
+            "`/data/local-files/P`). Tasks dataops pushed are found by their task key instead.",
+            examples=[["/data/upload/=/srv/label-studio/media/upload/"]],
+        )
+    )
+
+    @field_validator("path_map", mode="before")
+    @classmethod
+    def _path_map_form(cls, value: Any) -> Any:
+        """Every face says what a path map entry looks like, not only which pattern failed."""
+        for spec in value if isinstance(value, list) else ():
+            if isinstance(spec, str) and (problem := path_map_problem(spec)):
+                raise ValueError(problem)
+        return value
+
+
+class LabelImport(LabelImportOptions):
     """A label file's text, as `dataops labels import` reads it from disk."""
 
     model_config = ConfigDict(
@@ -350,144 +438,9 @@ class LabelImport(BaseModel):
         description="`csv` (image,annotator,label), a Label Studio JSON export, or `cvat` "
         "(CVAT for images 1.1 XML; needs `annotator`)."
     )
-    annotator: PlainText | None = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        description="Who made the labels of a CVAT export (name or email).",
-    )
     content: str = Field(
         min_length=1,
         pattern=r"^[^\x00]*$",
         description="The file's text. CSV images are a sha256 or an absolute path/URI they "
         "were ingested from.",
     )
-    accept: bool = Field(default=False, description="Labels vetted elsewhere: store as accepted.")
-    task: TaskName | None = Field(
-        default=None, description="Labeling task (default: the guideline's name, else `default`)."
-    )
-    guideline: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        pattern=r"^[a-z0-9][a-z0-9._:-]*$",
-        description="Check labels against this guideline (NAME[:VERSION]).",
-    )
-    vendor: (
-        Annotated[int, Field(ge=1, le=_MAX_ID)]
-        | Annotated[PlainText, Field(min_length=1, max_length=128)]
-        | None
-    ) = Field(default=None, description="The vendor the annotators work for (name or id).")
-    connection: str = Field(
-        default="default",
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="The Label Studio instance a JSON export came from.",
-    )
-    path_map: list[Annotated[str, Field(min_length=3, max_length=1000, pattern=r"^[^=]+=.+$")]] = (
-        Field(
-            default_factory=list,
-            max_length=32,
-            description="Label Studio exports: `PREFIX=ROOT` entries; a task image starting "
-            "with PREFIX is looked up as ROOT + the rest (`/data/local-files/?d=P` reads as "
-            "`/data/local-files/P`). Tasks dataops pushed are found by their task key instead.",
-            examples=[["/data/upload/=/srv/label-studio/media/upload/"]],
-        )
-    )
-
-
-def text_problem(value: str) -> str | None:
-    """Why a string cannot be stored as text (PostgreSQL refuses NUL and lone surrogates)."""
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        return "contains control characters"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid Unicode text"
-    return None
-
-
-def _class_name(value: object, where: str) -> str:
-    if isinstance(value, str) and not value.strip():
-        raise InvalidLabel(f"{where} is empty: give a class name")
-    if not isinstance(value, str):
-        raise InvalidLabel(f"{where} must be a class name (text), got {value!r}")
-    name = value.strip()
-    problem = text_problem(name)
-    if problem:
-        raise InvalidLabel(f"{where} {problem}")
-    if len(name) > MAX_CLASS_CHARS:
-        raise InvalidLabel(f"{where} is longer than {MAX_CLASS_CHARS} characters")
-    return name
-
-
-def _coordinate(box: dict[str, Any], key: str, index: int) -> float:
-    value = box.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidLabel(f"boxes[{index}].{key} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidLabel(f"boxes[{index}].{key} must be finite, got {value!r}")
-    return number
-
-
-def _box(raw: object, index: int) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise InvalidLabel(f"boxes[{index}] must be an object with class, x, y, w, h")
-    name = _class_name(raw.get("class"), f"boxes[{index}].class")
-    x, y, w, h = (_coordinate(raw, key, index) for key in ("x", "y", "w", "h"))
-    if w <= 0 or h <= 0:
-        raise InvalidLabel(f"boxes[{index}] has no area (w={w}, h={h})")
-    if x < -_OVERHANG or y < -_OVERHANG or x + w > 1 + _OVERHANG or y + h > 1 + _OVERHANG:
-        raise InvalidLabel(
-            f"boxes[{index}] lies outside the image: coordinates are relative (0..1) x, y, w, h"
-        )
-    x, y = max(x, 0.0), max(y, 0.0)
-    return {"class": name, "x": x, "y": y, "w": min(w, 1.0 - x), "h": min(h, 1.0 - y)}
-
-
-def _canonical(name: str, classes: Sequence[str] | None, where: str) -> str:
-    """Match a class to the guideline's spelling; case and surrounding spaces do not count."""
-    if classes is None:
-        return name
-    by_fold = {c.casefold(): c for c in classes}
-    if name.casefold() not in by_fold:
-        shown = ", ".join(classes[:25]) + (" ..." if len(classes) > 25 else "")
-        raise InvalidLabel(f"{where} {name!r} is not a class of the guideline ({shown})")
-    return by_fold[name.casefold()]
-
-
-def normalise_payload(
-    payload: object,
-    *,
-    kind: str | None = None,
-    classes: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Return ``{"class": name}`` or ``{"boxes": [{"class","x","y","w","h"}]}``.
-
-    With a guideline's ``kind`` and ``classes`` the payload must match them; class names are
-    rewritten to the guideline's spelling so that "t-shirt" and "T-Shirt" count as one class.
-    """
-    if not isinstance(payload, dict):
-        raise InvalidLabel(f"a label payload must be an object, got {type(payload).__name__}")
-    keys = set(payload)
-    if keys == {"class"}:
-        found = "classification"
-    elif keys == {"boxes"}:
-        found = "detection"
-    else:
-        raise InvalidLabel(
-            'a label payload is {"class": NAME} (classification) or '
-            '{"boxes": [{"class", "x", "y", "w", "h"}]} (detection), '
-            f"got keys {sorted(map(str, keys))}"
-        )
-    if kind is not None and found != kind:
-        raise InvalidLabel(f"the guideline asks for {kind} labels, this is a {found} label")
-    if found == "classification":
-        return {"class": _canonical(_class_name(payload["class"], "class"), classes, "class")}
-    raw_boxes = payload["boxes"]
-    if not isinstance(raw_boxes, list):
-        raise InvalidLabel("boxes must be a list (empty when the image shows no object)")
-    boxes = [_box(raw, index) for index, raw in enumerate(raw_boxes)]
-    for index, box in enumerate(boxes):
-        box["class"] = _canonical(box["class"], classes, f"boxes[{index}].class")
-    return {"boxes": boxes}

@@ -9,8 +9,11 @@ this module names what the rest of dataops relies on, plus the reads that combin
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
+from dataops.labeling import queues
 from dataops.labeling import tasks as task_keys
 from dataops.labeling.annotators import get_or_create_annotator
 from dataops.labeling.guideline_versions import (
@@ -31,8 +34,9 @@ from dataops.labeling.labels import (
     set_status,
     source_key,
 )
-from dataops.labeling.queues import DEFAULT_CONNECTION, check_connection, create_queue, get_queue
-from dataops.labeling.schemas import QueueTaskList
+from dataops.labeling.models import Queue
+from dataops.labeling.queues import check_connection, get_queue
+from dataops.labeling.schemas import DEFAULT_CONNECTION, QueueTaskList
 from dataops.labeling.vendors import create_vendor, get_vendor
 
 __all__ = [
@@ -59,6 +63,14 @@ __all__ = [
     "set_status",
     "source_key",
 ]
+
+
+def create_queue(
+    session: Session, name: str, *, actor: str | None = None, **settings: Any
+) -> tuple[Queue, bool]:
+    """:func:`queues.create_queue` with the request's fields as keywords (``vendor``,
+    ``guideline``, ``overlap``, ``due="3d"``...); omitted ones take the request's defaults."""
+    return queues.create_queue(session, queues.queue_request(name=name, **settings), actor=actor)
 
 
 def queue_tasks(

@@ -18,7 +18,7 @@ from dataops.errors import DataopsError
 from dataops.events.models import Event
 from dataops.labeling import guideline_versions, imports, labels
 from dataops.labeling.models import Annotator, LabelVersion
-from dataops.labeling.schemas import ImportReport
+from dataops.labeling.schemas import ImportReport, LabelImportOptions
 from tests.support.cli import run_cli, run_json
 
 GUIDELINES = Path(__file__).resolve().parents[2] / "guidelines"
@@ -46,10 +46,10 @@ def _import(path: Path, **options: Any) -> ImportReport:
         return imports.import_labels(
             s,
             path.read_bytes(),
+            LabelImportOptions(**options),
             filename=path.name,
             base_dir=path.parent,
             actor="ops",
-            **options,
         )
 
 

@@ -15,7 +15,7 @@ from dataops.config import reset_settings
 from dataops.db import session_scope
 from dataops.errors import Conflict, DataopsError
 from dataops.events.models import Event
-from dataops.labeling import annotators, guideline_versions, labels, queues, vendors
+from dataops.labeling import annotators, guideline_versions, labels, queues, service, vendors
 from dataops.labeling.errors import (
     AnnotatorConflict,
     InvalidLabel,
@@ -89,14 +89,14 @@ def test_queue_settings_are_validated_and_the_guideline_is_pinned(
         vendors.create_vendor(s, "acme", actor="ops")
     bad = [
         ({"overlap": 20.0}, "fraction"),
-        ({"overlap": -0.1}, "--overlap"),
-        ({"gold": 0.6}, "--gold"),
-        ({"due_days": 0.0}, "due"),
+        ({"overlap": -0.1}, "overlap must be between 0 and 1"),
+        ({"gold": 0.6}, "gold must be between 0 and 0.5"),
+        ({"due": "0d"}, "due '0d' must be more than 0"),
         ({"connection": "vendorb"}, "DATAOPS_LABELSTUDIO_CONNECTIONS__VENDORB__URL"),
     ]
     for options, needle in bad:
         with session_scope() as s, pytest.raises(QueueSettingsError, match=needle):
-            queues.create_queue(s, "q", vendor="acme", guideline="clothing:1", **options)  # type: ignore[arg-type]
+            service.create_queue(s, "q", vendor="acme", guideline="clothing:1", **options)
     assert queues.parse_due("3d") == 3.0
     assert queues.parse_due("12h") == 0.5
     assert queues.parse_due("2w") == 14.0
@@ -107,14 +107,14 @@ def test_queue_settings_are_validated_and_the_guideline_is_pinned(
     monkeypatch.setenv("DATAOPS_LABELSTUDIO_CONNECTIONS__vendorb__TOKEN", "t" * 40)
     reset_settings()
     with session_scope() as s:
-        queue, created = queues.create_queue(
+        queue, created = service.create_queue(
             s,
             "acme-clothing",
             vendor="acme",
             guideline="clothing:1",
             overlap=0.2,
             gold=0.05,
-            due_days=3.0,
+            due="3d",
             connection="VendorB",  # env names arrive lower-cased
             actor="ops",
         )
@@ -122,21 +122,21 @@ def test_queue_settings_are_validated_and_the_guideline_is_pinned(
         assert queue.connection == "vendorb"
         queue_id = queue.id
     with session_scope() as s:
-        again, created = queues.create_queue(
+        again, created = service.create_queue(
             s,
             "acme-clothing",
             vendor="acme",
             guideline="clothing:1",
             overlap=0.2,
             gold=0.05,
-            due_days=3.0,
+            due="3d",
             connection="vendorb",
         )
         assert (again.id, created) == (queue_id, False)
         with pytest.raises(QueuePinned, match="new queue"):
-            queues.create_queue(s, "acme-clothing", vendor="acme", guideline="clothing")
+            service.create_queue(s, "acme-clothing", vendor="acme", guideline="clothing")
         with pytest.raises(Conflict, match="other settings"):
-            queues.create_queue(
+            service.create_queue(
                 s, "acme-clothing", vendor="acme", guideline="clothing:1", connection="vendorb"
             )
         pinned = s.get(Queue, queue_id)

@@ -84,7 +84,7 @@ def make_world(
             guideline="garments:1",
             overlap=overlap,
             gold=gold,
-            due_days=3,
+            due="3d",
         )
         model = ModelVersion(
             name="clf",

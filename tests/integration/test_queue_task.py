@@ -16,7 +16,8 @@ from sqlalchemy import select
 from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
-from dataops.labeling import guideline_versions, labels, queues, vendors
+from dataops.labeling import guideline_versions, labels, vendors
+from dataops.labeling import service as labeling
 from dataops.selection import run, service
 from dataops.selection.errors import InvalidSelection, TaskUnclear
 from dataops.selection.plan import plan_selection
@@ -42,7 +43,7 @@ def clothing_queue() -> None:
     with session_scope() as session:
         guideline_versions.publish_guideline(session, GUIDELINES / "clothing" / "v1.md")
         vendors.create_vendor(session, "acme")
-        queues.create_queue(session, QUEUE, vendor="acme", guideline="clothing")
+        labeling.create_queue(session, QUEUE, vendor="acme", guideline="clothing")
 
 
 _rows = iter(range(1, 10**6))

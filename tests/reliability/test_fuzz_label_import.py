@@ -17,8 +17,9 @@ from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
 from dataops.errors import DataopsError
-from dataops.labeling import importers, service
+from dataops.labeling import importers, importers_labelstudio, imports
 from dataops.labeling.models import LabelVersion
+from dataops.labeling.schemas import LabelImportOptions
 
 CLASSES = ["T-Shirt", "Dress", "Not sure"]
 
@@ -141,13 +142,13 @@ def test_csv_parser_on_csv_shaped_text(rows: list[list[str]], header: str) -> No
 @settings(max_examples=300, deadline=None)
 @given(value=json_values, kind=st.sampled_from([None, "classification", "detection"]))
 def test_labelstudio_parser_on_any_json(value: Any, kind: str | None) -> None:
-    _parses_or_fails_cleanly(importers.parse_labelstudio, json.dumps(value), kind=kind)
+    _parses_or_fails_cleanly(importers_labelstudio.parse_labelstudio, json.dumps(value), kind=kind)
 
 
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(max_size=200))
 def test_labelstudio_parser_on_any_text(text: str) -> None:
-    _parses_or_fails_cleanly(importers.parse_labelstudio, text)
+    _parses_or_fails_cleanly(importers_labelstudio.parse_labelstudio, text)
 
 
 @settings(max_examples=400, deadline=None)
@@ -157,7 +158,7 @@ def test_labelstudio_parser_on_any_text(text: str) -> None:
 )
 def test_labelstudio_parser_on_export_shaped_json(document: Any, kind: str | None) -> None:
     _parses_or_fails_cleanly(
-        importers.parse_labelstudio,
+        importers_labelstudio.parse_labelstudio,
         json.dumps(document),
         kind=kind,
         classes=CLASSES if kind == "classification" else None,
@@ -166,7 +167,7 @@ def test_labelstudio_parser_on_export_shaped_json(document: Any, kind: str | Non
 
 def test_labelstudio_parser_on_deep_nesting() -> None:
     with pytest.raises(DataopsError):
-        importers.parse_labelstudio("[" * 100_000 + "]" * 100_000)
+        importers_labelstudio.parse_labelstudio("[" * 100_000 + "]" * 100_000)
 
 
 @pytest.mark.slow
@@ -198,7 +199,7 @@ def test_import_into_the_catalog_fails_only_cleanly(catalog: str, image_dir: Pat
             before = s.scalar(select(func.count()).select_from(LabelVersion))
         try:
             with session_scope() as s:
-                report = service.import_labels(s, data, filename=name)
+                report = imports.import_labels(s, data, LabelImportOptions(), filename=name)
         except DataopsError:
             report = None
         with session_scope() as s:

@@ -15,7 +15,7 @@ from dataops.labeling.guidelines import (
     parse_guideline,
     read_guideline,
 )
-from dataops.labeling.schemas import normalise_payload
+from dataops.labeling.payloads import normalise_payload
 
 GUIDELINES = Path(__file__).resolve().parents[2] / "guidelines"
 FOLDERS = sorted(p for p in GUIDELINES.iterdir() if p.is_dir())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dataops.errors import DataopsError
-from dataops.labeling.importers import labelstudio_path, mapped_uris, parse_path_map
+from dataops.labeling.path_map import labelstudio_path, mapped_uris, parse_path_map
 
 
 @pytest.mark.parametrize(
