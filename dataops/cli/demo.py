@@ -205,15 +205,15 @@ def _labels(run: DemoRun) -> None:
     from dataops.db import session_scope
     from dataops.errors import DataopsError
     from dataops.labeling import service
+    from dataops.labeling.schemas import LabelImportOptions
 
     labels_csv = run.path / "digits_labels.csv"
     with session_scope() as session:
         report = service.import_labels(
             session,
             labels_csv.read_bytes(),
+            LabelImportOptions(format="csv", accept=True),
             filename=str(labels_csv),
-            fmt="csv",
-            accept=True,
             base_dir=run.path,
             actor=_actor(),
         )
