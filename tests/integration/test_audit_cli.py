@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from sqlalchemy import select
 
+from dataops.audits.schemas import AuditRequest
 from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
@@ -265,6 +266,11 @@ def test_audit_run_show_list_report(catalog: str, image_dir: Path, tmp_path: Pat
     assert (result["n_items"], result["n_passed"], result["n_disputed"]) == (4, 3, 1)
     assert result["relabel_batch_id"] is not None
     audit_id = result["id"]
+    with session_scope() as s:  # the job records the whole request, defaults from the model
+        job = s.get(Job, result["job_id"])
+        assert job is not None
+        expected = AuditRequest(batch_id=batch_id, gate=0.7, resamples=100)
+        assert job.params == expected.model_dump(mode="json")
 
     shown = run_json("audit", "show", str(audit_id))
     assert shown["decision"] == "accepted"
@@ -297,3 +303,22 @@ def test_audit_run_unknown_batch_fails_cleanly(catalog: str) -> None:
     assert "Traceback" not in proc.stderr
     with session_scope() as s:
         assert s.scalar(select(Job.id)) is None  # refused before a job was recorded
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--gate", "1.5"), "--gate must be less than or equal to 1, got 1.5"),
+        (("--bootstrap", "-1"), "--bootstrap must be greater than or equal to 0, got -1"),
+        (("--gold-threshold", "2"), "--gold-threshold must be less than or equal to 1, got 2.0"),
+    ],
+)
+def test_audit_run_bad_parameters_name_the_option(
+    catalog: str, args: tuple[str, ...], message: str
+) -> None:
+    proc = run_cli("audit", "run", "1", *args, check=False, env=WIDE)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with session_scope() as s:
+        assert s.scalar(select(Job.id)) is None
