@@ -38,18 +38,18 @@ def run_job(kind: str, params: dict[str, Any], *, description: str, wait: bool =
     with progress_bar(description) as on_progress:
         job = dispatch.submit(kind, params, actor=_actor(), on_progress=on_progress)
         if broker:
-            missing = _unconsumed(broker, kind, job.id)
+            missing = _unconsumed(kind, job.id)
             if missing and not wait:
                 err_console.print(f"[yellow]warning:[/yellow] {missing}", highlight=False)
             elif missing:
                 raise NoWorker(missing)
             elif wait:
-                job = _wait(broker, kind, job.id, on_progress)
+                job = _wait(kind, job.id, on_progress)
     _raise_if_failed(job, kind)
     return job
 
 
-def _wait(broker: str, kind: str, job_id: str, on_progress: Any) -> Any:
+def _wait(kind: str, job_id: str, on_progress: Any) -> Any:
     """Poll until the job finishes, asking the workers again while it is still queued."""
     from dataops.jobs import runner
     from dataops.jobs.models import FAILED, PENDING, SUCCEEDED
@@ -59,12 +59,12 @@ def _wait(broker: str, kind: str, job_id: str, on_progress: Any) -> Any:
         if job.status in (SUCCEEDED, FAILED):
             return job
         if job.status == PENDING:
-            missing = _unconsumed(broker, kind, job_id)
+            missing = _unconsumed(kind, job_id)
             if missing:
                 raise NoWorker(missing)
 
 
-def _unconsumed(broker: str, kind: str, job_id: str) -> str | None:
+def _unconsumed(kind: str, job_id: str) -> str | None:
     """Why the job would wait forever, with the command that fixes it; None when a worker is on it."""
     from dataops.jobs import dispatch
     from dataops.jobs.errors import BrokerUnavailable
