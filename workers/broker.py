@@ -42,6 +42,12 @@ def queued_job_ids(url: str) -> set[str] | None:
     return read_queues(url)
 
 
+def queue_lengths(url: str, timeout: float = 2.0) -> dict[str, int] | None:
+    from workers.queues import queue_lengths as read_lengths
+
+    return read_lengths(url, timeout=timeout)
+
+
 def queue_consumers(url: str, timeout: float = 1.5) -> dict[str, list[str]]:
     from workers.consumers import queue_consumers as ask_workers
 

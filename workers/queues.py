@@ -1,9 +1,11 @@
-"""What the broker still holds: job messages waiting in a Redis queue (kombu's layout)."""
+"""What the broker still holds: job messages waiting in a Redis queue, and how many messages
+wait per queue (kombu's layout)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 from dataops.jobs.registry import QUEUES
@@ -12,6 +14,30 @@ from dataops.jobs.registry import QUEUES
 # default step and "<queue>\x06\x16<step>" for the others.
 _PRIORITY_SEP = "\x06\x16"
 _PRIORITY_STEPS = (3, 6, 9)
+
+log = logging.getLogger(__name__)
+
+
+def queue_lengths(broker_url: str, timeout: float = 2.0) -> dict[str, int] | None:
+    """Messages waiting per queue; None when the broker cannot be asked or is not Redis."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    names = sorted(set(QUEUES.values()) | {"maintenance"})
+    try:
+        client = redis.Redis.from_url(
+            broker_url, socket_connect_timeout=timeout, socket_timeout=timeout
+        )
+        with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.llen(name)
+            lengths = pipe.execute()
+        client.close()
+    except redis.RedisError as exc:
+        log.warning("cannot read queue lengths from the broker: %s", type(exc).__name__)
+        return None
+    return {name: int(n) for name, n in zip(names, lengths, strict=True)}
 
 
 def queued_job_ids(broker_url: str) -> set[str] | None:

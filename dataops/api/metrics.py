@@ -14,7 +14,6 @@ replica reports the same numbers and a restart loses nothing:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any
@@ -26,35 +25,12 @@ from sqlalchemy.orm import Session
 from dataops.api.deps import STAFF, SessionDep, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.models import User
-
-log = logging.getLogger(__name__)
+from dataops.jobs import dispatch
 
 router = APIRouter(tags=["operations"])
 
 _FINISHED = ("succeeded", "failed")
 _BROKER_TIMEOUT = 2.0
-
-
-def queue_lengths(broker_url: str) -> dict[str, int] | None:
-    """Messages waiting per Celery queue; None when the broker cannot be asked."""
-    import redis
-
-    from dataops.jobs.registry import QUEUES
-
-    names = sorted(set(QUEUES.values()) | {"maintenance"})
-    try:
-        client = redis.Redis.from_url(
-            broker_url, socket_connect_timeout=_BROKER_TIMEOUT, socket_timeout=_BROKER_TIMEOUT
-        )
-        with client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.llen(name)
-            lengths = pipe.execute()
-        client.close()
-    except redis.RedisError as exc:
-        log.warning("cannot read queue lengths from the broker: %s", type(exc).__name__)
-        return None
-    return {name: int(n) for name, n in zip(names, lengths, strict=True)}
 
 
 class CatalogCollector:
@@ -108,7 +84,7 @@ class CatalogCollector:
         yield images
 
         if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
-            lengths = queue_lengths(self.broker_url)
+            lengths = dispatch.queue_lengths(timeout=_BROKER_TIMEOUT)
             yield GaugeMetricFamily(
                 "dataops_broker_up", "1 when the broker answered.", value=int(lengths is not None)
             )

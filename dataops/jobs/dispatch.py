@@ -78,6 +78,15 @@ def queued_job_ids() -> set[str] | None:
     return result
 
 
+def queue_lengths(timeout: float = 2.0) -> dict[str, int] | None:
+    """Messages waiting per worker queue; None without a (Redis) broker or when it is away."""
+    url = get_settings().broker_url
+    if not url:
+        return None
+    result: dict[str, int] | None = _broker().queue_lengths(url, timeout=timeout)
+    return result
+
+
 def queue_consumers(timeout: float = 1.5) -> dict[str, list[str]]:
     """Queue name -> the running workers that consume it, asked over the broker."""
     url = get_settings().broker_url
