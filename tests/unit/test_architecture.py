@@ -28,7 +28,7 @@ MAX_LINES = 600
 LONG_MODULES: dict[str, int] = {
 }
 
-BROKER_PACKAGES = ("celery", "kombu")
+BROKER_PACKAGES = ("celery", "kombu", "redis")
 WEB_AND_CLI_PACKAGES = ("fastapi", "starlette", "typer")
 
 
