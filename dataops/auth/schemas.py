@@ -54,6 +54,10 @@ class UserList(BaseModel):
     users: list[UserOut]
 
 
+# How long a new token lives unless asked otherwise, from the CLI and over HTTP alike.
+DEFAULT_TOKEN_DAYS = 30
+
+
 class TokenCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -65,7 +69,7 @@ class TokenCreate(BaseModel):
         default=None, max_length=128, description="A label to recognise the token by later."
     )
     expires_in_days: int | None = Field(
-        default=30,
+        default=DEFAULT_TOKEN_DAYS,
         ge=1,
         le=3650,
         description="Lifetime in days; null for a token that never expires.",

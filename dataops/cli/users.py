@@ -65,17 +65,24 @@ def list_users(as_json: bool = typer.Option(False, "--json")) -> None:
 @tokens_app.command("create")
 def create_token(
     user: str = typer.Argument(..., help="Whose token."),
-    expires: str = typer.Option("30d", "--expires", help="Lifetime: 90m, 12h, 30d, 2w or never."),
+    expires: str | None = typer.Option(
+        None, "--expires", help="Lifetime: 90m, 12h, 30d, 2w or never (default: 30 days)."
+    ),
     name: str | None = typer.Option(None, "--name", help="A label to recognise it by."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Mint an API token and print it once: it cannot be shown again."""
+    from datetime import timedelta
+
     from dataops.auth import service
+    from dataops.auth.schemas import DEFAULT_TOKEN_DAYS
     from dataops.db import session_scope
     from dataops.migrate import ensure_ready
 
     ensure_ready()
-    lifetime = service.parse_duration(expires)
+    lifetime = (
+        timedelta(days=DEFAULT_TOKEN_DAYS) if expires is None else service.parse_duration(expires)
+    )
     with session_scope() as session:
         new = service.create_token(session, user, expires_in=lifetime, name=name, actor=_actor())
         data = service.describe_token(session, new.row).model_dump(mode="json")
