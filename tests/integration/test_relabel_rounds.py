@@ -21,6 +21,7 @@ from dataops.audits.run import run_audit
 from dataops.audits.schemas import AuditRequest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
+from dataops.errors import DataopsError
 from dataops.labeling import service as labeling
 from dataops.labeling.models import Annotator, Guideline, LabelVersion
 from dataops.selection.models import Batch, BatchItem, ImageClaim
@@ -385,9 +386,9 @@ def test_the_rule_in_force_is_in_the_audit_and_its_reports(catalog: str) -> None
 
 
 def test_a_queue_refuses_a_rule_that_is_no_majority(catalog: str) -> None:
-    with pytest.raises(AuditInputError, match=r"relabel_agree must be a majority .* \(2 to 3\)"):
-        _world(1, relabel_agree=1)
-    with pytest.raises(AuditInputError, match="on_reject must be one of"):
+    with pytest.raises(AuditInputError, match=r"relabel_agree must be a majority .* \(3 to 4\)"):
+        _world(1, relabel_answers=4, relabel_agree=2)
+    with pytest.raises(DataopsError, match="on_reject must be"):
         _world(1, on_reject="shrug")
 
 
