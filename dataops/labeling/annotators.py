@@ -175,7 +175,32 @@ def get_or_create_annotator(
             actor=actor,
         )
         return found
-    for candidate in _name_candidates(clean_name, clean_email, connection, ls_user_id):
+    return _create_annotator(
+        session,
+        name=clean_name,
+        email=clean_email,
+        connection=connection,
+        ls_user_id=ls_user_id,
+        vendor_id=vendor_id,
+        mapped_by=mapped_by,
+        actor=actor,
+    )
+
+
+def _create_annotator(
+    session: Session,
+    *,
+    name: str | None,
+    email: str | None,
+    connection: str | None,
+    ls_user_id: int | None,
+    vendor_id: int | None,
+    mapped_by: str,
+    actor: str | None,
+) -> Annotator:
+    """A new annotator under the first free name of its candidates; when a concurrent writer
+    recorded the same Label Studio account first, that one."""
+    for candidate in _name_candidates(name, email, connection, ls_user_id):
         stmt = (
             insert(session, Annotator)
             .values(
@@ -183,7 +208,7 @@ def get_or_create_annotator(
                 vendor_id=vendor_id,
                 connection=connection if ls_user_id is not None else None,
                 ls_user_id=ls_user_id,
-                email=clean_email,
+                email=email,
                 mapped_by=mapped_by,
             )
             .on_conflict_do_nothing()
@@ -214,7 +239,7 @@ def get_or_create_annotator(
             if raced is not None:
                 return raced
     raise AnnotatorConflict(
-        f"cannot name a new annotator {clean_name or clean_email!r}: the name is taken; "
+        f"cannot name a new annotator {name or email!r}: the name is taken; "
         "map the person explicitly with `dataops annotators map`"
     )
 

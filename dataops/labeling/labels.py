@@ -125,6 +125,17 @@ def _resolve_guideline(
     return guideline
 
 
+def _check_source(source: str, source_id: str, task: str, status: str) -> None:
+    if not _SOURCE.match(source):
+        raise DataopsError(f"source {source!r} must be a short lower-case word (csv, labelstudio)")
+    if not source_id or len(source_id) > 128:
+        raise DataopsError("source_id must be 1 to 128 characters")
+    if not task.strip() or len(task) > 128:
+        raise DataopsError("task must be 1 to 128 characters")
+    if status not in LABEL_STATUSES:
+        raise InvalidLabel(f"status must be one of {', '.join(LABEL_STATUSES)}, got {status!r}")
+
+
 def add_label_version(
     session: Session,
     *,
@@ -147,14 +158,7 @@ def add_label_version(
     (Label Studio had already replaced it) and returns the live version. The payload is
     normalised, and checked against the guideline (given, or the batch's queue's) when known.
     """
-    if not _SOURCE.match(source):
-        raise DataopsError(f"source {source!r} must be a short lower-case word (csv, labelstudio)")
-    if not source_id or len(source_id) > 128:
-        raise DataopsError("source_id must be 1 to 128 characters")
-    if not task.strip() or len(task) > 128:
-        raise DataopsError("task must be 1 to 128 characters")
-    if status not in LABEL_STATUSES:
-        raise InvalidLabel(f"status must be one of {', '.join(LABEL_STATUSES)}, got {status!r}")
+    _check_source(source, source_id, task, status)
     updated = (
         importers.parse_timestamp(source_updated_at)
         if isinstance(source_updated_at, str)

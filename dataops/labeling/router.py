@@ -12,7 +12,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
 from dataops.api.deps import STAFF, SessionDep, VendorScopeDep, actor, require_roles
 from dataops.api.errors import error_json, error_responses
@@ -27,7 +26,6 @@ from dataops.labeling import (
     service,
     vendors,
 )
-from dataops.labeling.models import Queue, Vendor
 from dataops.labeling.schemas import (
     AnnotatorMap,
     AnnotatorOut,
@@ -206,24 +204,6 @@ def publish_guideline(
 # --- queues -------------------------------------------------------------------------------
 
 
-def _visible_queues(session: Session, scope_vendor: int | None, vendor: str | None) -> list[Queue]:
-    """Staff filter by any vendor; a vendor's filter can only narrow its own queues."""
-    if scope_vendor is None:
-        return queues.list_queues(session, vendor=vendor)
-    own = session.get(Vendor, scope_vendor)
-    if own is None or (vendor is not None and vendor.strip() not in (str(own.id), own.name)):
-        return []
-    return queues.list_queues(session, vendor=own.id)
-
-
-def _queue_view(session: Session, queue: Queue, scope_vendor: int | None) -> QueueOut:
-    """A vendor never learns the gold or overlap share: both would help it spot gold."""
-    out = queues.queue_out(session, queue)
-    if scope_vendor is not None:
-        out = out.model_copy(update={"overlap": None, "gold": None})
-    return out
-
-
 @router.get(
     "/queues",
     tags=["queues"],
@@ -240,10 +220,7 @@ def list_queues(
     scope: VendorScopeDep,
     vendor: VendorFilter = None,
 ) -> list[QueueOut]:
-    return [
-        _queue_view(session, q, scope.vendor_id)
-        for q in _visible_queues(session, scope.vendor_id, vendor)
-    ]
+    return service.visible_queues(session, scope_vendor=scope.vendor_id, vendor=vendor)
 
 
 @router.get(
@@ -258,8 +235,7 @@ def list_queues(
     responses={**error_responses(401, 403, 404, 422), 200: _example(examples.QUEUE)},
 )
 def get_queue(session: SessionDep, scope: VendorScopeDep, ref: QueueRef) -> QueueOut:
-    queue = queues.get_queue(session, ref, vendor_id=scope.vendor_id)
-    return _queue_view(session, queue, scope.vendor_id)
+    return service.queue_view(session, ref, scope_vendor=scope.vendor_id)
 
 
 @router.post(

@@ -34,9 +34,9 @@ from dataops.labeling.labels import (
     set_status,
     source_key,
 )
-from dataops.labeling.models import Queue
+from dataops.labeling.models import Queue, Vendor
 from dataops.labeling.queues import check_connection, get_queue
-from dataops.labeling.schemas import DEFAULT_CONNECTION, QueueTaskList
+from dataops.labeling.schemas import DEFAULT_CONNECTION, QueueOut, QueueTaskList
 from dataops.labeling.vendors import create_vendor, get_vendor
 
 __all__ = [
@@ -60,8 +60,10 @@ __all__ = [
     "publish_guideline",
     "publish_guideline_text",
     "queue_tasks",
+    "queue_view",
     "set_status",
     "source_key",
+    "visible_queues",
 ]
 
 
@@ -93,3 +95,31 @@ def queue_tasks(
     listing = task_keys.staff_tasks if vendor_id is None else task_keys.vendor_tasks
     tasks = listing(session, queue.id, batch_id=batch_id, status=status, limit=limit, offset=offset)
     return QueueTaskList(queue_id=queue.id, tasks=tasks, limit=limit, offset=offset)
+
+
+def visible_queues(
+    session: Session, *, scope_vendor: int | None = None, vendor: str | None = None
+) -> list[QueueOut]:
+    """The queues a reader may see: staff filter by any ``vendor``; a vendor's reader
+    (``scope_vendor``) sees only its own, and its filter can only narrow them."""
+    if scope_vendor is None:
+        rows = queues.list_queues(session, vendor=vendor)
+    else:
+        own = session.get(Vendor, scope_vendor)
+        if own is None or (vendor is not None and vendor.strip() not in (str(own.id), own.name)):
+            return []
+        rows = queues.list_queues(session, vendor=own.id)
+    return [_shown(session, queue, scope_vendor) for queue in rows]
+
+
+def queue_view(session: Session, ref: str | int, *, scope_vendor: int | None = None) -> QueueOut:
+    """One queue as its reader may see it; another vendor's queue is reported as missing."""
+    return _shown(session, get_queue(session, ref, vendor_id=scope_vendor), scope_vendor)
+
+
+def _shown(session: Session, queue: Queue, scope_vendor: int | None) -> QueueOut:
+    """A vendor never learns the gold or overlap share: both would help it spot gold."""
+    out = queues.queue_out(session, queue)
+    if scope_vendor is not None:
+        out = out.model_copy(update={"overlap": None, "gold": None})
+    return out
