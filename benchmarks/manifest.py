@@ -191,31 +191,31 @@ def _populate(url: str, n: int) -> None:
 
 def _run_db_case(case: str) -> dict[str, Any]:
     from dataops.db import session_scope
-    from dataops.manifests import service
+    from dataops.manifests import rows
+    from dataops.manifests.create import create_manifest
+    from dataops.manifests.schemas import ManifestRequest
+    from dataops.manifests.verify import verify_manifest
 
     result: dict[str, Any] = {}
     marks: list[tuple[str, float]] = []
-    copy_rows = service._insert_rows_postgres
+    copy_rows = rows.copy_rows_postgres
 
     def timed_copy_rows(*args: Any) -> None:
         begin = time.perf_counter()
         copy_rows(*args)
         result["rows_copy_seconds"] = time.perf_counter() - begin
 
-    service._insert_rows_postgres = timed_copy_rows  # type: ignore[assignment]
+    rows.copy_rows_postgres = timed_copy_rows  # type: ignore[assignment]
     start, cpu = time.perf_counter(), time.process_time()
     with session_scope() as session:
         if case == "db verify body":
-            report = service.verify_manifest(session, "bench", body_only=True)
+            report = verify_manifest(session, "bench", body_only=True)
             result["problems"] = report.problems
         else:
             name = "bench" if case == "db create" else "bench-again"
-            manifest = service.create_manifest(
+            manifest = create_manifest(
                 session,
-                name,
-                seed=SEED,
-                splits=SPEC,
-                stratify_by="label",
+                ManifestRequest(name=name, seed=SEED, splits=SPEC, stratify_by="label"),
                 progress=lambda _d, _t, message: marks.append((message, time.perf_counter())),
             )
             result["id"], result["rows"] = manifest.content_hash, manifest.row_count

@@ -233,6 +233,7 @@ def _manifest(run: DemoRun) -> None:
     from dataops.cli.jobrun import run_job
     from dataops.db import session_scope
     from dataops.manifests import service
+    from dataops.manifests.verify import verify_manifest
 
     with session_scope() as session:
         existing = [m.name for m in service.list_manifests(session)]
@@ -244,7 +245,7 @@ def _manifest(run: DemoRun) -> None:
     )
     created = run_job("manifest", {"name": name, "seed": 0}, description="manifest").result or {}
     with session_scope() as session:
-        report = service.verify_manifest(session, name)
+        report = verify_manifest(session, name)
         _, markdown = service.read_datasheet(service.get_manifest(session, name))
     run.summary["manifest"] = {
         **created,

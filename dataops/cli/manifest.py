@@ -40,21 +40,27 @@ def _render_manifest(data: dict[str, Any]) -> None:
 
 def _batch_ids(text: str | None) -> list[int] | None:
     from dataops.errors import DataopsError
+    from dataops.manifests.errors import escaped
 
     if text is None:
         return None
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise DataopsError(f"--from-batches expects batch ids like 1,2, got {text!r}") from None
+        raise DataopsError(
+            f"{{from_batches}} expects batch ids like 1,2, got {escaped(repr(text))}",
+            fields=("from_batches",),
+        ) from None
 
 
 @app.command("create")
 def create(
     name: str = typer.Argument(..., help="A new, unique name (letters, digits, . _ -)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split draw."),
-    splits: str = typer.Option(
-        "train=0.8,val=0.1,test=0.1", "--splits", help="Split names and ratios, in order."
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the split draw (default 0)."),
+    splits: str | None = typer.Option(
+        None,
+        "--splits",
+        help="Split names and ratios, in order (default train=0.8,val=0.1,test=0.1).",
     ),
     from_batches: str | None = typer.Option(
         None, "--from-batches", help="Only images of these batches, e.g. 1,2."
@@ -91,34 +97,28 @@ def create(
     the same catalog, seed and splits give the same id.
     """
     from dataops.db import session_scope
-    from dataops.manifests.service import check_request, parse_query
+    from dataops.manifests.create import check_request
+    from dataops.manifests.schemas import ManifestRequest, parse_query
     from dataops.migrate import ensure_ready
     from dataops.selection.tasks import manifest_task
 
-    batches = _batch_ids(from_batches)
-    filters = parse_query(query)
+    request = ManifestRequest.of(
+        {
+            "name": name,
+            "seed": seed,
+            "splits": splits,
+            "from_batches": _batch_ids(from_batches),
+            "query": parse_query(query),
+            "stratify_by": stratify_by,
+            "parent": parent,
+            "task": task,
+        }
+    )
     ensure_ready()
     with session_scope() as session:  # fail fast, before a job is recorded
-        check_request(
-            session,
-            name,
-            seed=seed,
-            splits=splits,
-            from_batches=batches,
-            stratify_by=stratify_by,
-            parent=parent,
-        )
-        task = manifest_task(session, task, batches)
-    params = {
-        "name": name,
-        "seed": seed,
-        "splits": splits,
-        "from_batches": batches,
-        "query": filters,
-        "stratify_by": stratify_by,
-        "parent": parent,
-        "task": task,
-    }
+        checked = check_request(session, request)
+        task = manifest_task(session, request.task, checked.batch_ids)
+    params = request.model_copy(update={"task": task}).model_dump(mode="json")
     job = run_job("manifest", params, description=f"manifest {name}", wait=wait)
     data = {"job_id": job.id, **(job.result or {"status": job.status})}
 
@@ -209,7 +209,7 @@ def verify(
     """
     from dataops.cli.output import progress_bar
     from dataops.db import session_scope
-    from dataops.manifests.service import verify_manifest
+    from dataops.manifests.verify import verify_manifest
     from dataops.migrate import ensure_ready
 
     ensure_ready()
@@ -245,7 +245,7 @@ def diff(
     the diff is still printed and the exit status is 1.
     """
     from dataops.db import session_scope
-    from dataops.manifests.service import diff_manifests
+    from dataops.manifests.diff import diff_manifests
     from dataops.migrate import ensure_ready
 
     ensure_ready()

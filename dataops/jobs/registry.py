@@ -19,7 +19,7 @@ HANDLERS: dict[str, str] = {
     "select": "dataops.selection.jobs:run_select_job",
     "audit": "dataops.audits.jobs:run_audit_job",
     "sync": "dataops.labelstudio.jobs:run_sync_job",
-    "manifest": "dataops.manifests.service:run_manifest_job",
+    "manifest": "dataops.manifests.jobs:run_manifest_job",
     "dedup": "dataops.dedup.jobs:run_dedup_job",
 }
 

@@ -20,13 +20,14 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, TypedDict, cast
 
 from dataops.errors import DataopsError
+from dataops.manifests.errors import ManifestError
+from dataops.manifests.files import atomic_write
 from dataops.manifests.splits import SplitSpecError, format_split_spec, normalize_split_spec
 
 FORMAT = "dataops.manifest"
@@ -68,8 +69,8 @@ _encode: Callable[[Any], str] = json.JSONEncoder(
 _string: Callable[[str], str] = json.encoder.encode_basestring
 
 
-class ManifestRow(TypedDict):
-    """One image of a manifest."""
+class RowRecord(TypedDict):
+    """One image of a manifest as its body holds it (the database copy is ``ManifestRow``)."""
 
     sha256: str
     blob_key: str
@@ -81,12 +82,6 @@ class ManifestRow(TypedDict):
     dup_group_id: int | None
     width: int
     height: int
-
-
-class ManifestError(DataopsError):
-    """Rows that cannot form a manifest, or a body file that cannot be read."""
-
-    code = "bad_manifest"
 
 
 class BodyFiles(NamedTuple):
@@ -119,8 +114,8 @@ def _header(seed: int, ratios: Mapping[str, float], rows: int) -> dict[str, Any]
 
 
 def _prepare(
-    rows: Iterable[ManifestRow], seed: int, spec: str | Mapping[str, float]
-) -> tuple[dict[str, Any], list[ManifestRow]]:
+    rows: Iterable[RowRecord], seed: int, spec: str | Mapping[str, float]
+) -> tuple[dict[str, Any], list[RowRecord]]:
     """Header and rows in canonical order, refusing rows a manifest must not hold."""
     ratios = normalize_split_spec(spec)
     try:
@@ -155,7 +150,7 @@ def _prepare(
     return _header(seed, ratios, len(ordered)), ordered
 
 
-def _label_texts(ordered: Sequence[ManifestRow]) -> list[str]:
+def _label_texts(ordered: Sequence[RowRecord]) -> list[str]:
     """Canonical JSON of every label, encoded once for both the JSONL and the Parquet copy."""
     try:
         return [_encode(row["label"]) for row in ordered]
@@ -163,7 +158,7 @@ def _label_texts(ordered: Sequence[ManifestRow]) -> list[str]:
         raise ManifestError(f"rows cannot be written as canonical JSON: {exc}") from exc
 
 
-def _row_line(row: ManifestRow, label: str) -> str:
+def _row_line(row: RowRecord, label: str) -> str:
     """``_encode(row)`` spelled out for a row :func:`_prepare` checked, with its label encoded.
 
     The fields are fixed and in sorted order, strings go through the JSON encoder's own
@@ -182,7 +177,7 @@ def _row_line(row: ManifestRow, label: str) -> str:
 
 
 def _chunks(
-    header: Mapping[str, Any], ordered: Sequence[ManifestRow], labels: Sequence[str]
+    header: Mapping[str, Any], ordered: Sequence[RowRecord], labels: Sequence[str]
 ) -> Iterator[bytes]:
     yield (_encode(header) + "\n").encode()
     for start in range(0, len(ordered), _CHUNK):
@@ -190,30 +185,10 @@ def _chunks(
         yield ("\n".join(lines) + "\n").encode()
 
 
-def canonical_jsonl(
-    rows: Iterable[ManifestRow], seed: int, spec: str | Mapping[str, float]
-) -> bytes:
+def canonical_jsonl(rows: Iterable[RowRecord], seed: int, spec: str | Mapping[str, float]) -> bytes:
     """The canonical body of these rows; hash it with :func:`manifest_id`."""
     header, ordered = _prepare(rows, seed, spec)
     return b"".join(_chunks(header, ordered, _label_texts(ordered)))
-
-
-def _atomic_write(
-    directory: Path, suffix: str, write: Callable[[Path], object], fsync: bool = True
-) -> Path:
-    """Write through ``write`` into a temp file in ``directory``; caller renames it."""
-    fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        if fsync:
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
 
 
 def _parquet_table(ordered: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> Any:
@@ -243,7 +218,7 @@ def _parquet_table(ordered: Sequence[Mapping[str, Any]], labels: Sequence[str]) 
 
 def write_body(
     directory: str | os.PathLike[str],
-    rows: Iterable[ManifestRow],
+    rows: Iterable[RowRecord],
     seed: int,
     spec: str | Mapping[str, float],
     on_id: Callable[[str], object] | None = None,
@@ -268,7 +243,7 @@ def write_body(
                 hasher.update(chunk)
                 handle.write(chunk)
 
-    tmp_jsonl = _atomic_write(target, ".jsonl", write_jsonl)
+    tmp_jsonl = atomic_write(target, ".jsonl", write_jsonl)
     hex_digest = hasher.hexdigest()
     ident = "sha256:" + hex_digest
     try:
@@ -277,7 +252,7 @@ def write_body(
         table = _parquet_table(ordered, labels).replace_schema_metadata(
             {PARQUET_METADATA_KEY: _encode({**header, "id": ident}).encode()}
         )
-        tmp_parquet = _atomic_write(
+        tmp_parquet = atomic_write(
             target, ".parquet", lambda tmp: pq.write_table(table, tmp, compression="zstd")
         )
     except BaseException:
@@ -329,17 +304,17 @@ def _parse_header(line: bytes) -> dict[str, Any]:
     return header
 
 
-def read_body(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[ManifestRow]]:
+def read_body(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[RowRecord]]:
     """Header and rows of a JSONL body (no hash check: use :func:`verify_body` for that)."""
     with open(path, "rb") as handle:
         header = _parse_header(handle.readline())
         lines = handle.read().splitlines()
-    rows: list[ManifestRow] = []
+    rows: list[RowRecord] = []
     for start in range(0, len(lines), _CHUNK):
         for offset, row in enumerate(_parse_lines(lines[start : start + _CHUNK])):
             if not isinstance(row, dict):
                 raise ManifestError(f"{path}: line {start + offset + 2} is not a JSON object")
-            rows.append(cast(ManifestRow, row))
+            rows.append(cast(RowRecord, row))
     return header, rows
 
 
@@ -353,7 +328,7 @@ def _open_parquet(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     return parquet, json.loads(meta)
 
 
-def _parquet_batches(parquet: Any) -> Iterator[list[ManifestRow]]:
+def _parquet_batches(parquet: Any) -> Iterator[list[RowRecord]]:
     for batch in parquet.iter_batches(batch_size=_CHUNK):
         rows = batch.to_pylist()
         for row in rows:
@@ -363,10 +338,10 @@ def _parquet_batches(parquet: Any) -> Iterator[list[ManifestRow]]:
 
 def read_parquet_body(
     path: str | os.PathLike[str],
-) -> tuple[dict[str, Any], list[ManifestRow]]:
+) -> tuple[dict[str, Any], list[RowRecord]]:
     """Header and rows of a Parquet body, with ``label`` decoded back to an object."""
     parquet, header = _open_parquet(path)
-    rows: list[ManifestRow] = []
+    rows: list[RowRecord] = []
     for batch in _parquet_batches(parquet):
         rows.extend(batch)
     return header, rows

@@ -15,13 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dataops.labeling.models import Guideline
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
 from dataops.manifests.models import Manifest
 
 CLASSES_KEY = "classes"
 
 
-def guideline_classes(session: Session, rows: Sequence[ManifestRow]) -> list[str]:
+def guideline_classes(session: Session, rows: Sequence[RowRecord]) -> list[str]:
     """Classes of the rows' guidelines (``name:version``), newest version's order first."""
     wanted: set[tuple[str, int]] = set()
     for row in rows:
@@ -42,9 +42,7 @@ def guideline_classes(session: Session, rows: Sequence[ManifestRow]) -> list[str
     return list(dict.fromkeys(names))
 
 
-def manifest_classes(
-    session: Session, manifest: Manifest, rows: Sequence[ManifestRow]
-) -> list[str]:
+def manifest_classes(session: Session, manifest: Manifest, rows: Sequence[RowRecord]) -> list[str]:
     """The class list recorded with the manifest, else (older manifests) the guidelines' list."""
     recorded = (manifest.selection or {}).get(CLASSES_KEY)
     if isinstance(recorded, list) and all(isinstance(name, str) for name in recorded):

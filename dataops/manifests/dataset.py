@@ -124,8 +124,8 @@ def _load_file(path: Path, storage: str | None) -> Loaded:
 
 
 def _make_torch_dataset() -> type:
+    from dataops.manifests.files import image_bytes
     from dataops.manifests.loader import RowsDataset
-    from dataops.manifests.service import image_bytes
 
     class TorchDataset(RowsDataset):
         """(image, class index) pairs of one split of a manifest, or detection targets.

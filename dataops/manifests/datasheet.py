@@ -7,7 +7,8 @@ exclusions, PII minimisation), labeling (vendors, annotators, guideline versions
 splits, uses, distribution, maintenance and known limitations. Every number is computed
 from the frozen rows at creation time, so the datasheet describes exactly one content hash.
 
-Stored as JSON (for tools) and Markdown (for people) beside the manifest body.
+Stored as JSON (for tools) and Markdown (for people, :mod:`datasheet_markdown`) beside the
+manifest body.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataops.audits.models import Audit
 from dataops.catalog.models import Source
 from dataops.config import get_settings
 from dataops.labeling.models import Annotator, Queue, Vendor
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
 from dataops.manifests.splits import StratumBalance
 from dataops.selection.models import Batch
 
@@ -49,7 +50,7 @@ NEVER_STORED = [
 class Frozen:
     """Rows of a new manifest (sha256 order) and what the datasheet needs about each."""
 
-    rows: list[ManifestRow] = field(default_factory=list)
+    rows: list[RowRecord] = field(default_factory=list)
     label_texts: list[str] = field(default_factory=list)
     image_ids: list[int] = field(default_factory=list)
     attributes: list[dict[str, Any]] = field(default_factory=list)
@@ -93,7 +94,7 @@ def label_classes(label: Mapping[str, Any] | None) -> list[str]:
     return []
 
 
-def classes_per_row(rows: Sequence[ManifestRow]) -> list[tuple[str, ...]]:
+def classes_per_row(rows: Sequence[RowRecord]) -> list[tuple[str, ...]]:
     """Class names of every row (``(none)`` when it has none); one tight loop for 1M rows."""
     out: list[tuple[str, ...]] = []
     for row in rows:
@@ -384,190 +385,3 @@ def build(facts: Facts) -> dict[str, Any]:
 
 def to_json(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False).encode()
-
-
-# --- Markdown ---------------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        text = ""
-    elif isinstance(value, dict | list):
-        text = json.dumps(value, ensure_ascii=False)
-    else:
-        text = str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    lines = [
-        "| " + " | ".join(map(_cell, columns)) + " |",
-        "|" + "---|" * len(columns),
-    ]
-    lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in rows]
-    return [*lines, ""]
-
-
-def _split_class_table(tree: Mapping[str, Mapping[str, int]], splits: Sequence[str]) -> list[str]:
-    names = sorted({name for per in tree.values() for name in per})
-    rows = []
-    for name in names:
-        counts = [tree.get(s, {}).get(name, 0) for s in splits]
-        rows.append([name, *counts, sum(counts)])
-    return _table(["class", *splits, "total"], rows)
-
-
-def _mapping_table(header: Sequence[str], mapping: Mapping[str, Any]) -> list[str]:
-    return _table(header, mapping.items()) if mapping else ["(none)", ""]
-
-
-def to_markdown(doc: Mapping[str, Any]) -> str:
-    """The datasheet for people; same facts as the JSON."""
-    m, comp, splits = doc["manifest"], doc["composition"], doc["splits"]
-    split_names = list(comp["splits"])
-    out = [
-        f"# Datasheet: {m['name']}",
-        "",
-        f"- id: `{m['id']}`",
-        f"- created by {m['created_by'] or 'unknown'} at {m['created_at']}",
-        f"- parent: {m['parent'] or 'none'}",
-        "",
-        "## Motivation",
-        "",
-        doc["motivation"]["purpose"],
-        "",
-        "Selection rules:",
-        "",
-        *_mapping_table(["rule", "value"], doc["motivation"]["selection"]),
-        "## Composition",
-        "",
-        f"{comp['rows']} images.",
-        "",
-        *_table(["split", "images"], comp["splits"].items()),
-        "### Images per class and split",
-        "",
-        *_split_class_table(comp["classes"], split_names),
-    ]
-    if comp["boxes"]:
-        out += [
-            "### Boxes per class and split",
-            "",
-            *_split_class_table(comp["boxes"], split_names),
-        ]
-    for key, per_value in comp["slices"].items():
-        out += [f"### Slice: {key}", ""]
-        rows = []
-        for value, tree in per_value.items():
-            names = sorted({name for per in tree.values() for name in per})
-            rows += [
-                [value, name, *(tree.get(s, {}).get(name, 0) for s in split_names)]
-                for name in names
-            ]
-        out += _table([key, "class", *split_names], rows)
-    for key, why in comp["slices_left_out"].items():
-        out += [f"Attribute {key!r} is not sliced: {why}.", ""]
-    out += [
-        "### Duplicate groups",
-        "",
-        *_mapping_table(["statistic", "value"], comp["duplicates"]),
-        "## Collection process",
-        "",
-        *_mapping_table(["source", "images"], doc["collection"]["sources"]),
-        f"{doc['collection']['copied_into_blob_store']} images copied into the blob store, "
-        f"{doc['collection']['referenced_at_original_location']} referenced at their "
-        "original location.",
-        "",
-    ]
-    pre = doc["preprocessing"]
-    out += [
-        "## Preprocessing, cleaning and exclusions",
-        "",
-        f"- images in scope: {pre['images_in_scope']}",
-        f"- quarantined (left out): {pre['quarantined']}",
-        f"- no accepted label for the task (left out): {pre['no_accepted_label']}",
-        "",
-        *(
-            _table(["quarantine reason", "images"], pre["quarantine_reasons"].items())
-            if pre["quarantine_reasons"]
-            else []
-        ),
-        "### Personal data",
-        "",
-        "Only these EXIF tags were read at ingest: "
-        + ", ".join(f"`{t}`" for t in pre["pii"]["exif_read"])
-        + ". Never stored: "
-        + "; ".join(pre["pii"]["never_stored"])
-        + ".",
-        "",
-    ]
-    lab = doc["labeling"]
-    out += [
-        "## Labeling",
-        "",
-        f"- annotators: {lab['annotators']} ({lab['labels_without_annotator']} labels have none)",
-        f"- batches: {lab['batches']} ({lab['labels_outside_batches']} labels outside batches)",
-        "",
-        *_mapping_table(["label status", "images"], lab["statuses"]),
-        *_mapping_table(["vendor", "labels"], lab["vendors"]),
-        *_mapping_table(["guideline version", "labels"], lab["guidelines"]),
-        "### Audits",
-        "",
-        *(
-            _table(
-                ["audit", "batch", "pass rate", "gate", "decision"],
-                (
-                    [a["id"], a["batch_id"], a["pass_rate"], a["gate"], a["decision"]]
-                    for a in lab["audits"]
-                ),
-            )
-            if lab["audits"]
-            else ["(none)", ""]
-        ),
-        "## Splits",
-        "",
-        f"- spec `{splits['spec']}`, seed {splits['seed']}",
-        f"- {splits['rule']}",
-        f"- inherited from the parent: {splits['inherited_from_parent']}; joined a parent "
-        f"group: {splits['joined_parent_group']}; drawn: {splits['drawn']}",
-        "",
-    ]
-    if splits["stratify_by"]:
-        out += [
-            f"### Balance by {splits['stratify_by']} (duplicate groups per split)",
-            "",
-            *_table(
-                ["stratum", "groups", *(f"{s} (z)" for s in split_names), "flagged"],
-                (
-                    [
-                        b["stratum"],
-                        b["groups"],
-                        *(f"{b['counts'][s]} ({b['z'][s]:+.2f})" for s in split_names),
-                        "yes" if b["flagged"] else "",
-                    ]
-                    for b in splits["balance"]
-                ),
-            ),
-        ]
-    dist, maint = doc["distribution"], doc["maintenance"]
-    out += [
-        "## Uses",
-        "",
-        f"- intended: {doc['uses']['intended']}",
-        f"- not intended: {doc['uses']['not_intended']}",
-        "",
-        "## Distribution",
-        "",
-        f"- body: `{dist['body']}`; Parquet: `{dist['parquet']}`",
-        f"- verify: `{dist['verify']}`",
-        f"- load: `{dist['load']}`",
-        "",
-        "## Maintenance",
-        "",
-        maint["immutable"],
-        "",
-        "## Known limitations",
-        "",
-        *(f"- {note}" for note in doc["limitations"]),
-        "",
-    ]
-    return "\n".join(out)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dataops.errors import DataopsError
 
 if TYPE_CHECKING:
-    from dataops.manifests.body import ManifestRow
+    from dataops.manifests.body import RowRecord
 
 BOXES_KEY = "boxes"
 CLASS_KEY = "class"
@@ -23,12 +23,12 @@ BACKGROUND = "__background__"
 _SLACK = 1e-6
 
 
-def is_box_row(row: ManifestRow) -> bool:
+def is_box_row(row: RowRecord) -> bool:
     label = row["label"]
     return isinstance(label, Mapping) and BOXES_KEY in label
 
 
-def row_boxes(row: ManifestRow) -> list[tuple[str, float, float, float, float]]:
+def row_boxes(row: RowRecord) -> list[tuple[str, float, float, float, float]]:
     """(class, x, y, w, h) of each box, relative to the upright image; bad boxes refused."""
     boxes = row["label"].get(BOXES_KEY)
     if not isinstance(boxes, list):
@@ -49,14 +49,14 @@ def row_boxes(row: ManifestRow) -> list[tuple[str, float, float, float, float]]:
     return out
 
 
-def detection_classes(rows: Iterable[ManifestRow], preferred: Sequence[str] | None) -> list[str]:
+def detection_classes(rows: Iterable[RowRecord], preferred: Sequence[str] | None) -> list[str]:
     """``preferred`` (the guideline's classes, in order) then other drawn classes, sorted."""
     first = list(dict.fromkeys(preferred or ()))
     drawn = {name for row in rows for name, *_ in row_boxes(row)}
     return first + sorted(drawn - set(first))
 
 
-def box_target(row: ManifestRow, label_of: Mapping[str, int]) -> dict[str, Any]:
+def box_target(row: RowRecord, label_of: Mapping[str, int]) -> dict[str, Any]:
     """The torchvision detection target of one row, in the row's upright pixel size."""
     import torch
 

@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataops.errors import Conflict, DataopsError, NotFound
 
 
+def escaped(text: object) -> str:
+    """Text quoted inside an error template, where braces mark the fields each face spells."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
+class ManifestError(DataopsError):
+    """Rows that cannot form a manifest, or a body file that cannot be read."""
+
+    code = "bad_manifest"
+
+
 class ManifestNotFound(NotFound):
     code = "manifest_not_found"
 

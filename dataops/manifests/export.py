@@ -26,8 +26,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dataops.errors import DataopsError
-from dataops.manifests.body import ManifestRow, _atomic_write
+from dataops.manifests.body import RowRecord
+from dataops.manifests.errors import escaped
 from dataops.manifests.export_target import previous_index, staged_export, write_index
+from dataops.manifests.files import atomic_write
 from dataops.manifests.loader import CLASS_KEY, check_blob
 from dataops.manifests.upright import upright
 
@@ -36,7 +38,7 @@ CLASSES_FILE = "classes.txt"
 _BOX_SLACK = 1e-6
 _LICENSE = {"id": 1, "name": "unspecified: see the catalog's source records", "url": ""}
 
-Locate = Callable[[ManifestRow], "str | os.PathLike[str] | bytes"]
+Locate = Callable[[RowRecord], "str | os.PathLike[str] | bytes"]
 """Where an image's bytes are: a local path (hard-linked or copied) or the bytes themselves."""
 
 
@@ -56,7 +58,7 @@ class ExportCounts:
     lossy: int = 0
 
 
-def image_extension(row: ManifestRow) -> str:
+def image_extension(row: RowRecord) -> str:
     """Lower-case suffix of the original file (``.jpg``), else of the blob key, else none."""
     for name in (urlparse(row["uri"]).path, row["blob_key"]):
         suffix = PurePosixPath(name).suffix.lower()
@@ -87,7 +89,7 @@ class Placer:
     def __post_init__(self) -> None:
         self.previous = previous_index(self.old_root)
 
-    def _record(self, row: ManifestRow, rel: str, sha: str, turned: str | None) -> None:
+    def _record(self, row: RowRecord, rel: str, sha: str, turned: str | None) -> None:
         self.entries.append(
             {
                 "path": rel,
@@ -98,7 +100,7 @@ class Placer:
             }
         )
 
-    def _reuse(self, row: ManifestRow, rel: str, dst: Path) -> bool:
+    def _reuse(self, row: RowRecord, rel: str, dst: Path) -> bool:
         entry = self.previous.get(rel)
         if entry is None or entry.get("catalog_sha256") != row["sha256"]:
             return False
@@ -111,11 +113,11 @@ class Placer:
         return True
 
     def _write(self, dst: Path, data: bytes) -> None:
-        tmp = _atomic_write(dst.parent, dst.suffix, lambda p: p.write_bytes(data), fsync=False)
+        tmp = atomic_write(dst.parent, dst.suffix, lambda p: p.write_bytes(data), fsync=False)
         os.replace(tmp, dst)
         self.counts.written += 1
 
-    def place(self, row: ManifestRow, rel: str) -> None:
+    def place(self, row: RowRecord, rel: str) -> None:
         dst = self.staged / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if self._reuse(row, rel, dst):
@@ -142,17 +144,18 @@ class Placer:
             os.link(path, dst)
             self.counts.linked += 1
         except OSError:
-            tmp = _atomic_write(dst.parent, dst.suffix, lambda p: shutil.copyfile(path, p), False)
+            tmp = atomic_write(dst.parent, dst.suffix, lambda p: shutil.copyfile(path, p), False)
             os.replace(tmp, dst)
             self.counts.copied += 1
 
 
-def _class_of(row: ManifestRow) -> str:
+def _class_of(row: RowRecord) -> str:
     label = row["label"]
     if not isinstance(label.get(CLASS_KEY), str):
         raise WrongKind(
-            f"image {row['sha256']}: label {label!r} has no class; the folder layout holds "
-            "image-level classes (use --format coco for boxes)"
+            f"image {row['sha256']}: label {escaped(repr(label))} has no class; the folder "
+            "layout holds image-level classes (use {format} coco for boxes)",
+            fields=("format",),
         )
     return safe_dir_name(label[CLASS_KEY], "class")
 
@@ -164,7 +167,7 @@ def class_list(preferred: Sequence[str] | None, present: Iterable[str]) -> list[
 
 
 def export_folder(
-    rows: Iterable[ManifestRow],
+    rows: Iterable[RowRecord],
     destination: str | os.PathLike[str],
     locate: Locate,
     verify_sha256: bool = True,
@@ -198,7 +201,7 @@ def export_folder(
     return placer.counts
 
 
-def label_boxes(row: ManifestRow) -> list[dict[str, Any]]:
+def label_boxes(row: RowRecord) -> list[dict[str, Any]]:
     """A row's boxes, refusing a label whose boxes are not a list."""
     boxes = row["label"].get(BOXES_KEY, [])
     if not isinstance(boxes, list):
@@ -221,9 +224,9 @@ def label_boxes(row: ManifestRow) -> list[dict[str, Any]]:
 
 
 def coco_dataset(
-    rows: Sequence[ManifestRow],
+    rows: Sequence[RowRecord],
     split: str | None = None,
-    file_name: Callable[[ManifestRow], str] | None = None,
+    file_name: Callable[[RowRecord], str] | None = None,
     *,
     classes: Sequence[str] | None = None,
     info: Mapping[str, Any] | None = None,
@@ -287,21 +290,23 @@ def coco_dataset(
 def _write_json(path: Path, document: Any) -> None:
     data = json.dumps(document, ensure_ascii=False, allow_nan=False).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(_atomic_write(path.parent, ".json", lambda tmp: tmp.write_bytes(data)), path)
+    os.replace(atomic_write(path.parent, ".json", lambda tmp: tmp.write_bytes(data)), path)
 
 
-def require_boxes(rows: Iterable[ManifestRow], fmt: str) -> None:
+def require_boxes(rows: Iterable[RowRecord], fmt: str) -> None:
     """Refuse rows with image-level labels for a box format, naming the first one."""
     for row in rows:
         if BOXES_KEY not in row["label"]:
             raise WrongKind(
-                f"{fmt} export needs box labels, but image {row['sha256']} has "
-                f"{row['label']!r} (a classification manifest): use --format folder"
+                f"{escaped(fmt)} export needs box labels, but image {row['sha256']} has "
+                f"{escaped(repr(row['label']))} (a classification manifest): use {{format}} "
+                "folder",
+                fields=("format",),
             )
 
 
 def export_coco(
-    rows: Iterable[ManifestRow],
+    rows: Iterable[RowRecord],
     destination: str | os.PathLike[str],
     locate: Locate,
     verify_sha256: bool = True,

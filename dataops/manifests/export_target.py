@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dataops.errors import DataopsError
+from dataops.manifests.errors import escaped
 
 MARKER = ".dataops-export"
 INDEX = "index.jsonl"
@@ -39,11 +40,15 @@ class ExportTargetError(DataopsError):
 def check_target(root: Path) -> None:
     """Refuse a target that is a file or a non-empty folder without the marker."""
     if root.is_symlink() or (root.exists() and not root.is_dir()):
-        raise ExportTargetError(f"{root} is not a folder: choose a new or empty folder for --out")
+        raise ExportTargetError(
+            f"{escaped(root)} is not a folder: choose a new or empty folder for {{out}}",
+            fields=("out",),
+        )
     if root.is_dir() and not (root / MARKER).is_file() and any(root.iterdir()):
         raise ExportTargetError(
-            f"{root} is not empty and was not written by dataops export (no {MARKER}): "
-            "choose a new or empty folder for --out"
+            f"{escaped(root)} is not empty and was not written by dataops export (no {MARKER}): "
+            "choose a new or empty folder for {out}",
+            fields=("out",),
         )
 
 

@@ -22,17 +22,19 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dataops.errors import DataopsError
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
 from dataops.manifests.classes import manifest_classes
+from dataops.manifests.errors import escaped
 from dataops.manifests.export import ExportCounts, export_coco, export_folder
 from dataops.manifests.export_target import staged_export
+from dataops.manifests.files import local_copy, locate_image
 from dataops.manifests.formats_cvat import export_cvat
 from dataops.manifests.formats_hf import export_hf
 from dataops.manifests.formats_voc import export_voc
 from dataops.manifests.formats_yolo import export_yolo, export_yolo_cls
 from dataops.manifests.models import Manifest
 from dataops.manifests.rows_files import write_rows_files
-from dataops.manifests.service import get_manifest, local_copy, locate_image, read_rows
+from dataops.manifests.service import get_manifest, read_rows
 from dataops.storage import BlobStore, get_store
 
 FORMATS = ("folder", "coco", "rows", "voc", "cvat", "yolo", "yolo-cls", "hf")
@@ -51,7 +53,7 @@ def _info(manifest: Manifest) -> dict[str, Any]:
 
 
 def _export_rows(
-    manifest: Manifest, store: BlobStore, rows: Sequence[ManifestRow], destination: Path
+    manifest: Manifest, store: BlobStore, rows: Sequence[RowRecord], destination: Path
 ) -> ExportCounts:
     marker = {"format": "rows", "manifest": manifest.name, "id": manifest.content_hash}
     with staged_export(destination, marker) as staged, local_copy(store, manifest.body_key) as body:
@@ -65,7 +67,10 @@ def export_manifest(
 ) -> dict[str, Any]:
     """Write a manifest in one of ``FORMATS`` into ``destination``."""
     if fmt not in FORMATS:
-        raise DataopsError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise DataopsError(
+            f"{{format}} must be one of {', '.join(FORMATS)}, got {escaped(repr(fmt))}",
+            fields=("format",),
+        )
     manifest = get_manifest(session, ref)
     store = get_store()
     rows = read_rows(manifest, store)
@@ -73,7 +78,7 @@ def export_manifest(
     marker = {"manifest": manifest.name, "id": manifest.content_hash}
     classes = manifest_classes(session, manifest, rows)
 
-    def locate(row: ManifestRow) -> str | bytes:
+    def locate(row: RowRecord) -> str | bytes:
         return locate_image(store, row)
 
     if fmt == "folder":

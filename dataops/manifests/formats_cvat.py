@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
 from dataops.manifests.export import (
     BOXES_KEY,
     ExportCounts,
@@ -35,7 +35,7 @@ VERSION = "1.1"
 IMAGES_DIR = "images"
 
 
-def row_labels(row: ManifestRow) -> tuple[str, list[dict[str, Any]]]:
+def row_labels(row: RowRecord) -> tuple[str, list[dict[str, Any]]]:
     """``("box", boxes)`` or ``("tag", [{"class": ...}])`` for a row, or refuse its label."""
     label = row["label"]
     if BOXES_KEY in label:
@@ -61,7 +61,7 @@ def _meta(root: ET.Element, name: str, split: str, size: int, labels: Sequence[s
 
 
 def split_xml(
-    rows: Sequence[ManifestRow], split: str, labels: Sequence[str], name: str = "dataops"
+    rows: Sequence[RowRecord], split: str, labels: Sequence[str], name: str = "dataops"
 ) -> bytes:
     """The CVAT for images 1.1 document of one split's rows (ordered by file name)."""
     root = ET.Element("annotations")
@@ -101,7 +101,7 @@ def split_xml(
 
 
 def export_cvat(
-    rows: Iterable[ManifestRow],
+    rows: Iterable[RowRecord],
     destination: str | os.PathLike[str],
     locate: Locate,
     verify_sha256: bool = True,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dataops.errors import DataopsError
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
 from dataops.manifests.detection import detection_classes, is_box_row, row_boxes
 from dataops.manifests.export import ExportCounts, Locate, WrongKind, image_extension
 from dataops.manifests.export_target import staged_export
@@ -90,7 +90,7 @@ def _schema(names: Sequence[str], boxes: bool) -> Any:
     return pa.schema(fields, metadata={"huggingface": json.dumps(info)})
 
 
-def _label(row: ManifestRow, index: Mapping[str, int], boxes: bool) -> dict[str, Any]:
+def _label(row: RowRecord, index: Mapping[str, int], boxes: bool) -> dict[str, Any]:
     if boxes:
         return {
             "boxes": [
@@ -128,7 +128,7 @@ class _Images:
         self.locate, self.verify = locate, verify
         self.counts = ExportCounts()
 
-    def read(self, row: ManifestRow) -> bytes:
+    def read(self, row: RowRecord) -> bytes:
         source = self.locate(row)
         if not isinstance(source, bytes):
             path = Path(source)
@@ -147,7 +147,7 @@ class _Images:
 
 
 def export_hf(
-    rows: Iterable[ManifestRow],
+    rows: Iterable[RowRecord],
     destination: str | os.PathLike[str],
     locate: Locate,
     verify_sha256: bool = True,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dataops.errors import DataopsError
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
 from dataops.manifests.export import (
     ExportCounts,
     Locate,
@@ -50,7 +50,7 @@ def _text(parent: ET.Element, tag: str, text: object) -> ET.Element:
     return child
 
 
-def annotation_xml(row: ManifestRow, file_name: str) -> bytes:
+def annotation_xml(row: RowRecord, file_name: str) -> bytes:
     """The VOC ``<annotation>`` document of one row."""
     width, height = row["width"], row["height"]
     root = ET.Element("annotation")
@@ -80,7 +80,7 @@ def annotation_xml(row: ManifestRow, file_name: str) -> bytes:
 
 
 def export_voc(
-    rows: Iterable[ManifestRow],
+    rows: Iterable[RowRecord],
     destination: str | os.PathLike[str],
     locate: Locate,
     verify_sha256: bool = True,

@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
+from dataops.manifests.errors import escaped
 from dataops.manifests.export import (
     BOXES_KEY,
     ExportCounts,
@@ -43,21 +44,23 @@ LABELS_DIR = "labels"
 DATA_FOLDERS = (f"{LABELS_DIR}/",)
 
 
-def _refuse_kind(rows: Iterable[ManifestRow], boxes: bool) -> None:
+def _refuse_kind(rows: Iterable[RowRecord], boxes: bool) -> None:
     for row in rows:
         if (BOXES_KEY in row["label"]) != boxes:
             if boxes:
                 raise WrongKind(
                     f"yolo export needs box labels, but image {row['sha256']} has "
-                    f"{row['label']!r} (image classes): use --format yolo-cls"
+                    f"{escaped(repr(row['label']))} (image classes): use {{format}} yolo-cls",
+                    fields=("format",),
                 )
             raise WrongKind(
                 f"yolo-cls export needs image classes, but image {row['sha256']} has boxes: "
-                "use --format yolo"
+                "use {format} yolo",
+                fields=("format",),
             )
 
 
-def label_lines(row: ManifestRow, index: Mapping[str, int]) -> str:
+def label_lines(row: RowRecord, index: Mapping[str, int]) -> str:
     """``class cx cy w h`` per box, relative, in fixed notation (readers split on spaces)."""
     lines = []
     for box in label_boxes(row):
@@ -75,7 +78,7 @@ def data_yaml(splits: Sequence[str], names: Sequence[str]) -> str:
 
 
 def export_yolo(
-    rows: Iterable[ManifestRow],
+    rows: Iterable[RowRecord],
     destination: str | os.PathLike[str],
     locate: Locate,
     verify_sha256: bool = True,
@@ -105,7 +108,7 @@ def export_yolo(
 
 
 def export_yolo_cls(
-    rows: Iterable[ManifestRow],
+    rows: Iterable[RowRecord],
     destination: str | os.PathLike[str],
     locate: Locate,
     verify_sha256: bool = True,

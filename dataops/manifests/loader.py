@@ -18,7 +18,7 @@ from dataops.manifests.detection import BACKGROUND, box_target, detection_classe
 if TYPE_CHECKING:
     from PIL import Image
 
-    from dataops.manifests.body import ManifestRow
+    from dataops.manifests.body import RowRecord
 
 CLASS_KEY = "class"
 
@@ -30,7 +30,7 @@ class BlobIntegrityError(DataopsError):
     code = "blob_integrity"
 
 
-def check_blob(row: ManifestRow, actual_sha256: str) -> None:
+def check_blob(row: RowRecord, actual_sha256: str) -> None:
     """Refuse bytes that are not the image the manifest froze, naming the file."""
     if actual_sha256 != row["sha256"]:
         raise BlobIntegrityError(
@@ -39,7 +39,7 @@ def check_blob(row: ManifestRow, actual_sha256: str) -> None:
         )
 
 
-def class_names(rows: Iterable[ManifestRow], preferred: Sequence[str] | None = None) -> list[str]:
+def class_names(rows: Iterable[RowRecord], preferred: Sequence[str] | None = None) -> list[str]:
     """Sorted class names over all rows and ``preferred`` (the guideline's classes).
 
     Sorted as torchvision's ``ImageFolder`` sorts class folders, so the folder export's
@@ -62,9 +62,9 @@ class _SplitRows:
 
     def __init__(
         self,
-        rows: Iterable[ManifestRow],
+        rows: Iterable[RowRecord],
         split: str,
-        open_blob: Callable[[ManifestRow], bytes],
+        open_blob: Callable[[RowRecord], bytes],
         transform: Callable[..., Any] | None = None,
         verify_sha256: bool = True,
         classes: Sequence[str] | None = None,
@@ -103,7 +103,7 @@ class _SplitRows:
             return self.transform(image), target
         return image, target
 
-    def _detection_item(self, row: ManifestRow, image: Image.Image) -> tuple[Any, Any]:
+    def _detection_item(self, row: RowRecord, image: Image.Image) -> tuple[Any, Any]:
         import numpy as np
         import torch
 

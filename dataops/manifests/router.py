@@ -8,28 +8,34 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from dataops.api.deps import STAFF, SessionDep, actor, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.models import User
 from dataops.jobs.router import JobAccepted, accept_job
-from dataops.labeling.schemas import TaskName
 from dataops.manifests import service
-from dataops.manifests.schemas import ManifestDetail, ManifestOut, VerifyReport
+from dataops.manifests.create import check_request
+from dataops.manifests.schemas import (
+    REF_PATTERN,
+    ManifestDetail,
+    ManifestOut,
+    ManifestRequest,
+    VerifyReport,
+)
+from dataops.manifests.verify import verify_manifest as verify
 from dataops.selection.tasks import manifest_task
 
 router = APIRouter(prefix="/v1", tags=["manifests"])
 
 Staff = Annotated[User, Depends(require_roles(*STAFF))]
 Creators = Annotated[User, Depends(require_roles("scientist"))]
-QueryValue = Annotated[str, Field(max_length=512, pattern=r"^[^\x00]*$")]
 ManifestRef = Annotated[
     str,
     Path(
         min_length=1,
         max_length=200,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        pattern=REF_PATTERN,
         description="A manifest name, its id (`sha256:<hex>`) or a unique hex prefix of 8+ digits.",
     ),
 ]
@@ -49,71 +55,6 @@ _SUMMARY: dict[str, Any] = {
     "created_by": "user:sci",
     "created_at": "2026-11-02T09:31:00Z",
 }
-
-
-class ManifestRequest(BaseModel):
-    """A new manifest's name, split seed and split ratios."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"name": "helmets-v1", "seed": 0, "splits": service.DEFAULT_SPLITS},
-                {
-                    "name": "helmets-v2",
-                    "splits": "train=0.8,val=0.2",
-                    "query": {"site": "lab-3"},
-                    "stratify_by": "label",
-                    "parent": "helmets-v1",
-                    "task": "helmets",
-                },
-            ]
-        },
-    )
-
-    name: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-        description="A new, unique name (letters, digits, . _ -).",
-    )
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed of the split draw.")
-    splits: str = Field(
-        default=service.DEFAULT_SPLITS,
-        min_length=1,
-        max_length=256,
-        description="Split names and ratios, in order.",
-    )
-    from_batches: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
-        default=None,
-        max_length=1000,
-        description="Only images of these batches (default: every labeled image).",
-    )
-    query: dict[Annotated[str, Field(min_length=1, max_length=128)], QueryValue] = Field(
-        default_factory=dict,
-        max_length=16,
-        description="Filters: `source` is the ingest source, any other key an image attribute.",
-    )
-    stratify_by: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        pattern=r"\S",
-        description="`label` or an attribute: report each stratum's split balance.",
-    )
-    parent: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
-        description="Previous generation: its images keep their split, new duplicates join them.",
-    )
-    task: TaskName | None = Field(
-        default=None,
-        description="Labeling task whose accepted labels to freeze (a guideline's name); "
-        "default: the task of `from_batches`, else the only task with accepted labels "
-        "(several: refused, listing them).",
-    )
 
 
 class Datasheet(BaseModel):
@@ -248,7 +189,7 @@ def verify_manifest(
         bool, Query(description="Check only the body and the database row count.")
     ] = False,
 ) -> VerifyReport:
-    return service.verify_manifest(session, ref, body_only=body_only)
+    return verify(session, ref, body_only=body_only)
 
 
 @router.post(
@@ -271,24 +212,7 @@ def create_manifest(
     user: Creators,
     request: ManifestRequest,
 ) -> JobAccepted:
-    service.check_request(
-        session,
-        request.name,
-        seed=request.seed,
-        splits=request.splits,
-        from_batches=request.from_batches,
-        stratify_by=request.stratify_by,
-        parent=request.parent,
-    )
-    task = manifest_task(session, request.task, request.from_batches)
-    params = {
-        "name": request.name,
-        "seed": request.seed,
-        "splits": request.splits,
-        "from_batches": request.from_batches,
-        "query": request.query,
-        "stratify_by": request.stratify_by,
-        "parent": request.parent,
-        "task": task,
-    }
+    checked = check_request(session, request)
+    task = manifest_task(session, request.task, checked.batch_ids)
+    params = request.model_copy(update={"task": task}).model_dump(mode="json")
     return accept_job(session, background, "manifest", params, actor=actor(user))

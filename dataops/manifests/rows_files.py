@@ -21,7 +21,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
 
 ROWS_JSONL = "rows.jsonl"
 ROWS_PARQUET = "rows.parquet"
@@ -78,7 +78,7 @@ _COLUMNS = (
 )
 
 
-def _schema(rows: Sequence[ManifestRow]) -> Any:
+def _schema(rows: Sequence[RowRecord]) -> Any:
     import pyarrow as pa
 
     kinds = {"text": pa.string(), "int": pa.int64()}
@@ -100,7 +100,7 @@ def _parquet_from_jsonl(jsonl: Path, schema: Any, parquet: Path) -> None:
     pq.write_table(table.select(schema.names), parquet, compression="zstd")
 
 
-def write_rows_files(folder: Path, rows: Sequence[ManifestRow], body: Path | None = None) -> None:
+def write_rows_files(folder: Path, rows: Sequence[RowRecord], body: Path | None = None) -> None:
     """``rows.jsonl`` (one object per row) and ``rows.parquet`` (typed label struct).
 
     Given the canonical ``body`` of these rows, ``rows.jsonl`` is its row lines (canonical
@@ -119,7 +119,7 @@ def write_rows_files(folder: Path, rows: Sequence[ManifestRow], body: Path | Non
 
 
 def write_hashed(
-    folder: Path, rows: Sequence[ManifestRow], body: Path
+    folder: Path, rows: Sequence[RowRecord], body: Path
 ) -> dict[str, tuple[Path, str]]:
     """Both files for rows in body order (by sha256): ``{file name: (path, sha256 hex)}``."""
     write_rows_files(folder, sorted(rows, key=itemgetter("sha256")), body)

@@ -28,11 +28,13 @@ import hashlib
 import math
 import re
 from bisect import bisect_right
+from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from dataops.errors import DataopsError
+from dataops.manifests.errors import ManifestError
 
 SUM_TOLERANCE = 1e-6
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -178,3 +180,86 @@ def stratum_balance(
         }
         result.append(StratumBalance(stratum, n, per_split, expected, z))
     return result
+
+
+def group_key(sha256: str, dup_group_id: int | None) -> str:
+    """The key a row's split is drawn from: its duplicate group's id, else its own sha256.
+
+    Both are stable: a group id is assigned once and kept while members join (dedup merges
+    groups into a surviving id and never renumbers), and an image's sha256 is its identity.
+    What a key cannot survive is a merge; a parent manifest (:func:`plan_splits`) covers that.
+    """
+    return sha256 if dup_group_id is None else f"group-{dup_group_id}"
+
+
+@dataclass
+class SplitPlan:
+    """Each image's split and how it was decided."""
+
+    splits: dict[str, str]
+    inherited: int = 0
+    joined: int = 0
+    drawn: int = 0
+    straddling: list[str] = field(default_factory=list)
+
+
+def _group_split(counts: Mapping[str, int], ratios: Mapping[str, float]) -> str:
+    """The split most of a group's parent members are in.
+
+    A tie only happens when groups that were in different splits merged; the new member
+    then goes to the smaller split, and between equal ones to the later in the spec
+    (evaluation splits are the small ones and come last), so a new near-duplicate of a test
+    image does not land in training.
+    """
+    order = list(ratios)
+    return max(counts, key=lambda s: (counts[s], -ratios[s], order.index(s)))
+
+
+def plan_splits(
+    group_of: Mapping[str, str],
+    seed: int,
+    spec: str | Mapping[str, float],
+    *,
+    parent_split: Mapping[str, str] | None = None,
+    parent_groups: Mapping[str, Mapping[str, int]] | None = None,
+) -> SplitPlan:
+    """Split of every image (sha256 -> group key), keeping a parent generation's splits.
+
+    ``parent_split`` maps images of the parent to their split; ``parent_groups`` maps the
+    current group key of each parent image to how many of its members are in each split.
+    Images of the parent keep their split; a new image whose group has parent members takes
+    that group's split (:func:`_group_split`); every other group is drawn by hash.
+    ``straddling`` lists the group keys whose members ended up in more than one split,
+    which only happens when groups that the parent had in different splits have merged.
+    """
+    ratios = normalize_split_spec(spec)
+    parent_split = parent_split or {}
+    parent_groups = parent_groups or {}
+    unknown = sorted(set(parent_split.values()) - ratios.keys())
+    if unknown:
+        raise ManifestError(
+            f"the parent has splits {unknown}, which are not in {format_split_spec(ratios)!r}; "
+            "keep the parent's split names"
+        )
+    fresh = {key for sha, key in group_of.items() if sha not in parent_split}
+    drawn_keys = {key for key in fresh if key not in parent_groups}
+    by_hash = assign_splits(drawn_keys, seed, ratios)
+    joined_split = {key: _group_split(parent_groups[key], ratios) for key in fresh - drawn_keys}
+    plan = SplitPlan(splits={})
+    # Only groups with parent members can straddle: drawn groups get one split for all.
+    seen: dict[str, set[str]] = defaultdict(set)
+    for sha, key in group_of.items():
+        if sha in parent_split:
+            split = parent_split[sha]
+            plan.inherited += 1
+        elif key in joined_split:
+            split = joined_split[key]
+            plan.joined += 1
+        else:
+            plan.splits[sha] = by_hash[key]
+            plan.drawn += 1
+            continue
+        plan.splits[sha] = split
+        seen[key].add(split)
+    plan.straddling = sorted(key for key, splits in seen.items() if len(splits) > 1)
+    return plan

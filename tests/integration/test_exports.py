@@ -23,8 +23,11 @@ from dataops.db import session_scope
 from dataops.labeling.models import ACCEPTED, Guideline
 from dataops.labeling.service import add_label_version
 from dataops.manifests import exporting, service
-from dataops.manifests.body import ManifestRow, manifest_id
+from dataops.manifests.body import RowRecord, manifest_id
+from dataops.manifests.create import create_manifest
 from dataops.manifests.export_target import INDEX, MARKER
+from dataops.manifests.files import locate_image
+from dataops.manifests.schemas import ManifestRequest
 from dataops.manifests.upright import ORIENTATION_TAG
 from dataops.storage import get_store
 from tests.support.cli import run_cli, run_json
@@ -117,10 +120,11 @@ def boxed(catalog: str, photos: Path) -> list[Image]:
 
 def _create(name: str, **options: Any) -> str:
     with session_scope() as s:
-        return service.create_manifest(s, name, actor="tester", splits=HALVES, **options).name
+        request = ManifestRequest(name=name, splits=HALVES, **options)
+        return create_manifest(s, request, actor="tester").name
 
 
-def _rows(name: str) -> list[ManifestRow]:
+def _rows(name: str) -> list[RowRecord]:
     with session_scope() as s:
         return service.read_rows(service.get_manifest(s, name))
 
@@ -130,8 +134,8 @@ def _index(root: Path) -> dict[str, dict[str, Any]]:
     return {entry["path"]: entry for entry in map(json.loads, lines)}
 
 
-def _catalog_bytes(row: ManifestRow) -> bytes:
-    location = service.locate_image(get_store(), row)
+def _catalog_bytes(row: RowRecord) -> bytes:
+    location = locate_image(get_store(), row)
     return location if isinstance(location, bytes) else Path(location).read_bytes()
 
 
@@ -228,7 +232,8 @@ def test_reexport_replaces_stale_files_and_refuses_foreign_folders(
 
     # Another manifest (other splits) into the same folder: only its own files remain.
     with session_scope() as s:
-        service.create_manifest(s, "other", actor="tester", splits="a=0.5,b=0.5", seed=7)
+        request = ManifestRequest(name="other", splits="a=0.5,b=0.5", seed=7)
+        create_manifest(s, request, actor="tester")
         second = exporting.export_manifest(s, "other", out, fmt="folder")
     assert second["skipped"] == 0
     images = list(out.rglob("*.jpg"))
@@ -245,9 +250,9 @@ def test_reexport_replaces_stale_files_and_refuses_foreign_folders(
 
     # A failure half-way leaves the earlier export whole and nothing beside it.
     calls = {"n": 0}
-    real = service.locate_image
+    real = locate_image
 
-    def failing(store: Any, row: ManifestRow) -> Any:
+    def failing(store: Any, row: RowRecord) -> Any:
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError("disk went away")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from PIL import Image as PILImage
 
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
 from dataops.manifests.upright import ORIENTATION_TAG
 from tests.integration.test_exports import (  # noqa: F401 (fixtures)
     CLASSES,
@@ -27,7 +27,7 @@ from tests.support import datumaro_reader as datumaro
 from tests.support.cli import run_cli, run_json
 
 
-def _pixel_boxes(row: ManifestRow) -> list[list[Any]]:
+def _pixel_boxes(row: RowRecord) -> list[list[Any]]:
     width, height = row["width"], row["height"]
     return [
         [b["class"], b["x"] * width, b["y"] * height, b["w"] * width, b["h"] * height]
@@ -42,7 +42,7 @@ def _assert_same_boxes(read: list[list[Any]], expected: list[list[Any]]) -> None
         assert got[1:] == pytest.approx(want[1:], abs=2e-3)
 
 
-def _assert_upright(path: Path, row: ManifestRow) -> None:
+def _assert_upright(path: Path, row: RowRecord) -> None:
     with PILImage.open(path) as img:
         assert img.size == (row["width"], row["height"])
         assert img.getexif().get(ORIENTATION_TAG, 1) == 1
@@ -260,7 +260,7 @@ def test_cvat_import_is_all_or_nothing_with_row_errors(tmp_path: Path) -> None:
     assert _cvat_labels() == []
 
 
-def _rows_or_create() -> list[ManifestRow]:
+def _rows_or_create() -> list[RowRecord]:
     _create("objects")
     return _rows("objects")
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from dataops.db import session_scope
-from dataops.manifests import service
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
+from dataops.manifests.create import create_manifest
+from dataops.manifests.schemas import ManifestRequest
 from dataops.manifests.upright import ORIENTATION_TAG
 from tests.integration.test_exports import (  # noqa: F401 (fixtures)
     CLASSES,
@@ -35,7 +36,7 @@ def _load(out: Path, cache: Path) -> Any:
     return datasets.load_dataset(str(out), cache_dir=str(cache))
 
 
-def _check_images(loaded: Any, rows: list[ManifestRow]) -> None:
+def _check_images(loaded: Any, rows: list[RowRecord]) -> None:
     """Each decoded image is upright, untagged and has the pixels RowsDataset serves."""
     from dataops.manifests.loader import RowsDataset
 
@@ -106,7 +107,8 @@ def test_hf_export_loads_boxes_with_guideline_class_ids(tmp_path: Path) -> None:
     import datasets
 
     with session_scope() as s:
-        service.create_manifest(s, "objects", actor="tester", splits="train=0.4,val=0.3,test=0.3")
+        request = ManifestRequest(name="objects", splits="train=0.4,val=0.3,test=0.3")
+        create_manifest(s, request, actor="tester")
     rows = _rows("objects")
     out = tmp_path / "hf"
     result = run_json("manifest", "export", "objects", "--format", "hf", "--out", str(out))

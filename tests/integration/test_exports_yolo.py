@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image as PILImage
 
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
 from dataops.manifests.upright import ORIENTATION_TAG
 from tests.integration.test_exports import (  # noqa: F401 (fixtures)
     CLASSES,
@@ -79,7 +79,7 @@ def _xyxy(cx: float, cy: float, w: float, h: float, width: int, height: int) -> 
     ]
 
 
-def _manifest_xyxy(row: ManifestRow) -> list[tuple[str, list[float]]]:
+def _manifest_xyxy(row: RowRecord) -> list[tuple[str, list[float]]]:
     w, h = row["width"], row["height"]
     return [
         (b["class"], [b["x"] * w, b["y"] * h, (b["x"] + b["w"]) * w, (b["y"] + b["h"]) * h])

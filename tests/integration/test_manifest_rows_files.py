@@ -21,6 +21,8 @@ from dataops.labeling.service import add_label_version
 from dataops.manifests import classes as manifest_classes_module
 from dataops.manifests import exporting, models, service
 from dataops.manifests.body import verify_body
+from dataops.manifests.create import create_manifest
+from dataops.manifests.schemas import ManifestRequest
 from dataops.storage import get_store
 from tests.support.cli import run_cli, run_json
 
@@ -140,7 +142,8 @@ def test_class_list_is_recorded_and_used_without_the_guideline_tables(
     from dataops.manifests import TorchDataset
 
     with session_scope() as s:
-        manifest = service.create_manifest(s, "garments", actor="tester", splits=HALVES)
+        request = ManifestRequest(name="garments", splits=HALVES)
+        manifest = create_manifest(s, request, actor="tester")
         recorded = manifest.selection["classes"]
     assert recorded == ["shirt", "dress", "hat", "scarf"]  # newest version's order first
 
@@ -160,7 +163,7 @@ def test_a_manifest_recorded_before_the_class_list_falls_back_and_still_verifies
     classified: list[Image],
 ) -> None:
     with session_scope() as s:
-        made = service.create_manifest(s, "today", actor="tester", splits=HALVES)
+        made = create_manifest(s, ManifestRequest(name="today", splits=HALVES), actor="tester")
         selection = {
             key: value
             for key, value in made.selection.items()

@@ -25,9 +25,17 @@ from dataops.events.models import Event
 from dataops.labeling.models import ACCEPTED, Annotator, Guideline, Vendor
 from dataops.labeling.service import add_label_version
 from dataops.manifests import datasheet, exporting, models, service
-from dataops.manifests.body import ManifestError
-from dataops.manifests.errors import EmptyManifest, ManifestExists, ManifestTampered
-from dataops.manifests.splits import assign_splits
+from dataops.manifests.create import create_manifest
+from dataops.manifests.diff import diff_manifests
+from dataops.manifests.errors import (
+    EmptyManifest,
+    ManifestError,
+    ManifestExists,
+    ManifestTampered,
+)
+from dataops.manifests.schemas import ManifestRequest
+from dataops.manifests.splits import assign_splits, group_key, plan_splits
+from dataops.manifests.verify import verify_manifest
 from dataops.selection.models import Batch, BatchItem
 from dataops.storage import get_store
 
@@ -84,7 +92,7 @@ def labeled(catalog: str, photos: Path) -> list[Image]:
 
 def _create(name: str, **options: Any) -> models.Manifest:
     with session_scope() as s:
-        return service.create_manifest(s, name, actor="tester", **options)
+        return create_manifest(s, ManifestRequest(name=name, **options), actor="tester")
 
 
 def _rows(manifest_id: str) -> dict[str, dict[str, Any]]:
@@ -264,8 +272,8 @@ group_maps = st.dictionaries(
 def test_property_groups_stay_whole_and_parent_splits_hold(
     groups: dict[str, int | None], seed: int, data: st.DataObject
 ) -> None:
-    keys = {sha: service.group_key(sha, g) for sha, g in groups.items()}
-    plan = service.plan_splits(keys, seed, "train=0.6,val=0.2,test=0.2")
+    keys = {sha: group_key(sha, g) for sha, g in groups.items()}
+    plan = plan_splits(keys, seed, "train=0.6,val=0.2,test=0.2")
     per_key: dict[str, set[str]] = defaultdict(set)
     for sha, split in plan.splits.items():
         per_key[keys[sha]].add(split)
@@ -276,7 +284,7 @@ def test_property_groups_stay_whole_and_parent_splits_hold(
     parent_groups: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for sha, split in parent.items():
         parent_groups[keys[sha]][split] += 1
-    child = service.plan_splits(
+    child = plan_splits(
         keys,
         seed + 1,
         "train=0.6,val=0.2,test=0.2",
@@ -316,7 +324,7 @@ def test_parent_generation_keeps_splits_and_near_duplicates_join_their_group(
         _accept(image.id, "hat")
     # A seed under which, without a parent, both groups would be drawn into the other split:
     # only inheritance can put them where the parent had them.
-    keys = [service.group_key(test_image.sha256, new_group), service.group_key("", grouped)]
+    keys = [group_key(test_image.sha256, new_group), group_key("", grouped)]
     other = {"train": "test", "test": "train"}
     seed = next(
         s
@@ -335,7 +343,7 @@ def test_parent_generation_keeps_splits_and_near_duplicates_join_their_group(
     assert gen2.selection["splits_inherited"] == len(first)
     assert gen2.selection["splits_joined"] == 2
     with session_scope() as s:
-        diff = service.diff_manifests(s, "gen1", "gen2")
+        diff = diff_manifests(s, "gen1", "gen2")
         assert service.manifest_out(s, gen2).parent == "gen1"
     assert not diff.leak
     assert diff.counts["added"] == 2
@@ -361,7 +369,7 @@ def test_groups_merged_after_the_parent_keep_their_members_splits(
     assert second[bridge.sha256]["split"] == "test"  # a tie goes to the evaluation side
     with session_scope() as s:
         document, _markdown = service.read_datasheet(service.get_manifest(s, "gen2"))
-        diff = service.diff_manifests(s, "gen1", "gen2")
+        diff = diff_manifests(s, "gen1", "gen2")
     assert document["composition"]["duplicates"]["groups_straddling_splits"] == 1
     assert any("straddle" in note for note in document["limitations"])
     assert diff.leak
@@ -380,7 +388,7 @@ def test_parent_split_names_must_be_kept(labeled: list[Image]) -> None:
 
 def _verify(ref: str, **options: Any) -> Any:
     with session_scope() as s:
-        return service.verify_manifest(s, ref, **options)
+        return verify_manifest(s, ref, **options)
 
 
 def test_verify_passes_then_reports_a_tampered_body(labeled: list[Image]) -> None:
@@ -444,8 +452,8 @@ def test_diff_reports_changes_and_flags_split_moves_as_leaks(labeled: list[Image
     _create("after", parent="before", seed=1, splits=HALVES)
     _create("reshuffled", seed=2, splits=HALVES)
     with session_scope() as s:
-        diff = service.diff_manifests(s, "before", "after")
-        leak = service.diff_manifests(s, "before", "reshuffled")
+        diff = diff_manifests(s, "before", "after")
+        leak = diff_manifests(s, "before", "reshuffled")
     assert diff.removed == [labeled[1].sha256]
     assert diff.added == []
     assert [r.sha256 for r in diff.relabelled] == [labeled[0].sha256]
@@ -649,7 +657,8 @@ def test_importing_manifests_does_not_import_torch() -> None:
     import sys
 
     code = (
-        "import sys, dataops.manifests, dataops.manifests.service, dataops.cli.manifest; "
+        "import sys, dataops.manifests, dataops.manifests.service, dataops.manifests.create, "
+        "dataops.cli.manifest; "
         "print('torch' in sys.modules, 'pyarrow' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -665,5 +674,5 @@ def test_export_folder_and_coco(labeled: list[Image], tmp_path: Path) -> None:
     files = list((tmp_path / "folder").rglob("*.jpg"))
     assert len(files) == manifest.row_count
     assert {f.parent.name for f in files} <= set(CLASSES)
-    with session_scope() as s, pytest.raises(Exception, match="--format"):
+    with session_scope() as s, pytest.raises(Exception, match="use format folder"):
         exporting.export_manifest(s, "exp", tmp_path / "x", fmt="voc")

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,15 @@ from sqlalchemy import func, select
 from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
+from dataops.jobs import runner
 from dataops.labeling.models import ACCEPTED
 from dataops.labeling.service import add_label_version
 from dataops.manifests import models, service
+from dataops.manifests.create import create_manifest
 from dataops.manifests.errors import ManifestExists
+from dataops.manifests.rows import ROWS_POINT
+from dataops.manifests.schemas import ManifestRequest
+from dataops.manifests.verify import verify_manifest
 from tests.support.cli import REPO
 
 pytestmark = pytest.mark.postgres
@@ -53,19 +57,14 @@ def labeled(pg_catalog: str, tmp_path: Path, corpus: Path) -> int:
 def _race(monkeypatch: pytest.MonkeyPatch, *requests: dict[str, Any]) -> list[Any]:
     """Run the creations in threads, all released together right before their first write."""
     barrier = threading.Barrier(len(requests), timeout=120)
-    store_rows: Callable[..., bool] = service._store_rows
-
-    def held(*args: Any, **kwargs: Any) -> bool:
-        barrier.wait()
-        return store_rows(*args, **kwargs)
-
-    monkeypatch.setattr(service, "_store_rows", held)
+    monkeypatch.setitem(runner.PAUSE_POINTS, ROWS_POINT, barrier.wait)
     outcomes: list[Any] = [None] * len(requests)
 
     def create(index: int, request: dict[str, Any]) -> None:
         try:
             with session_scope() as s:
-                outcomes[index] = service.create_manifest(s, **request).content_hash
+                made = create_manifest(s, ManifestRequest(**request))
+                outcomes[index] = made.content_hash
         except Exception as exc:
             outcomes[index] = exc
 
@@ -108,7 +107,7 @@ def test_the_same_name_twice_gives_one_manifest_and_one_clear_conflict(
     assert _counts() == (1, labeled, 1)
     with session_scope() as s:
         assert service.get_manifest(s, "dup").content_hash == winners[0]
-        assert service.verify_manifest(s, "dup").ok
+        assert verify_manifest(s, "dup").ok
 
 
 def test_two_cli_processes_racing_for_one_name(labeled: int, pg_catalog: str) -> None:

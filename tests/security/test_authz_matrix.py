@@ -266,7 +266,8 @@ def manifest_of(image_id: int, name: str = "matrix-v1") -> str:
     from dataops.db import session_scope
     from dataops.labeling.models import ACCEPTED
     from dataops.labeling.service import add_label_version
-    from dataops.manifests.service import create_manifest
+    from dataops.manifests.create import create_manifest
+    from dataops.manifests.schemas import ManifestRequest
 
     with session_scope() as session:
         add_label_version(
@@ -278,7 +279,7 @@ def manifest_of(image_id: int, name: str = "matrix-v1") -> str:
             status=ACCEPTED,
         )
     with session_scope() as session:
-        return create_manifest(session, name, actor="test").name
+        return create_manifest(session, ManifestRequest(name=name), actor="test").name
 
 
 def _dup_group(image_ids: list[int]) -> int:

@@ -105,7 +105,8 @@ def test_queue_and_guideline_look_alikes_are_refused(catalog: str) -> None:
 
 def test_manifest_look_alikes_are_refused(catalog: str, corpus: Path, tmp_path: Path) -> None:
     from dataops.labeling.models import ACCEPTED
-    from dataops.manifests import service as manifests
+    from dataops.manifests.create import create_manifest
+    from dataops.manifests.schemas import ManifestRequest
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -122,9 +123,9 @@ def test_manifest_look_alikes_are_refused(catalog: str, corpus: Path, tmp_path: 
                 status=ACCEPTED,
             )
     with session_scope() as s:
-        manifests.create_manifest(s, "train-v1", actor="test")
+        create_manifest(s, ManifestRequest(name="train-v1"), actor="test")
     with session_scope() as s, pytest.raises(LookAlikeName, match="'train-v1'"):
-        manifests.create_manifest(s, "train-vl", actor="test")
+        create_manifest(s, ManifestRequest(name="train-vl"), actor="test")
 
 
 # --- webhook deletions ----------------------------------------------------------------------

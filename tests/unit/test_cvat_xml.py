@@ -8,7 +8,7 @@ import pytest
 from dataops.labeling.errors import LabelFileError
 from dataops.labeling.importers import AnnotatorRef
 from dataops.labeling.importers_cvat import parse_cvat
-from dataops.manifests.body import ManifestRow
+from dataops.manifests.body import RowRecord
 from dataops.manifests.formats_cvat import split_xml
 from dataops.manifests.formats_voc import annotation_xml, pixel
 
@@ -102,7 +102,7 @@ def test_files_that_are_not_cvat_for_images_are_refused(text: str, message: str)
         parse_cvat(text, annotator=WHO)
 
 
-def _row(label: dict[str, object]) -> ManifestRow:
+def _row(label: dict[str, object]) -> RowRecord:
     row: dict[str, object] = {
         "sha256": SHA,
         "uri": "file:///x/a.JPG",

@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataops.manifests.body import (
-    ManifestError,
     canonical_jsonl,
     manifest_id,
     read_body,
@@ -17,6 +16,7 @@ from dataops.manifests.body import (
     verify_parquet,
     write_body,
 )
+from dataops.manifests.errors import ManifestError
 from dataops.manifests.splits import SplitSpecError
 
 SPEC = "train=0.8,val=0.1,test=0.1"
