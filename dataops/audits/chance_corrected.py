@@ -84,14 +84,3 @@ def chance_corrected(
         t = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1))
         ci = (value - t * se, min(1.0, value + t * se))
     return ChanceCorrected(_finite(value), n, n2, pa, pe, se, ci, confidence)
-
-
-def kappa_weight_matrix(n_categories: int, weights: str) -> FloatArray:
-    """Disagreement weights for ordinal categories in their given order (scikit-learn's)."""
-    idx = np.arange(n_categories)
-    dist = np.abs(idx[:, None] - idx[None, :]).astype(np.float64)
-    if weights == "linear":
-        return dist
-    if weights == "quadratic":
-        return dist**2
-    raise ValueError(f"unknown kappa weights {weights!r}: use linear or quadratic")
