@@ -102,3 +102,28 @@ def test_importing_dataops_loads_no_broker_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_every_job_kind_names_a_handler_and_a_queue() -> None:
+    """Handlers are import strings, invisible to the import graph: each must resolve."""
+    from dataops.jobs.registry import HANDLERS, QUEUES, handler_for
+
+    assert set(HANDLERS) == set(QUEUES)
+    for kind in HANDLERS:
+        assert callable(handler_for(kind)), kind
+
+
+def test_the_broker_entry_point_is_importable() -> None:
+    import importlib
+
+    broker = importlib.import_module(dispatch.BROKER)
+    names = (
+        "send",
+        "check",
+        "is_broker_error",
+        "queued_job_ids",
+        "queue_consumers",
+        "queue_lengths",
+    )
+    for name in names:
+        assert callable(getattr(broker, name)), name
