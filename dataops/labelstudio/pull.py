@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dataops.database.dialect import as_utc, as_utc_or_none
+from dataops.database.dialect import as_utc, as_utc_or_none, insert
 from dataops.db import utcnow
 from dataops.errors import DataopsError, NotFound
 from dataops.events import service as events
@@ -156,8 +156,10 @@ def _record_skip(
     if (source_id, stamp) in recorded:
         return False
     recorded.add((source_id, stamp))
-    session.add(
-        SkippedAnnotation(
+    # A concurrent pull may record the same skip: whoever inserts the row writes the event.
+    stmt = (
+        insert(session, SkippedAnnotation)
+        .values(
             batch_id=item.batch_id,
             image_id=item.image_id,
             item_key=item.item_key,
@@ -166,7 +168,10 @@ def _record_skip(
             source_id=source_id,
             source_updated_at=stamp,
         )
+        .on_conflict_do_nothing(index_elements=["source", "source_id", "source_updated_at"])
     )
+    if not session.execute(stmt).rowcount:  # type: ignore[attr-defined]
+        return False
     events.record(
         session,
         lifecycle.SKIPPED_ACTION,
