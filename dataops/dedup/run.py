@@ -16,10 +16,12 @@ import time
 from collections import Counter
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
 from dataops.config import get_settings
-from dataops.dedup.index import Pairs
+from dataops.dedup.grouping import DedupParams
+from dataops.dedup.index import HashIndex, Pairs
 from dataops.dedup.models import PHASH, SEMANTIC
 from dataops.dedup.persist import sync_edges, write_groups
 from dataops.dedup.regroup import (
@@ -43,6 +45,8 @@ from dataops.dedup.shards import (
 )
 from dataops.dedup.state import (
     INDEX_NAME,
+    Base,
+    Catalog,
     begin_write,
     index_path,
     load_catalog,
@@ -98,47 +102,26 @@ def run_dedup(
         sem = semantic_pairs(session, cat, settings.semantic_threshold)
     elif base.full:
         sem = stored_semantic_pairs(session, cat)
-    distributed = (
+    index = base.index
+    remote = 0
+    if (
         fan_out is not None
         and run_id is not None
         and shards > 1
         and len(cat.hashes) > settings.shard_min_images
-    )
-    remote = 0
-    index = base.index
-    if distributed:
-        assert fan_out is not None
-        assert run_id is not None
-        if not RUN_ID.match(run_id):
-            raise DataopsError(f"invalid dedup run id {run_id!r}")
+    ):
         if base.rebuilt and len(index):
             index.save(path)
-        run_dir = runs_dir() / run_id
-        try:
-            write_run(run_dir, cat.hashes, new_ids, bounds, index, params)
-            parts, remote = gather(run_id, shards, fan_out, progress)
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        index.add(new_ids, cat.hashes.phash[cat.hashes.positions(new_ids)])
+        parts, remote = _query_on_workers(
+            cat, base, new_ids, bounds, params, run_id, fan_out, progress
+        )
     else:
-        parts = []
-        for k in range(shards):
-            parts.append(shard_pairs(index, cat.hashes, new_ids, bounds, k, params))
-            report(k + 1, shards, "dedup: querying new images")
+        parts = [_query_here(cat, index, new_ids, bounds, k, params, report) for k in range(shards)]
     # Each pair belongs to the shard of its later image, so the shards' pairs are disjoint.
     pairs = Pairs.concat(parts).canonical()
     report(3, 4, "dedup: grouping")
 
-    from_scratch = base.full or not cat.reps
-    if from_scratch:
-        out = regroup_from_scratch(cat, pairs, params)
-    elif len(pairs):
-        out = regroup_incremental(cat, pairs, params)
-    else:
-        out = Outcome(labels=cat.group_of.copy(), reps=dict(cat.reps))
-    semantic_merge(cat, out, sem)
-    if from_scratch:
-        settle_old_groups(cat, out)
+    out = _regroup(cat, pairs, sem, params, full=base.full)
 
     begin_write(session, state)
     edges_added, dropped = sync_edges(session, pairs, PHASH, pairs.dist, reconcile=base.full)
@@ -152,22 +135,20 @@ def run_dedup(
         session, index, state, path, rewrite=base.rebuilt or not path.exists()
     )
     labels = out.labels
-    groups_after = int(np.unique(labels[labels >= 0]).shape[0])
     sizes = Counter(int(g) for g in labels[labels >= 0])
-    oversize = [
-        [out.reps[g], size] for g, size in sorted(sizes.items()) if size > params.max_group_size
-    ]
     changed = bool(edges_added or dropped or written.changed or state_changed)
     summary = DedupSummary(
         images=len(cat.hashes),
         new_images=int(new_ids.size),
         pairs=len(pairs),
         edges_added=edges_added,
-        groups=groups_after,
+        groups=len(sizes),
         new_groups=written.new_groups,
         merged=written.merged,
         split_reported=out.split_reported,
-        oversize_groups=oversize,
+        oversize_groups=[
+            [out.reps[g], size] for g, size in sorted(sizes.items()) if size > params.max_group_size
+        ],
         split_groups=sorted(out.split_groups),
         semantic_pairs=len(sem),
         full=base.full,
@@ -179,14 +160,82 @@ def run_dedup(
         seconds=0.0,
     )
     if changed or base.rebuilt:
-        details = summary.model_dump(exclude={"seconds"})
-        details.update(
-            merges=[[t, g] for g, t in sorted(out.merged_into.items())],
-            refused_bridges=[list(r) for r in out.refused],
-            stale_edges_removed=dropped,
-            shards_remote=remote,
-        )
-        events.record(session, "dedup.run", "dedup", INDEX_NAME, actor=actor, details=details)
+        _record(session, summary, out, actor=actor, stale_edges=dropped, remote_shards=remote)
     session.flush()
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
+
+
+def _query_here(
+    cat: Catalog,
+    index: HashIndex,
+    new_ids: NDArray[np.int64],
+    bounds: list[int],
+    shard: int,
+    params: DedupParams,
+    report: Progress,
+) -> Pairs:
+    """One shard's pairs, computed in this process (``index`` grows by the shard)."""
+    pairs = shard_pairs(index, cat.hashes, new_ids, bounds, shard, params)
+    report(shard + 1, len(bounds) - 1, "dedup: querying new images")
+    return pairs
+
+
+def _record(
+    session: Session,
+    summary: DedupSummary,
+    out: Outcome,
+    *,
+    actor: str | None,
+    stale_edges: int,
+    remote_shards: int,
+) -> None:
+    """The run's event: the summary plus the merges, refused bridges and stale edges."""
+    details = summary.model_dump(exclude={"seconds"})
+    details.update(
+        merges=[[t, g] for g, t in sorted(out.merged_into.items())],
+        refused_bridges=[list(r) for r in out.refused],
+        stale_edges_removed=stale_edges,
+        shards_remote=remote_shards,
+    )
+    events.record(session, "dedup.run", "dedup", INDEX_NAME, actor=actor, details=details)
+
+
+def _regroup(cat: Catalog, pairs: Pairs, sem: Pairs, params: DedupParams, *, full: bool) -> Outcome:
+    """The groups after this run: from scratch (``full``, or a catalog without groups yet),
+    else existing groups merged by the new pairs; then semantic merges."""
+    from_scratch = full or not cat.reps
+    if from_scratch:
+        out = regroup_from_scratch(cat, pairs, params)
+    elif len(pairs):
+        out = regroup_incremental(cat, pairs, params)
+    else:
+        out = Outcome(labels=cat.group_of.copy(), reps=dict(cat.reps))
+    semantic_merge(cat, out, sem)
+    if from_scratch:
+        settle_old_groups(cat, out)
+    return out
+
+
+def _query_on_workers(
+    cat: Catalog,
+    base: Base,
+    new_ids: NDArray[np.int64],
+    bounds: list[int],
+    params: DedupParams,
+    run_id: str,
+    fan_out: FanOut,
+    progress: Progress | None,
+) -> tuple[list[Pairs], int]:
+    """The shards' pairs, computed by workers (and here) from the run's folder; adds the new
+    images to ``base.index``. Returns the pairs and how many shards other processes ran."""
+    if not RUN_ID.match(run_id):
+        raise DataopsError(f"invalid dedup run id {run_id!r}")
+    run_dir = runs_dir() / run_id
+    try:
+        write_run(run_dir, cat.hashes, new_ids, bounds, base.index, params)
+        parts, remote = gather(run_id, len(bounds) - 1, fan_out, progress)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    base.index.add(new_ids, cat.hashes.phash[cat.hashes.positions(new_ids)])
+    return parts, remote

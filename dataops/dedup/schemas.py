@@ -35,7 +35,7 @@ class DedupSummary(BaseModel):
 
     images: int = Field(description="Images with hashes in the catalog (status ok).")
     new_images: int = Field(
-        description="Images queried this run: those the index had not seen (all with --full)."
+        description="Images queried this run: those the index had not seen (all with `full`)."
     )
     pairs: int = Field(description="Confirmed near-duplicate pairs found by this run.")
     edges_added: int = Field(description="Pairs stored for the first time.")
@@ -45,14 +45,14 @@ class DedupSummary(BaseModel):
     split_reported: int = Field(
         description=(
             "Components the anti-chaining guard kept apart (chains, refused bridges) and, "
-            "with --full, existing groups that a recompute splits."
+            "with `full`, existing groups that a recompute splits."
         )
     )
     oversize_groups: list[list[int]] = Field(
         default_factory=list, description="[representative, size] of groups over the size limit."
     )
     split_groups: list[int] = Field(
-        default_factory=list, description="Existing groups a --full recompute split."
+        default_factory=list, description="Existing groups a `full` recompute split."
     )
     semantic_pairs: int = Field(default=0, description="Pairs from model embeddings.")
     full: bool = Field(description="All pairs were recomputed.")
@@ -76,10 +76,6 @@ class GroupOut(BaseModel):
     id: int
     representative: int | None
     members: list[GroupMember]
-
-
-class GroupList(BaseModel):
-    groups: list[GroupOut]
 
 
 class MemberDetail(GroupMember):
