@@ -391,17 +391,13 @@ def annotators_map(
     """Tie a Label Studio account to a person and vendor, explicitly."""
     from dataops.db import session_scope
     from dataops.labeling import annotators
+    from dataops.labeling.schemas import AnnotatorMap, parse_request
 
+    values = {"connection": connection, "vendor": vendor, "email": email}
+    request = parse_request(AnnotatorMap, {**values, "ls_user_id": ls_user_id})
     _ready()
     with session_scope() as session:
-        annotator = annotators.map_annotator(
-            session,
-            connection=connection,
-            vendor=vendor,
-            email=email,
-            ls_user_id=ls_user_id,
-            actor=_actor(),
-        )
+        annotator = annotators.map_annotator(session, request, actor=_actor())
         data = annotators.annotator_out(session, annotator).model_dump(mode="json")
     emit(
         data,

@@ -130,7 +130,9 @@ def labels_list(
     ),
     task: str | None = typer.Option(None, "--task"),
     live: bool = typer.Option(False, "--live", help="Only each annotator's current version."),
-    limit: int = typer.Option(1000, "--limit", help="0 for all."),
+    limit: int | None = typer.Option(
+        None, "--limit", help="At most this many (default 1000); 0 for all."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Label versions, oldest first; `supersedes_id` links an edit to the version it replaced."""
@@ -142,7 +144,10 @@ def labels_list(
 
     allowed = (*labels.LABEL_STATUSES, DELETED)
     if status is not None and status not in allowed:
-        raise DataopsError(f"--status must be one of {', '.join(allowed)}, got {status!r}")
+        shown = repr(status).replace("{", "{{").replace("}", "}}")
+        raise DataopsError(
+            f"{{status}} must be one of {', '.join(allowed)}, got {shown}", fields=("status",)
+        )
     _ready()
     with session_scope() as session:
         image_id = get_image(session, image).id if image else None
@@ -153,7 +158,7 @@ def labels_list(
             status=status,
             task=task,
             live=live,
-            limit=limit or None,
+            limit=labels.LIST_LIMIT if limit is None else (limit or None),
         )
         rows = [v.model_dump(mode="json") for v in labels.label_outs(session, versions)]
     emit(

@@ -21,6 +21,7 @@ from dataops.labeling.models import (
 )
 from dataops.labeling.queues import check_connection
 from dataops.labeling.schemas import (
+    AnnotatorMap,
     AnnotatorOut,
 )
 from dataops.labeling.vendors import get_vendor
@@ -245,21 +246,16 @@ def _create_annotator(
 
 
 def map_annotator(
-    session: Session,
-    *,
-    connection: str,
-    vendor: str | int,
-    email: str,
-    ls_user_id: int,
-    actor: str | None = None,
+    session: Session, request: AnnotatorMap, *, actor: str | None = None
 ) -> Annotator:
     """Tie a Label Studio account to a person and vendor before (or after) their labels arrive."""
+    connection = check_connection(request.connection)
     return get_or_create_annotator(
         session,
         connection=connection,
-        ls_user_id=ls_user_id,
-        email=email,
-        vendor_id=get_vendor(session, vendor).id,
+        ls_user_id=request.ls_user_id,
+        email=request.email,
+        vendor_id=get_vendor(session, request.vendor).id,
         mapped_by="manual",
         actor=actor,
     )

@@ -51,6 +51,8 @@ LABEL_STATUSES = (SUBMITTED, ACCEPTED, REJECTED, ADJUDICATED)
 AUDIT_STATUSES = (ACCEPTED, REJECTED, ADJUDICATED, RELEASED)
 _SOURCE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 _CHUNK = 500
+# Label versions one listing returns unless asked for another number.
+LIST_LIMIT = 1000
 
 
 def chunks(values: Sequence[Any]) -> list[Sequence[Any]]:

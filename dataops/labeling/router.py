@@ -292,7 +292,9 @@ def list_queue_tasks(
         int | None, Query(ge=1, le=_MAX_ID, description="Only this batch's items.")
     ] = None,
     status: Annotated[BatchStatus | None, Query(description="Only batches in this status.")] = None,
-    limit: Annotated[int, Query(ge=1, le=5000, description="At most this many.")] = 500,
+    limit: Annotated[
+        int, Query(ge=1, le=5000, description="At most this many.")
+    ] = service.TASK_LIST_LIMIT,
     offset: Annotated[int, Query(ge=0, le=_MAX_ID, description="Skip this many.")] = 0,
 ) -> QueueTaskList:
     return service.queue_tasks(
@@ -348,14 +350,7 @@ def list_annotators(
     },
 )
 def map_annotator(session: SessionDep, user: Ops, body: AnnotatorMap) -> AnnotatorOut:
-    annotator = annotators.map_annotator(
-        session,
-        connection=queues.check_connection(body.connection),
-        vendor=body.vendor,
-        email=body.email,
-        ls_user_id=body.ls_user_id,
-        actor=actor(user),
-    )
+    annotator = annotators.map_annotator(session, body, actor=actor(user))
     return annotators.annotator_out(session, annotator)
 
 
@@ -390,7 +385,9 @@ def list_labels(
         str | None,
         Query(min_length=1, max_length=128, pattern=r"^[^\x00]+$", description="Labeling task."),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many.")] = 1000,
+    limit: Annotated[
+        int, Query(ge=1, le=10_000, description="At most this many.")
+    ] = labels.LIST_LIMIT,
 ) -> list[LabelVersionOut]:
     versions = labels.list_labels(
         session, image_id=image, batch_id=batch, status=status, task=task, limit=limit

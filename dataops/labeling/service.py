@@ -39,6 +39,9 @@ from dataops.labeling.queues import check_connection, get_queue
 from dataops.labeling.schemas import DEFAULT_CONNECTION, QueueOut, QueueTaskList
 from dataops.labeling.vendors import create_vendor, get_vendor
 
+# Tasks one listing of a queue returns unless asked for another number.
+TASK_LIST_LIMIT = 500
+
 __all__ = [
     "DEFAULT_CONNECTION",
     "SOURCE_LABELSTUDIO",
@@ -82,7 +85,7 @@ def queue_tasks(
     vendor_id: int | None = None,
     batch_id: int | None = None,
     status: str | None = None,
-    limit: int = 500,
+    limit: int = TASK_LIST_LIMIT,
     offset: int = 0,
 ) -> QueueTaskList:
     """A queue's tasks as its reader may see them.

@@ -23,6 +23,7 @@ from dataops.labeling.errors import (
     QueueSettingsError,
 )
 from dataops.labeling.models import Guideline, LabelVersion, Queue
+from dataops.labeling.schemas import AnnotatorMap
 from tests.support.cli import run_cli, run_json
 
 GUIDELINES = Path(__file__).resolve().parents[2] / "guidelines"
@@ -164,7 +165,9 @@ def test_annotator_mapping(catalog: str) -> None:
             name="Ann@Acme.com",
         )
         mapped = annotators.map_annotator(
-            s, connection="default", vendor="acme", email="ann@acme.com", ls_user_id=7, actor="ops"
+            s,
+            AnnotatorMap(connection="default", vendor="acme", email="ann@acme.com", ls_user_id=7),
+            actor="ops",
         )
         assert mapped.id == from_file.id
         assert (mapped.connection, mapped.ls_user_id, mapped.mapped_by) == ("default", 7, "manual")
@@ -199,15 +202,22 @@ def test_annotator_mapping(catalog: str) -> None:
             )
         with pytest.raises(AnnotatorConflict, match="already mapped"):
             annotators.map_annotator(
-                s, connection="default", vendor="acme", email="ann@acme.com", ls_user_id=9
+                s,
+                AnnotatorMap(
+                    connection="default", vendor="acme", email="ann@acme.com", ls_user_id=9
+                ),
             )
         with pytest.raises(AnnotatorConflict, match="already mapped"):
             annotators.map_annotator(
-                s, connection="default", vendor="acme", email="bob@acme.com", ls_user_id=7
+                s,
+                AnnotatorMap(
+                    connection="default", vendor="acme", email="bob@acme.com", ls_user_id=7
+                ),
             )
         with pytest.raises(QueueSettingsError, match="unknown Label Studio connection"):
             annotators.map_annotator(
-                s, connection="nowhere", vendor="acme", email="c@acme.com", ls_user_id=3
+                s,
+                AnnotatorMap(connection="nowhere", vendor="acme", email="c@acme.com", ls_user_id=3),
             )
         listed = annotators.list_annotators(s, vendor="acme")
         assert [a.mapped_by for a in listed] == ["manual", "ls_user_id"]
