@@ -211,14 +211,20 @@ def run_stages(
     return StagedPairs.of(**by_stage)
 
 
+STAGE_HOPS = 2
+"""How far from the representative a member may sit in the staged pair graph: a direct pair,
+or a neighbour in common (1 is the hash stage's rule; chains longer than 2 are never kept)."""
+
+
 def group_staged(
     hashes: ImageHashes, staged: StagedPairs, rank: np.ndarray, params: DedupParams
 ) -> np.ndarray:
     """Group labels (aligned with ``hashes.ids``, -1 = none) with the anti-chaining guard.
 
     As :func:`~dataops.dedup.grouping.group_pairs`, except that a member also stays with
-    the representative when a stage paired the two directly: a crop never matches its
-    original's full hash, but it is one step from it, never a chain. When the best-ranked
+    the representative when a stage paired the two directly or both are paired with one
+    image (:data:`STAGE_HOPS`): a crop never matches its original's full hash, but it is one
+    step from it, and a crop and a rotated copy are two steps apart. When the best-ranked
     member does not reach the whole component, the member that reaches most of it leads
     the group (a letterboxed copy is the largest image, but the original is the hub).
     """
@@ -234,6 +240,11 @@ def group_staged(
         ok, _ = match(hashes, rep, rows, params, params.representative_radius)
         key = np.minimum(rep, rows) * n + np.maximum(rep, rows)
         near: np.ndarray = ok | np.isin(key, direct) | (rep == rows)
+        if STAGE_HOPS > 1 and not near.all():
+            # A shared neighbour: both paired with one image (a crop and a letterboxed copy
+            # of one original), never a longer chain.
+            shared = graph[rep[~near]].multiply(graph[rows[~near]]).sum(axis=1)  # type: ignore[index]
+            near[~near] = np.asarray(shared).ravel() > 0
         return near
 
     _, comp = connected_components(graph, directed=False)

@@ -218,3 +218,16 @@ def test_incremental_stages_equal_a_full_run() -> None:
     assert merged.pairs.i.tolist() == full.pairs.i.tolist()
     assert merged.pairs.j.tolist() == full.pairs.j.tolist()
     assert merged.stage.tolist() == full.stage.tolist()
+
+
+def test_staged_groups_keep_two_steps_and_split_longer_chains() -> None:
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 2**63, size=5, dtype=np.uint64)
+    hashes = ImageHashes(
+        ids=np.arange(5, dtype=np.int64), phash=codes, dhash=codes, phash_flip=~codes
+    )
+    # 0-1-2-3-4: a chain of geometric pairs between otherwise unrelated codes.
+    chain = Pairs(np.arange(4), np.arange(1, 5), np.zeros(4, np.int32))
+    labels = group_staged(hashes, StagedPairs.of(geometric=chain), np.arange(5), DedupParams())
+    assert labels[0] == labels[1] == labels[2]
+    assert labels[3] != labels[0]
