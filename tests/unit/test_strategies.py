@@ -123,7 +123,9 @@ def test_every_strategy_is_deterministic_for_a_seed(strategy: str) -> None:
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4), size=60)
     embeddings = rng.normal(size=(60, 5))
-    runs = [registry.select(strategy, 12, probs=probs, embeddings=embeddings, seed=11) for _ in range(2)]
+    runs = [
+        registry.select(strategy, 12, probs=probs, embeddings=embeddings, seed=11) for _ in range(2)
+    ]
     np.testing.assert_array_equal(runs[0], runs[1])
     assert len(set(runs[0].tolist())) == 12
 
