@@ -22,7 +22,6 @@ __all__ = [
     "catalog_not_found",
     "dispose_engines",
     "get_engine",
-    "is_sqlite",
     "make_engine",
     "session_factory",
     "session_scope",
@@ -151,15 +150,6 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose(close=False)
     _engines.clear()
-
-
-def is_sqlite(session_or_engine: Session | Engine) -> bool:
-    bind = (
-        session_or_engine.get_bind()
-        if isinstance(session_or_engine, Session)
-        else session_or_engine
-    )
-    return bind.dialect.name == "sqlite"
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
