@@ -12,6 +12,7 @@ from dataops.api.errors import error_responses
 from dataops.auth.errors import PermissionDenied
 from dataops.auth.models import User
 from dataops.jobs.router import JobAccepted, accept_job
+from dataops.labelstudio.schemas import sync_request
 from dataops.selection import assign, cancel, lifecycle, service
 from dataops.selection.plan import pin
 from dataops.selection.schemas import (
@@ -105,7 +106,8 @@ def cancel_batch(
         reason=request.reason if request is not None else None,
     )
     if change.kept_tasks and batch.queue_id is not None:
-        params = {"action": "pull", "queue_id": batch.queue_id}
+        pull = sync_request({"action": "pull", "queue_id": batch.queue_id})
+        params = pull.model_dump(exclude_none=True)
         job = accept_job(session, background, "sync", params, actor=actor(user))
         change = change.model_copy(update={"pull_job_id": job.job_id})
     return change
