@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
@@ -10,8 +11,8 @@ from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session, aliased
 
 from dataops.catalog.models import Image
+from dataops.database.base import utcnow
 from dataops.database.dialect import insert
-from dataops.db import utcnow
 from dataops.dedup.grouping import DedupParams, match
 from dataops.dedup.index import Pairs
 from dataops.dedup.models import PHASH, DupEdge, DupGroup
@@ -123,45 +124,15 @@ class Written:
 def write_groups(
     session: Session, cat: Catalog, out: Outcome, params: DedupParams, full: bool
 ) -> Written:
+    """Write ``out``: create new groups, move members, record merges, refresh group stats.
+
+    Leaves ``out`` with real group ids in place of the temporary ones.
+    """
     written = Written()
     now = utcnow()
     labels = out.labels.copy()
-    temp = np.unique(labels[labels >= TEMP])
-    if temp.size:
-        created = [DupGroup(representative_id=out.reps[int(t)], size=0, methods="") for t in temp]
-        session.add_all(created)
-        session.flush()
-        real = np.array([g.id for g in created], dtype=np.int64)
-        mask = labels >= TEMP
-        labels[mask] = real[np.searchsorted(temp, labels[mask])]
-        mapping = {int(t): int(r) for t, r in zip(temp, real, strict=True)}
-        out.reps = {mapping.get(g, g): r for g, r in out.reps.items()}
-        out.merged_into = {g: mapping.get(t, t) for g, t in out.merged_into.items()}
-        written.new_groups = int(temp.size)
-    # Compared with the stored id, so members still pointing at a merged group move too.
-    changed = np.flatnonzero(labels != cat.stored)
-    for start in range(0, changed.size, _BULK):
-        part = changed[start : start + _BULK]
-        session.execute(
-            update(Image),
-            [
-                {"id": int(cat.ids[p]), "dup_group_id": None if labels[p] < 0 else int(labels[p])}
-                for p in part
-            ],
-        )
-    outside = np.empty(0, dtype=np.int64)
-    if full:
-        # Images that left the ok catalog (quarantined) leave their groups too.
-        grouped = np.fromiter(
-            session.scalars(select(Image.id).where(Image.dup_group_id.is_not(None))),
-            dtype=np.int64,
-        )
-        outside = np.setdiff1d(grouped, cat.ids)
-        for start in range(0, outside.size, _BULK):
-            session.execute(
-                update(Image),
-                [{"id": int(i), "dup_group_id": None} for i in outside[start : start + _BULK]],
-            )
+    written.new_groups = _create_groups(session, out, labels)
+    changed, outside = _move_members(session, cat, labels, full)
     touched = {int(g) for g in np.unique(labels[changed]) if g >= 0}
     touched |= {int(g) for g in np.unique(cat.group_of[changed]) if g >= 0}
     touched |= cat.repaired
@@ -180,8 +151,77 @@ def write_groups(
             [{"id": g, "size": 0, "updated_at": now} for g in sorted(out.dissolved)],
         )
     touched -= set(out.merged_into) | set(out.dissolved)
+    updated = _refresh_groups(session, cat, out, labels, sorted(touched), params, now)
+    written.changed = bool(
+        written.new_groups or changed.size or merges or out.dissolved or updated or outside
+    )
+    out.labels = labels
+    return written
+
+
+def _create_groups(session: Session, out: Outcome, labels: np.ndarray) -> int:
+    """Insert the groups this run created and relabel them (in ``labels`` and ``out``) from
+    their temporary ids to the real ones. Returns how many were created."""
+    temp = np.unique(labels[labels >= TEMP])
+    if not temp.size:
+        return 0
+    created = [DupGroup(representative_id=out.reps[int(t)], size=0, methods="") for t in temp]
+    session.add_all(created)
+    session.flush()
+    real = np.array([g.id for g in created], dtype=np.int64)
+    mask = labels >= TEMP
+    labels[mask] = real[np.searchsorted(temp, labels[mask])]
+    mapping = {int(t): int(r) for t, r in zip(temp, real, strict=True)}
+    out.reps = {mapping.get(g, g): r for g, r in out.reps.items()}
+    out.merged_into = {g: mapping.get(t, t) for g, t in out.merged_into.items()}
+    return int(temp.size)
+
+
+def _move_members(
+    session: Session, cat: Catalog, labels: np.ndarray, full: bool
+) -> tuple[np.ndarray, int]:
+    """Point images at their new group. Returns the catalog positions that moved and how many
+    images outside the ok catalog left their group (``full`` only)."""
+    # Compared with the stored id, so members still pointing at a merged group move too.
+    changed = np.flatnonzero(labels != cat.stored)
+    for start in range(0, changed.size, _BULK):
+        part = changed[start : start + _BULK]
+        session.execute(
+            update(Image),
+            [
+                {"id": int(cat.ids[p]), "dup_group_id": None if labels[p] < 0 else int(labels[p])}
+                for p in part
+            ],
+        )
+    if not full:
+        return changed, 0
+    # Images that left the ok catalog (quarantined) leave their groups too.
+    grouped = np.fromiter(
+        session.scalars(select(Image.id).where(Image.dup_group_id.is_not(None))),
+        dtype=np.int64,
+    )
+    outside = np.setdiff1d(grouped, cat.ids)
+    for start in range(0, outside.size, _BULK):
+        session.execute(
+            update(Image),
+            [{"id": int(i), "dup_group_id": None} for i in outside[start : start + _BULK]],
+        )
+    return changed, int(outside.size)
+
+
+def _refresh_groups(
+    session: Session,
+    cat: Catalog,
+    out: Outcome,
+    labels: np.ndarray,
+    touched: list[int],
+    params: DedupParams,
+    now: datetime,
+) -> int:
+    """Rewrite representative, size, distance and methods of the touched live groups whose
+    stored values differ. Returns how many rows were updated."""
     stats = _stats(cat, labels, out.reps, params)
-    active = sorted(g for g in touched if g in stats)
+    active = [g for g in touched if g in stats]
     methods = _group_methods(session, active)
     current = {
         gid: (rep, size, dist, meth)
@@ -213,8 +253,4 @@ def write_groups(
             )
     if updates:
         session.execute(update(DupGroup), updates)
-    written.changed = bool(
-        written.new_groups or changed.size or merges or out.dissolved or updates or outside.size
-    )
-    out.labels = labels
-    return written
+    return len(updates)

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 
 from dataops.catalog.models import OK, Image
 from dataops.config import get_settings
+from dataops.database.base import utcnow
 from dataops.database.dialect import advisory_xact_lock, is_sqlite
-from dataops.db import utcnow
 from dataops.dedup.errors import DedupConflict
 from dataops.dedup.grouping import ImageHashes, representative_rank
 from dataops.dedup.index import HashIndex, IndexMismatchError, as_codes, fingerprint
