@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, Index, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -28,6 +29,11 @@ class DupGroup(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+def _stage_of(context: Any) -> str:
+    """Edges written without a stage: semantic ones say so, the rest are the hash stage's."""
+    return SEMANTIC if context.get_current_parameters().get("method") == SEMANTIC else "hash"
+
+
 class DupEdge(Base):
     """A confirmed near-duplicate pair; groups are derived from these and never shrink silently."""
 
@@ -42,6 +48,8 @@ class DupEdge(Base):
     )
     method: Mapped[str] = mapped_column(String(16), primary_key=True)
     distance: Mapped[float] = mapped_column(default=0.0)
+    # Which dedup stage matched the pair: hash, view, geometric or semantic.
+    stage: Mapped[str] = mapped_column(String(16), default=_stage_of, server_default="hash")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
