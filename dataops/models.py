@@ -10,6 +10,7 @@ from dataops.jobs import models as jobs_models
 from dataops.labeling import models as labeling_models
 from dataops.labelstudio import models as labelstudio_models
 from dataops.manifests import models as manifests_models
+from dataops.quality import models as quality_models
 from dataops.scoring import models as scoring_models
 from dataops.selection import models as selection_models
 
@@ -26,6 +27,7 @@ __all__ = [
     "labelstudio_models",
     "manifests_models",
     "metadata",
+    "quality_models",
     "scoring_models",
     "selection_models",
 ]

@@ -17,6 +17,7 @@ from dataops.jobs import router as jobs
 from dataops.labeling import router as labeling
 from dataops.labelstudio import router as labelstudio
 from dataops.manifests import router as manifests
+from dataops.quality import router as quality
 from dataops.scoring import router as scoring
 from dataops.selection import router as selection
 
@@ -32,6 +33,7 @@ ROUTERS: list[APIRouter] = [
     labeling.router,
     audits.router,
     manifests.router,
+    quality.router,
     metrics.router,
 ]
 
@@ -67,6 +69,10 @@ TAGS: list[dict[str, str]] = [
     {
         "name": "manifests",
         "description": "Immutable, content-addressed training manifests and their datasheets.",
+    },
+    {
+        "name": "label quality",
+        "description": "Label issues from out-of-sample model probabilities (cleanlab); staff only.",
     },
     {
         "name": "labelstudio",

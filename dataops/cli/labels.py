@@ -200,3 +200,12 @@ def labels_status(
         version = labels.set_status(session, version_id, status, actor=_actor(), reason=reason)
         [data] = [v.model_dump(mode="json") for v in labels.label_outs(session, [version])]
     emit(data, as_json, lambda: console.print(f"label version {version_id}: {data['status']}"))
+
+
+def _register_issues() -> None:
+    from dataops.cli.quality import labels_issues
+
+    labels_app.command("issues")(labels_issues)
+
+
+_register_issues()

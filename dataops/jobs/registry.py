@@ -21,6 +21,7 @@ HANDLERS: dict[str, str] = {
     "sync": "dataops.labelstudio.jobs:run_sync_job",
     "manifest": "dataops.manifests.jobs:run_manifest_job",
     "dedup": "dataops.dedup.jobs:run_dedup_job",
+    "label_quality": "dataops.quality.jobs:run_label_quality_job",
 }
 
 QUEUES: dict[str, str] = {
@@ -31,6 +32,7 @@ QUEUES: dict[str, str] = {
     "sync": "sync",
     "manifest": "manifest",
     "dedup": "dedup",
+    "label_quality": "score",
 }
 
 

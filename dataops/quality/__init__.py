@@ -1,0 +1,1 @@
+"""Label quality from the model: label issues found by confident learning (cleanlab)."""

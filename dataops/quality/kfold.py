@@ -1,0 +1,55 @@
+"""Out-of-sample class probabilities: a light head on fixed features, one fold held out at a time.
+
+Confident learning is only as honest as its probabilities: a model scoring labels it was
+fitted on agrees with its own mistakes. dataops cannot know what a registered model was
+trained on, so it fits a logistic-regression head on the model's embeddings and scores each
+label with the head that did not see it. Rows of one group (an image with several annotators'
+labels) stay in one fold, so no image is judged by a head fitted on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fold_of(groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """A fold number per row: every row of a group in the same fold, groups shuffled by seed."""
+    unique, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    group_fold = np.empty(len(unique), dtype=np.int64)
+    group_fold[order] = np.arange(len(unique)) % folds
+    return group_fold[inverse]
+
+
+def out_of_sample_probs(
+    features: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """(n, n_classes) probabilities, each row from the head fitted on the other folds."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    fold = fold_of(np.arange(len(y)) if groups is None else groups, folds, seed)
+    probs = np.zeros((len(y), n_classes), dtype=np.float64)
+    for k in range(folds):
+        test = fold == k
+        train = ~test
+        if not test.any():
+            continue
+        seen = np.unique(y[train])
+        scaler = StandardScaler().fit(x[train])
+        if len(seen) < 2:
+            probs[np.ix_(test, seen)] = 1.0
+            continue
+        head = LogisticRegression(max_iter=2000, C=1.0)
+        head.fit(scaler.transform(x[train]), y[train])
+        # A class missing from the training folds gets probability 0 in this fold.
+        probs[np.ix_(test, head.classes_)] = head.predict_proba(scaler.transform(x[test]))
+    return probs
