@@ -6,7 +6,6 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
-from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from dataops.api.deps import STAFF, SessionDep, require_roles
@@ -15,7 +14,9 @@ from dataops.auth.models import User
 from dataops.config import get_settings
 from dataops.jobs import dispatch, service
 from dataops.jobs.models import Job
-from dataops.jobs.schemas import JobListRequest, JobOut
+from dataops.jobs.schemas import JobAccepted, JobList, JobListRequest, JobOut
+
+__all__ = ["JobAccepted", "accept_job", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +37,6 @@ _JOB_EXAMPLE = {
     "started_at": "2026-11-02T09:30:01Z",
     "finished_at": "2026-11-02T09:30:09Z",
 }
-
-
-class JobAccepted(BaseModel):
-    """The answer to every request that starts long work (HTTP 202)."""
-
-    job_id: str = Field(examples=["9b1f0c3e5d7a4b2c8e6f1a0d3c5b7e9f"])
-    status_url: str = Field(
-        description="Poll this for progress and the result.",
-        examples=["/v1/jobs/9b1f0c3e5d7a4b2c8e6f1a0d3c5b7e9f"],
-    )
-
-
-class JobList(BaseModel):
-    jobs: list[JobOut]
 
 
 def _start(job: Job) -> None:

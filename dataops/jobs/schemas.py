@@ -36,3 +36,17 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class JobAccepted(BaseModel):
+    """The answer to every request that starts long work (HTTP 202)."""
+
+    job_id: str = Field(examples=["9b1f0c3e5d7a4b2c8e6f1a0d3c5b7e9f"])
+    status_url: str = Field(
+        description="Poll this for progress and the result.",
+        examples=["/v1/jobs/9b1f0c3e5d7a4b2c8e6f1a0d3c5b7e9f"],
+    )
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
