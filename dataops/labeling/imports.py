@@ -22,6 +22,7 @@ from dataops.labeling.path_map import mapped_uris, parse_path_map
 from dataops.labeling.queues import check_connection
 from dataops.labeling.schemas import ImportReport, LabelImportOptions, RowError
 from dataops.labeling.store import store_imported_labels
+from dataops.labeling.tasks import images_for_task_keys
 from dataops.labeling.vendors import get_vendor
 
 
@@ -57,8 +58,6 @@ def _images_by_task_key(session: Session, keys: Sequence[str]) -> dict[str, Imag
     """Tasks dataops pushed name their image only by an opaque task key (labeling.tasks)."""
     if not keys:
         return {}
-    from dataops.labeling.tasks import images_for_task_keys
-
     refs = images_for_task_keys(session, keys)
     ids = sorted({ref.image_id for ref in refs.values()})
     by_id: dict[int, Image] = {}

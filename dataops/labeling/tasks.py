@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dataops.catalog.models import Image
 from dataops.db import utcnow
+from dataops.labeling.labels import chunks
 from dataops.labeling.models import Queue, TaskKey
 from dataops.labeling.schemas import QueueTask, VendorTask
 from dataops.selection.models import Batch, BatchItem
 
 KEY_BYTES = 16
-_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,6 @@ class TaskRef:
 
 def new_key() -> str:
     return secrets.token_hex(KEY_BYTES)
-
-
-def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
 
 
 def ensure_keys(session: Session, batch_id: int, queue_id: int) -> dict[int, str]:
@@ -87,7 +81,7 @@ def resolve(session: Session, keys: Iterable[str]) -> dict[str, TaskRef]:
     unknown keys are left out."""
     wanted = sorted({str(k) for k in keys if k})
     found: dict[str, TaskRef] = {}
-    for chunk in _chunks(wanted):
+    for chunk in chunks(wanted):
         rows = session.execute(
             select(
                 TaskKey.key,
@@ -115,7 +109,7 @@ def items_for_keys(session: Session, keys: Iterable[str], queue_id: int) -> dict
     """The batch items behind task keys of one queue (keys of another queue are left out)."""
     wanted = sorted({str(k) for k in keys if k})
     found: dict[str, BatchItem] = {}
-    for chunk in _chunks(wanted):
+    for chunk in chunks(wanted):
         rows = session.execute(
             select(TaskKey.key, BatchItem)
             .join(BatchItem, BatchItem.id == TaskKey.batch_item_id)
