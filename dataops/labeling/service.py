@@ -2,7 +2,7 @@
 label versions, each implemented in the module named after it.
 
 Every function takes the caller's Session, flushes and never commits, and records an
-AuditEvent for each change. Inside ``dataops.labeling`` import from the topic modules
+Event for each change. Inside ``dataops.labeling`` import from the topic modules
 (``vendors``, ``guideline_versions``, ``queues``, ``annotators``, ``labels``, ``imports``);
 this module names what the rest of dataops relies on, plus the reads that combine them.
 """
