@@ -282,6 +282,10 @@ def test_label_versions_supersede_and_are_idempotent(catalog: str, image_dir: Pa
         assert labels.accepted_label(s, image_id, "clothing").id == edit[0]  # type: ignore[union-attr]
         labels.set_status(s, other[0], "adjudicated", actor="auditor")
         assert labels.accepted_label(s, image_id, "clothing").id == other[0]  # type: ignore[union-attr]
+        # The same rule as SQL over every image, as manifests freeze it.
+        chosen = s.execute(labels.accepted_labels("clothing").cte("chosen").select()).all()
+        assert [tuple(row) for row in chosen] == [(image_id, other[0])]
+        assert s.execute(labels.accepted_labels("other-task")).all() == []
 
     with session_scope() as s:
         deletion, created = labels.mark_deleted(
