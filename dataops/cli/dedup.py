@@ -153,11 +153,12 @@ def show(
     def render() -> None:
         table(
             f"group {detail.id}",
-            ["image", "distance", "size", "uri"],
+            ["image", "distance", "stage", "size", "uri"],
             [
                 [
                     m.image_id,
                     "rep" if m.image_id == detail.representative else m.distance,
+                    m.stage or "",
                     f"{m.width}x{m.height}",
                     m.uri,
                 ]

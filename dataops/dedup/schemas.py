@@ -84,6 +84,11 @@ class MemberDetail(GroupMember):
     distance: int | None = Field(
         description="pHash distance to the representative (mirrored when that is closer)."
     )
+    stage: str | None = Field(
+        default=None,
+        description="Dedup stage that paired the member with the representative (hash, view, "
+        "geometric, semantic); null when they are linked through other members.",
+    )
 
 
 class GroupDetail(BaseModel):

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from dataops.catalog.models import Image
 from dataops.config import get_settings
 from dataops.dedup.errors import GroupNotFound
 from dataops.dedup.grouping import DedupParams, ImageHashes, match
-from dataops.dedup.models import DupGroup
+from dataops.dedup.models import DupEdge, DupGroup
 from dataops.dedup.schemas import GroupDetail, GroupMember, GroupOut, MemberDetail
 from dataops.errors import DataopsError
 
@@ -123,10 +123,30 @@ def _distances(members: list[Image], rep: int | None, params: DedupParams) -> di
     return {int(i): int(d) for i, d in zip(hashes.ids, dist, strict=True)}
 
 
+def _rep_stages(session: Session, rep: int | None) -> dict[int, str]:
+    """The stage of each stored edge between the representative and another image (the
+    earliest stage when several methods paired them)."""
+    if rep is None:
+        return {}
+    rows = session.execute(
+        select(DupEdge.image_a_id, DupEdge.image_b_id, DupEdge.stage).where(
+            or_(DupEdge.image_a_id == rep, DupEdge.image_b_id == rep)
+        )
+    ).all()
+    order = {s: k for k, s in enumerate(("hash", "view", "geometric", "semantic"))}
+    out: dict[int, str] = {}
+    for a, b, stage in rows:
+        other = b if a == rep else a
+        if other not in out or order.get(stage, 9) < order.get(out[other], 9):
+            out[other] = stage
+    return out
+
+
 def group_detail(session: Session, group_id: int) -> GroupDetail:
     group = get_group(session, group_id)
     members = _ordered(_members(session, [group.id]).get(group.id, []), group.representative_id)
     dist = _distances(members, group.representative_id, dedup_params())
+    stages = _rep_stages(session, group.representative_id)
     return GroupDetail(
         id=group.id,
         representative=group.representative_id,
@@ -144,6 +164,7 @@ def group_detail(session: Session, group_id: int) -> GroupDetail:
                 width=m.width,
                 height=m.height,
                 distance=dist.get(m.id),
+                stage=stages.get(m.id),
             )
             for m in members
         ],
@@ -169,6 +190,8 @@ def contact_sheet(session: Session, group_id: int, *, tile: int | None = None) -
             label = f"#{member.image_id}"
         else:
             label = f"#{member.image_id} d={member.distance}"
+        if member.stage and member.image_id != detail.representative:
+            label += f" {member.stage}"
         tiles.append(
             sheet.Tile(label=label, data=sheet.image_bytes(images[member.image_id], session))
         )

@@ -107,6 +107,9 @@ def test_run_is_incremental_and_groups_follow_the_contract(photos: Path, tmp_pat
 
     assert shown["path"] == str(out)
     assert shown["tiles"] == 3
+    stages = {m["image_id"]: m["stage"] for m in shown["members"]}
+    assert stages.pop(shown["representative"]) is None
+    assert set(stages.values()) == {"hash"}
     sheet = PILImage.open(out)
     assert sheet.text["dataops-tiles"] == "3"
     assert sheet.size == layout(3)[2:]
