@@ -12,6 +12,12 @@ outcome of a rejected batch. Each queue carries its own policy; these are the de
   majority of ``relabel_answers``, so two different answers can never both reach it.
 - ``relabel_rounds``: relabel batches at most in one chain (default 2). An item still
   unresolved after the last round is released and listed in the report for adjudication.
+- ``accept_rule``: how an overlap item's accepted label is picked. ``majority`` (default): the
+  largest group of matching answers; a tie is disputed. ``consensus``: CROWDLAB's consensus
+  (``dataops.quality.consensus``), which weighs each answer by its annotator's estimated
+  skill and the model's probabilities, so it also settles ties; it needs a model that scored
+  the batch's images and classification answers, and falls back to the majority otherwise
+  (the audit records which rule was applied). Relabel batches keep their "k of n" rule.
 
 *Released* answers are kept as they were given (status ``released``): they are no ground
 truth (manifests and gold pools take accepted or adjudicated labels only), they do not make
@@ -32,6 +38,9 @@ DEFAULT_ON_REJECT = RELABEL_FAILED
 DEFAULT_RELABEL_ANSWERS = 3
 DEFAULT_RELABEL_AGREE = 2
 DEFAULT_RELABEL_ROUNDS = 2
+MAJORITY, CONSENSUS = "majority", "consensus"
+ACCEPT_RULES = (MAJORITY, CONSENSUS)
+DEFAULT_ACCEPT_RULE = MAJORITY
 MAX_RELABEL_ANSWERS = 9
 MAX_RELABEL_ROUNDS = 10
 
@@ -42,6 +51,7 @@ class Policy:
     relabel_answers: int = DEFAULT_RELABEL_ANSWERS
     relabel_agree: int = DEFAULT_RELABEL_AGREE
     relabel_rounds: int = DEFAULT_RELABEL_ROUNDS
+    accept_rule: str = DEFAULT_ACCEPT_RULE
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +63,8 @@ class Policy:
     def describe(self) -> str:
         return (
             f"on reject {self.on_reject}, relabel items pass with {self.rule()}, "
-            f"at most {self.relabel_rounds} relabel rounds"
+            f"at most {self.relabel_rounds} relabel rounds, overlap items accepted by "
+            f"{self.accept_rule}"
         )
 
 
@@ -63,6 +74,7 @@ def check(
     relabel_answers: int = DEFAULT_RELABEL_ANSWERS,
     relabel_agree: int = DEFAULT_RELABEL_AGREE,
     relabel_rounds: int = DEFAULT_RELABEL_ROUNDS,
+    accept_rule: str = DEFAULT_ACCEPT_RULE,
 ) -> Policy:
     """A valid policy, or an error naming the field and the values it accepts."""
     if on_reject not in ON_REJECT:
@@ -87,11 +99,23 @@ def check(
             f"{{relabel_rounds}} must be between 0 and {MAX_RELABEL_ROUNDS}, got {relabel_rounds}",
             fields=("relabel_rounds",),
         )
-    return Policy(on_reject, relabel_answers, relabel_agree, relabel_rounds)
+    if accept_rule not in ACCEPT_RULES:
+        raise AuditInputError(
+            f"{{accept_rule}} must be one of {', '.join(ACCEPT_RULES)}, "
+            f"got {literal(repr(accept_rule))}",
+            fields=("accept_rule",),
+        )
+    return Policy(on_reject, relabel_answers, relabel_agree, relabel_rounds, accept_rule)
 
 
 def of_queue(queue: Any | None) -> Policy:
     """The queue's policy (the defaults for a batch without a queue)."""
     if queue is None:
         return Policy()
-    return Policy(queue.on_reject, queue.relabel_answers, queue.relabel_agree, queue.relabel_rounds)
+    return Policy(
+        queue.on_reject,
+        queue.relabel_answers,
+        queue.relabel_agree,
+        queue.relabel_rounds,
+        getattr(queue, "accept_rule", None) or DEFAULT_ACCEPT_RULE,
+    )

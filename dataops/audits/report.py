@@ -113,6 +113,7 @@ class AuditReport(TypedDict):
     boxes: NotRequired[dict[str, Any]]
     disputed: NotRequired[list[DisputedItem]]
     outcome: NotRequired[OutcomeReport]
+    consensus: NotRequired[dict[str, Any]]
 
 
 def _cell(value: float) -> float | None:

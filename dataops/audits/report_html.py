@@ -334,6 +334,29 @@ def _outcome(outcome: OutcomeReport) -> str:
     return "".join(parts)
 
 
+def _consensus(section: Mapping[str, Any]) -> str:
+    rule = f"accept rule {section.get('rule')}, applied {section.get('applied')}"
+    if "model" not in section:
+        return f"<p>{_esc(rule)}. No consensus: {_esc(section.get('reason'))}.</p>"
+    meta = (
+        f"{rule}; model {section['model']}, {section.get('library')}; "
+        f"{section.get('n_items')} items ({section.get('n_skipped')} not scored by the model)"
+    )
+    columns = (
+        "annotator",
+        "quality",
+        "agreement_with_consensus",
+        "labeled",
+        "gold_accuracy",
+        "n_gold",
+        "worst_class",
+    )
+    return (
+        f"<p>{_esc(meta)}. Annotators ranked by estimated quality (best first), gold "
+        f"accuracy beside it.</p>{_table(section.get('annotators', []), columns)}"
+    )
+
+
 def render_html(report: AuditReport, thumbnails: dict[str, bytes] | None = None) -> str:
     """The audit as one HTML page; thumbnails are keyed by the disputed items' ``item``."""
     thumbnails = thumbnails or {}
@@ -371,6 +394,8 @@ def render_html(report: AuditReport, thumbnails: dict[str, bytes] | None = None)
     for heading, rows in sections:
         if rows is not None:
             parts.append(f"<h2>{heading}</h2>{_table(rows)}")
+    if "consensus" in report:
+        parts.append(f"<h2>Consensus (CROWDLAB)</h2>{_consensus(report['consensus'])}")
     if "boxes" in report:
         parts.append(f"<h2>Boxes</h2>{_boxes(report['boxes'])}")
     if "disputed" in report:

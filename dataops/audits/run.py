@@ -31,6 +31,11 @@ tie never passes). Relabel batches are judged by their "k of n" rule instead (se
 What the decision does with each item (accept its answers, relabel it, release it) follows
 ``dataops.audits.decide.outcome`` and the queue's policy (``dataops.audits.policy``); the
 policy and the relabel rule in force are recorded in the audit and shown in its report.
+
+Where a model has scored the batch's images, CROWDLAB consensus labels, per-item consensus
+quality and annotator quality are added beside the agreement metrics, and a queue whose
+``accept_rule`` is ``consensus`` takes the consensus as an overlap item's accepted label
+(``dataops.audits.consensus``); the rule in force and the one applied are recorded.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from dataops.audits import policy as policies
 from dataops.audits import relabel as rounds
 from dataops.audits import tables
 from dataops.audits.answers import Answers, load_answers
+from dataops.audits.consensus import audit_consensus, ranked_annotators
 from dataops.audits.decide import (
     ACCEPTED_OUTCOME,
     IOU_THRESHOLD,
@@ -103,6 +109,8 @@ class _Judged:
     vendors: list[VendorRow]
     policy: Policy
     quorum: int | None
+    consensus: dict[str, Any]
+    consensus_items: dict[int, dict[str, Any]]
 
     @property
     def disputed(self) -> list[tuple[Item, Decision]]:
@@ -149,6 +157,8 @@ def run_audit(
     report = _report(audit_id, batch, queue, judged, done)
     metrics = _metrics(audit_id, batch, request, judged, done, report)
     items = _item_rows(judged.answers.items, judged.decisions, done.per_item)
+    for row in items:
+        row["consensus"] = judged.consensus_items.get(row["image_id"])
     pictures = thumbnails([item.image for item, _ in judged.disputed], store)
     json_key, html_key = store_report(
         store, audit_id, {**metrics, "items": items}, render_html(report, pictures)
@@ -178,6 +188,7 @@ def _judge(session: Session, batch: Batch, queue: Queue | None, request: AuditRe
     quorum = rounds.quorum_of(batch, policy)
     same = same_boxes if answers.kind == "detection" else same_class
     decisions = [decide(item, same, quorum=quorum) for item in items]
+    consensus, decisions, per_item = audit_consensus(session, answers, decisions, policy, quorum)
     gate = _pass_rate(batch, decisions, request.gate)
     if answers.kind == "detection":
         agreement = tables.detection_agreement(items)
@@ -188,7 +199,20 @@ def _judge(session: Session, batch: Batch, queue: Queue | None, request: AuditRe
     gold = tables.gold_scores(items, same, request.gold_threshold)
     annotators = tables.annotator_rows(items, agreement, gold, answers.vendor_of)
     vendors = tables.vendor_rows(items, decisions, annotators, gold)
-    return _Judged(answers, decisions, gate, agreement, gold, annotators, vendors, policy, quorum)
+    ranked_annotators(consensus, annotators)
+    return _Judged(
+        answers,
+        decisions,
+        gate,
+        agreement,
+        gold,
+        annotators,
+        vendors,
+        policy,
+        quorum,
+        consensus,
+        per_item,
+    )
 
 
 def _report(
@@ -207,6 +231,7 @@ def _report(
         vendors=judged.vendors,
         disputed=[disputed_entry(item, d) for item, d in judged.disputed],
         outcome=_outcome_report(batch, judged.policy, judged.quorum, done),
+        consensus=judged.consensus,
     )
     if agreement.pairwise is not None:
         report["pairwise"] = agreement.pairwise

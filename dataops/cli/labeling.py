@@ -243,6 +243,12 @@ def queues_create(
         "--relabel-rounds",
         help="Relabel batches at most in a chain; then items are released (default 2).",
     ),
+    accept_rule: str | None = typer.Option(
+        None,
+        "--accept-rule",
+        help="Overlap items' accepted label: majority (the default) or consensus (CROWDLAB, "
+        "weighed by annotator skill and the model that scored the batch).",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a vendor queue pinned to one guideline version.
@@ -263,6 +269,7 @@ def queues_create(
         "relabel_answers": relabel_answers,
         "relabel_agree": relabel_agree,
         "relabel_rounds": relabel_rounds,
+        "accept_rule": accept_rule,
     }
     request = queues.queue_request(
         name=name,

@@ -64,6 +64,7 @@ class Queue(Base):
     relabel_answers: Mapped[int] = mapped_column(default=3)
     relabel_agree: Mapped[int] = mapped_column(default=2)
     relabel_rounds: Mapped[int] = mapped_column(default=2)
+    accept_rule: Mapped[str] = mapped_column(String(16), default="majority")
     ls_project_id: Mapped[int | None] = mapped_column(default=None)
     pull_cursor: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -127,6 +127,7 @@ def create_queue(
         relabel_answers=request.relabel_answers,
         relabel_agree=request.relabel_agree,
         relabel_rounds=request.relabel_rounds,
+        accept_rule=request.accept_rule,
     )
     connection = check_connection(request.connection)
     vendor_row = get_vendor(session, vendor)

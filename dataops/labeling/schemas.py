@@ -68,6 +68,7 @@ class QueueOut(BaseModel):
     relabel_answers: int = 3
     relabel_agree: int = 2
     relabel_rounds: int = 2
+    accept_rule: str = "majority"
     ls_project_id: int | None
     batches: int = 0
     created_at: UtcDatetime
@@ -247,6 +248,14 @@ class QueueCreate(BaseModel):
         ge=0,
         le=relabel_policy.MAX_RELABEL_ROUNDS,
         description="Relabel batches at most in one chain; then unresolved items are released.",
+    )
+    accept_rule: Literal["majority", "consensus"] = Field(
+        default=cast(Literal["majority", "consensus"], relabel_policy.DEFAULT_ACCEPT_RULE),
+        description=(
+            "How an audit picks an overlap item's accepted label: `majority` (ties are "
+            "disputed) or `consensus` (CROWDLAB: answers weighed by annotator skill and the "
+            "model that scored the batch; the majority where no model scored it)."
+        ),
     )
     connection: str = Field(
         default=DEFAULT_CONNECTION,

@@ -365,6 +365,7 @@ def test_the_rule_in_force_is_in_the_audit_and_its_reports(catalog: str) -> None
         "relabel_answers": 5,
         "relabel_agree": 3,
         "relabel_rounds": 2,
+        "accept_rule": "majority",
     }
     assert audit["metrics"]["parameters"]["policy"] == expected
     assert audit["metrics"]["outcome"]["relabel_rule"] == "3 of 5 matching answers"
