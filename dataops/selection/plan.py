@@ -76,14 +76,14 @@ def plan_selection(session: Session, request: SelectRequest) -> Plan:
                 "the batch",
                 fields=("stratify_by",),
             )
-        rule = registry.get(rule.runs_as or "random") or rule
+        rule = (registry.get(rule.runs_as) if rule.runs_as else None) or rule
     size = _capped_size(request)
     if not rule.needs_class and (request.class_name is not None or request.mode is not None):
         raise InvalidSelection(
             f"{{class}} and {{mode}} only apply to {{strategy}} {_with_class()}",
             fields=("class", "mode", "strategy"),
         )
-    purpose = request.purpose
+    purpose: str | None = request.purpose
     mv = _model_for(session, request, rule)
     class_index = mode = None
     if rule.needs_class:
@@ -96,10 +96,7 @@ def plan_selection(session: Session, request: SelectRequest) -> Plan:
             "model whose forward returns (logits, embedding), or margin"
         )
     if purpose is None:
-        if rule.needs_class:
-            purpose = "hard_negative"
-        else:
-            purpose = "cold_start" if mv is None else "active_learning"
+        purpose = rule.purpose or ("cold_start" if mv is None else "active_learning")
     queue_row = get_queue(session, request.queue) if request.queue is not None else None
     assert mode is None or mode in HARD_NEGATIVE_MODES
     return Plan(

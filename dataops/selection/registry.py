@@ -65,7 +65,9 @@ class Strategy:
     request names a class; ``needs_strata``: the request names an attribute to stratify by,
     and the batch records ``runs_as`` with that attribute. ``score`` is the stored
     prediction column that ranks the candidates (``class_probability``: of the named class);
-    ``reads_probs``: the run also reads every candidate's class probabilities.
+    ``reads_probs``: the run also reads every candidate's class probabilities. ``purpose`` is
+    the batch purpose a request without one gets (else active learning, or cold start
+    without a model).
     """
 
     name: str
@@ -79,6 +81,7 @@ class Strategy:
     reads_probs: bool = False
     score: str | None = None
     runs_as: str | None = None
+    purpose: str | None = None
 
     @property
     def without_model(self) -> bool:
@@ -221,6 +224,7 @@ register(
         needs_model=True,
         needs_class=True,
         score="class_probability",
+        purpose="hard_negative",
     )
 )
 register(
