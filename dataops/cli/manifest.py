@@ -87,6 +87,12 @@ def create(
         help="Labeling task whose labels to freeze (default: the task of --from-batches, else "
         "the only task with accepted labels).",
     ),
+    exclude_label_issues: int | None = typer.Option(
+        None,
+        "--exclude-label-issues",
+        metavar="RUN",
+        help="Leave out the labels this label-quality run flagged (`dataops labels issues`).",
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="With a broker: wait for the worker."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -112,6 +118,7 @@ def create(
             "stratify_by": stratify_by,
             "parent": parent,
             "task": task,
+            "exclude_label_issues": exclude_label_issues,
         }
     )
     ensure_ready()

@@ -62,6 +62,7 @@ from dataops.manifests.splits import (
     plan_splits,
 )
 from dataops.names import refuse_look_alike
+from dataops.quality.service import label_error_rates
 from dataops.selection.models import Batch
 from dataops.selection.tasks import accepted_tasks, describe, manifest_task
 from dataops.storage import BlobStore, get_store
@@ -140,6 +141,23 @@ def _read(
     return frozen, roots
 
 
+def _without_label_issues(session: Session, frozen: Frozen, run_id: int, task: str) -> Frozen:
+    """The rows whose label the label-quality run did not flag."""
+    from dataops.quality.service import flagged_label_ids
+
+    flagged = flagged_label_ids(session, run_id, task=task)
+    keep = [i for i, row in enumerate(frozen.rows) if row["label_version_id"] not in flagged]
+    out = Frozen()
+    for name in vars(frozen):
+        setattr(out, name, [getattr(frozen, name)[i] for i in keep])
+    if not out.rows:
+        raise EmptyManifest(
+            f"label-quality run {run_id} flagged every label in scope; nothing is left to freeze",
+            fields=("exclude_label_issues",),
+        )
+    return out
+
+
 def _split(
     session: Session, frozen: Frozen, seed: int, checked: Checked, roots: Mapping[int, int]
 ) -> SplitPlan:
@@ -214,6 +232,9 @@ def _write(
     ratios, parent = checked.ratios, checked.parent
     scope = scope_counts(session, request.query, checked.batch_ids, len(frozen.rows))
     catalog = datasheet.catalog_sections(session, frozen)
+    label_errors = label_error_rates(session, task, request.exclude_label_issues)
+    if label_errors is not None:
+        catalog["labeling"]["label_errors"] = label_errors
     classes = guideline_classes(session, frozen.rows)
     report(2, "writing the body")
     with (
@@ -244,6 +265,8 @@ def _write(
             CLASSES_KEY: classes,
             rows_files.RECORD_KEY: stored_rows_files,
         }
+        if request.exclude_label_issues is not None:
+            selection["exclude_label_issues"] = request.exclude_label_issues
         split_counts = dict.fromkeys(ratios, 0)
         for row in frozen.rows:
             split_counts[row["split"]] += 1
@@ -355,6 +378,8 @@ def create_manifest(
     task = manifest_task(session, request.task, checked.batch_ids)
     report(0, "reading the catalog")
     frozen, roots = _read(session, task, request.query, checked)
+    if request.exclude_label_issues is not None:
+        frozen = _without_label_issues(session, frozen, request.exclude_label_issues, task)
     report(1, "assigning splits")
     plan = _split(session, frozen, request.seed, checked, roots)
     written = _write(

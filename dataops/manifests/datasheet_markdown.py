@@ -128,6 +128,23 @@ def _collection(doc: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _label_errors(errors: Mapping[str, Any] | None) -> list[str]:
+    """Estimated label-error rate per class, from a label-quality run (confident learning)."""
+    if not errors:
+        return []
+    return [
+        f"### Estimated label errors (label-quality run {errors['run']}, {errors['source']})",
+        "",
+        *_table(
+            ["class", "labels", "flagged", "estimated error rate"],
+            (
+                [name, c["labels"], c["issues"], f"{c['error_rate']:.1%}"]
+                for name, c in errors["per_class"].items()
+            ),
+        ),
+    ]
+
+
 def _labeling(lab: Mapping[str, Any]) -> list[str]:
     return [
         "## Labeling",
@@ -138,6 +155,7 @@ def _labeling(lab: Mapping[str, Any]) -> list[str]:
         *_mapping_table(["label status", "images"], lab["statuses"]),
         *_mapping_table(["vendor", "labels"], lab["vendors"]),
         *_mapping_table(["guideline version", "labels"], lab["guidelines"]),
+        *_label_errors(lab.get("label_errors")),
         "### Audits",
         "",
         *(

@@ -118,6 +118,13 @@ class ManifestRequest(BaseModel):
         "default: the task of `from_batches`, else the only task with accepted labels "
         "(several: refused, listing them).",
     )
+    exclude_label_issues: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="A label-quality run id: leave out the labels it flagged as probable "
+        "errors (the run is recorded in the manifest's selection).",
+    )
 
     @classmethod
     def of(cls, given: Mapping[str, Any]) -> ManifestRequest:

@@ -88,9 +88,10 @@ def gather(session: Session, task: str) -> Labels:
     unique = sorted(set(image_ids.tolist()))
     for start in range(0, len(unique), _CHUNK):
         part = unique[start : start + _CHUNK]
-        sha.update(
-            session.execute(select(Image.id, Image.sha256).where(Image.id.in_(part))).tuples()
-        )
+        for image_id, sha256 in session.execute(
+            select(Image.id, Image.sha256).where(Image.id.in_(part))
+        ):
+            sha[image_id] = sha256
     classes = sorted({str(v.payload["class"]) for v in versions})
     index = {c: i for i, c in enumerate(classes)}
     return Labels(

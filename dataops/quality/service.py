@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -54,9 +56,24 @@ def latest_run(session: Session, task: str | None, model: str | None) -> LabelQu
     return run
 
 
-def flagged_label_ids(session: Session, run_id: int) -> set[int]:
+def run_for_task(session: Session, run_id: int, task: str) -> LabelQualityRun:
+    """The run, refused when it judged another task's labels."""
+    run = get_run(session, run_id)
+    if run.task != task:
+        raise RunNotFound(
+            f"label-quality run {run_id} judged task {run.task!r}, not {task!r}; pass a run "
+            "of this task in {exclude_label_issues}",
+            fields=("exclude_label_issues",),
+        )
+    return run
+
+
+def flagged_label_ids(session: Session, run_id: int, *, task: str | None = None) -> set[int]:
     """Label versions the run flagged as probable label errors."""
-    get_run(session, run_id)
+    if task is None:
+        get_run(session, run_id)
+    else:
+        run_for_task(session, run_id, task)
     return set(
         session.scalars(
             select(LabelQuality.label_version_id).where(
@@ -73,7 +90,7 @@ def suspect_images(session: Session, run_id: int) -> dict[int, float]:
         select(LabelQuality.image_id, LabelQuality.quality).where(
             LabelQuality.run_id == run_id, LabelQuality.is_issue.is_(True)
         )
-    ).tuples()
+    )
     for image_id, quality in rows:
         out[image_id] = min(quality, out.get(image_id, 1.0))
     return out
@@ -106,6 +123,23 @@ def list_issues(session: Session, request: IssuesRequest) -> IssuesOut:
             quality=q.quality,
             is_issue=q.is_issue,
         )
-        for q, sha in session.execute(stmt).tuples()
+        for q, sha in session.execute(stmt)
     ]
     return IssuesOut(run=run_out(session, run), labels=labels)
+
+
+def label_error_rates(session: Session, task: str, run_id: int | None) -> dict[str, Any] | None:
+    """What a datasheet states: the run (named, else the task's newest) and its per-class
+    estimated label-error rates; ``None`` when the task has no run."""
+    if run_id is not None:
+        run: LabelQualityRun | None = run_for_task(session, run_id, task)
+    else:
+        run = session.scalar(
+            select(LabelQualityRun)
+            .where(LabelQualityRun.task == task)
+            .order_by(LabelQualityRun.id.desc())
+            .limit(1)
+        )
+    if run is None:
+        return None
+    return {"run": run.id, "source": run.source, "per_class": run.per_class}
