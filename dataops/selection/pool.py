@@ -180,6 +180,7 @@ def eligible_pool(session: Session, plan: Plan) -> Pool:
     than joining a million images with a million predictions in the database.
     """
     labeled_mode = plan.rule.needs_class and plan.mode == "labeled"
+    suspects = _suspects(session, plan) if plan.rule.flagged_labels else None
     representatives = select(DupGroup.representative_id).where(
         DupGroup.representative_id.is_not(None)
     )
@@ -193,7 +194,11 @@ def eligible_pool(session: Session, plan: Plan) -> Pool:
     selected = [cast(expr, BigInteger).label(name) for name, expr in columns.items()]
     if plan.stratify_by:
         selected.append(_stratum_expr(plan).label(STRATUM_KEY))
-    stmt = select(*selected).where(*_eligibility(plan.task, labeled=labeled_mode))
+    stmt = select(*selected).where(
+        *_eligibility(plan.task, labeled=labeled_mode or suspects is not None)
+    )
+    if suspects is not None:
+        stmt = stmt.where(Image.id.in_(list(suspects)))
     if labeled_mode:
         stmt = stmt.where(Image.id.in_(_accepted_negatives(plan)))
     # Codes follow the sorted values, so the core sees the strata in the same order as names.
@@ -214,12 +219,21 @@ def eligible_pool(session: Session, plan: Plan) -> Pool:
     score = _score_expr(plan)
     if plan.model is not None and score is not None:
         pool.scored, pool.scores = _scores_for(session, plan.model, score, ids)
+    if suspects is not None:
+        pool.scores = np.array([1.0 - suspects[i] for i in ids.tolist()], dtype=np.float64)
     if labeled_mode:
         negatives = _accepted_negative_ids(session, plan, pool.image_ids)
         pool = pool.take(np.flatnonzero(np.isin(pool.image_ids, negatives)))
     if plan.rule.reads_probs and plan.model is not None:
         pool.probs = _probs_for(session, plan.model, pool.image_ids)
     return pool
+
+
+def _suspects(session: Session, plan: Plan) -> dict[int, float]:
+    """Image id -> lowest label quality among the labels the task's newest run flagged."""
+    from dataops.quality.service import latest_run, suspect_images
+
+    return suspect_images(session, latest_run(session, plan.task, None).id)
 
 
 def _scores_for(

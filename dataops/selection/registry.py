@@ -67,7 +67,8 @@ class Strategy:
     prediction column that ranks the candidates (``class_probability``: of the named class);
     ``reads_probs``: the run also reads every candidate's class probabilities. ``purpose`` is
     the batch purpose a request without one gets (else active learning, or cold start
-    without a model).
+    without a model). ``flagged_labels``: the candidates are labeled images whose label the
+    task's newest label-quality run flagged, scored by how suspect (1 - label quality).
     """
 
     name: str
@@ -82,6 +83,7 @@ class Strategy:
     score: str | None = None
     runs_as: str | None = None
     purpose: str | None = None
+    flagged_labels: bool = False
 
     @property
     def without_model(self) -> bool:
@@ -124,6 +126,17 @@ def _by_score(score: str) -> Run:
         return s.top_k(scores, k, c.seed)
 
     return run
+
+
+def _most_suspect(c: Candidates, k: int) -> np.ndarray:
+    from dataops.selection import strategies as s
+
+    if c.scores is None:
+        raise ValueError(
+            "label_issues ranks by label quality, which a batch request reads from the task's "
+            "newest label-quality run; arrays carry no such score"
+        )
+    return s.top_k(c.scores, k, c.seed)
 
 
 def _random(c: Candidates, k: int) -> np.ndarray:
@@ -234,6 +247,18 @@ register(
         "random within each value of --stratify-by, in proportion to its size",
         needs_strata=True,
         runs_as="random",
+    )
+)
+
+
+register(
+    Strategy(
+        "label_issues",
+        _most_suspect,
+        "labeled images whose label the newest label-quality run flagged, most suspect first "
+        "(a relabel batch)",
+        flagged_labels=True,
+        purpose="relabel",
     )
 )
 

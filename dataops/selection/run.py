@@ -87,6 +87,10 @@ def _embeddings(session: Session, plan: Plan, pool: Pool) -> tuple[np.ndarray, n
 def _ranker(session: Session, plan: Plan, pool: Pool) -> tuple[Ranker, dict[str, Any]]:
     """A function m -> the first m picks, in rank order, plus what the batch records about it."""
     info: dict[str, Any] = {}
+    if plan.rule.flagged_labels:
+        from dataops.quality.service import latest_run
+
+        info["label_quality_run"] = latest_run(session, plan.task, None).id
     candidates = Candidates(n=len(pool), seed=plan.seed, scores=pool.scores, probs=pool.probs)
     if plan.rule.spreads:
         vectors, covered, space = _embeddings(session, plan, pool)

@@ -135,3 +135,53 @@ def test_manifest_leaves_flagged_labels_out_and_records_the_run(world: dict[int,
     assert len(rows) == len(GRAYS) - issues
     assert not flipped & set(rows)
     assert job.result["selection"]["exclude_label_issues"] == run_id
+
+
+def _queue_for_default_task() -> str:
+    """A vendor queue whose guideline is named like the labels' task (``default``)."""
+    import hashlib
+
+    from dataops.labeling.models import Guideline, Queue
+    from tests.support.api import ensure_vendor
+
+    vendor_id = ensure_vendor("acme")
+    with session_scope() as session:
+        guideline = Guideline(
+            name="default",
+            version=1,
+            sha256=hashlib.sha256(b"default-guideline").hexdigest(),
+            kind="classification",
+            classes=["dark", "light"],
+            body="# Brightness\n",
+            label_config="<View/>",
+        )
+        session.add(guideline)
+        session.flush()
+        session.add(Queue(name="acme-relabel", vendor_id=vendor_id, guideline_id=guideline.id))
+    return "acme-relabel"
+
+
+def test_label_issues_strategy_makes_a_relabel_batch_of_the_most_suspect(
+    world: dict[int, int],
+) -> None:
+    from dataops.selection.models import Batch, BatchItem
+
+    run_id = _run()
+    queue = _queue_for_default_task()
+    job = dispatch.submit(
+        "select", {"strategy": "label_issues", "size": 4, "queue": queue}, actor="test"
+    )
+    assert job.status == "succeeded", job.error
+    with session_scope() as session:
+        batch = session.get(Batch, job.result["id"])
+        assert batch is not None
+        assert (batch.purpose, batch.strategy) == ("relabel", "label_issues")
+        assert batch.params["label_quality_run"] == run_id
+        picked = session.scalars(
+            select(BatchItem.image_id)
+            .where(BatchItem.batch_id == batch.id)
+            .order_by(BatchItem.position)
+        ).all()
+        worst = [q.image_id for q in service.list_issues(session, IssuesRequest(run=run_id)).labels]
+    assert picked == worst[:4]
+    assert set(picked) == {world[g] for g in FLIPPED}

@@ -384,6 +384,7 @@ def test_select_matches_the_direct_functions() -> None:
         "cluster_margin",
         "hard_negative",
         "stratified",
+        "label_issues",
     }
 
 
