@@ -3,11 +3,12 @@ quality next to the agreement metrics, and the ``consensus`` acceptance rule.
 
 Computed when a model version has scored the batch's images and the answers are
 classification answers; otherwise the report says why there is none. Under a queue's
-``consensus`` rule (``dataops.audits.policy``) an overlap item without a gold or adjudicated
-answer takes the consensus as its accepted label: answers that match it are accepted, the
-others rejected, and a tie the consensus settles is no longer disputed. Whether an item
-*passes* (every answer matches its label) is judged as before, so the gate keeps measuring
-how often annotators agree.
+``consensus`` rule (``dataops.audits.policy``) an item without a gold or adjudicated answer
+takes the consensus as its accepted label: answers that match it are accepted, the others
+rejected, and a tie the consensus settles is no longer disputed. An item none of whose answers
+names the consensus (a single answer the model and the annotators' skill overrule, too) is
+disputed, so a person decides. Whether an item *passes* (every answer matches its label) is
+judged as before, so the gate keeps measuring how often annotators agree.
 """
 
 from __future__ import annotations
@@ -61,15 +62,17 @@ def audit_consensus(
 
 
 def _by_consensus(item: Item, decision: Decision, label: str) -> Decision:
-    if decision.role != "overlap":
+    if decision.role not in ("overlap", "single"):
         return decision
     answers = list(item.answers.values())
     winners = [v for v in answers if v.payload.get("class") == label]
     losers = [v for v in answers if v not in winners]
+    passed = not losers if decision.role == "overlap" else None
     if not winners:
         # No answer names the consensus class: nothing to accept, a person decides.
-        return Decision("overlap", None, [], [], False, f"consensus {label} matches no answer")
-    return Decision("overlap", dict(winners[0].payload), winners, losers, not losers)
+        reason = f"consensus {label} matches no answer"
+        return Decision(decision.role, None, [], [], False if passed is not None else None, reason)
+    return Decision(decision.role, dict(winners[0].payload), winners, losers, passed)
 
 
 def ranked_annotators(section: dict[str, Any], rows: Sequence[AnnotatorRow]) -> None:

@@ -12,12 +12,14 @@ outcome of a rejected batch. Each queue carries its own policy; these are the de
   majority of ``relabel_answers``, so two different answers can never both reach it.
 - ``relabel_rounds``: relabel batches at most in one chain (default 2). An item still
   unresolved after the last round is released and listed in the report for adjudication.
-- ``accept_rule``: how an overlap item's accepted label is picked. ``majority`` (default): the
-  largest group of matching answers; a tie is disputed. ``consensus``: CROWDLAB's consensus
+- ``accept_rule``: how an item's accepted label is picked where there is no gold or
+  adjudicated answer. ``majority`` (default): the largest group of matching answers (a tie is
+  disputed), a single answer as it is. ``consensus``: CROWDLAB's consensus
   (``dataops.quality.consensus``), which weighs each answer by its annotator's estimated
-  skill and the model's probabilities, so it also settles ties; it needs a model that scored
-  the batch's images and classification answers, and falls back to the majority otherwise
-  (the audit records which rule was applied). Relabel batches keep their "k of n" rule.
+  skill and the model's probabilities, so it also settles ties; an item whose answers all
+  miss the consensus is disputed. It needs a model that scored the batch's images and
+  classification answers, and falls back to the majority otherwise (the audit records which
+  rule was applied). Relabel batches keep their "k of n" rule.
 
 *Released* answers are kept as they were given (status ``released``): they are no ground
 truth (manifests and gold pools take accepted or adjudicated labels only), they do not make
@@ -63,7 +65,7 @@ class Policy:
     def describe(self) -> str:
         return (
             f"on reject {self.on_reject}, relabel items pass with {self.rule()}, "
-            f"at most {self.relabel_rounds} relabel rounds, overlap items accepted by "
+            f"at most {self.relabel_rounds} relabel rounds, items accepted by "
             f"{self.accept_rule}"
         )
 

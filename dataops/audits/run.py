@@ -34,7 +34,7 @@ policy and the relabel rule in force are recorded in the audit and shown in its 
 
 Where a model has scored the batch's images, CROWDLAB consensus labels, per-item consensus
 quality and annotator quality are added beside the agreement metrics, and a queue whose
-``accept_rule`` is ``consensus`` takes the consensus as an overlap item's accepted label
+``accept_rule`` is ``consensus`` takes the consensus as an item's accepted label
 (``dataops.audits.consensus``); the rule in force and the one applied are recorded.
 """
 

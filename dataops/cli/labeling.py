@@ -246,7 +246,7 @@ def queues_create(
     accept_rule: str | None = typer.Option(
         None,
         "--accept-rule",
-        help="Overlap items' accepted label: majority (the default) or consensus (CROWDLAB, "
+        help="Accepted label of items without gold: majority (the default) or consensus (CROWDLAB, "
         "weighed by annotator skill and the model that scored the batch).",
     ),
     as_json: bool = JSON_OPTION,

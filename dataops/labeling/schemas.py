@@ -252,7 +252,7 @@ class QueueCreate(BaseModel):
     accept_rule: Literal["majority", "consensus"] = Field(
         default=cast(Literal["majority", "consensus"], relabel_policy.DEFAULT_ACCEPT_RULE),
         description=(
-            "How an audit picks an overlap item's accepted label: `majority` (ties are "
+            "How an audit picks an item's accepted label: `majority` (ties are "
             "disputed) or `consensus` (CROWDLAB: answers weighed by annotator skill and the "
             "model that scored the batch; the majority where no model scored it)."
         ),

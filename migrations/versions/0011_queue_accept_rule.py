@@ -1,4 +1,4 @@
-"""queues.accept_rule: how an audit picks an overlap item's accepted label (majority or consensus)
+"""queues.accept_rule: how an audit picks an item's accepted label (majority or consensus)
 
 Revision ID: 0011
 Revises: 0010

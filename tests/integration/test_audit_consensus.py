@@ -22,14 +22,17 @@ from dataops.storage import get_store
 
 CLASSES = ["bird", "cat", "dog"]
 # True classes of the items; "good" and "fair" answer them right, "poor" mostly wrong.
-TRUTH = ["cat", "dog", "bird", "cat", "dog", "bird", "cat", "dog", "bird", "cat"]
+TRUTH = ["cat", "dog", "bird", "cat", "dog", "bird", "cat", "dog", "bird", "cat", "dog"]
 WRONG = {"cat": "dog", "dog": "bird", "bird": "cat"}
 TIE = 9  # good is absent: fair says cat, poor says dog, the model says cat
+SINGLE = 10  # poor alone says bird, the model says dog
 
 
 def _answers(i: int, truth: str) -> dict[str, str]:
     if i == TIE:
         return {"fair": truth, "poor": WRONG[truth]}
+    if i == SINGLE:
+        return {"poor": WRONG[truth]}
     poor = truth if i in (0, 1) else WRONG[truth]
     return {"good": truth, "fair": truth if i != 4 else WRONG[truth], "poor": poor}
 
@@ -136,7 +139,6 @@ def _audit(batch_id: int) -> tuple[dict[str, Any], dict[str, Any], str]:
     return metrics, report, store.get(html_key).decode()
 
 
-@pytest.mark.slow
 def test_consensus_rule_accepts_the_skill_weighted_label(image_ids: list[int]) -> None:
     metrics, report, html = _audit(_world("consensus", image_ids))
     consensus = metrics["consensus"]
@@ -154,9 +156,15 @@ def test_consensus_rule_accepts_the_skill_weighted_label(image_ids: list[int]) -
     tie = next(row for row in report["items"] if row["image_id"] == image_ids[TIE])
     assert tie["consensus"]["label"] == "cat"
     assert (tie["label"], tie["disputed"], tie["outcome"]) == ({"class": "cat"}, None, "accepted")
-    # Every item's accepted label is the truth: CROWDLAB outvotes nobody right here.
-    labels = {row["image_id"]: row["label"]["class"] for row in report["items"]}
-    assert [labels[i] for i in image_ids] == TRUTH
+    # Every item's accepted label is the truth; on item 4 the consensus overrules a wrong
+    # majority (fair and poor both say bird).
+    labels = {row["image_id"]: row["label"] for row in report["items"]}
+    assert [labels[i]["class"] for i in image_ids[:SINGLE]] == TRUTH[:SINGLE]
+    # A single answer the consensus overrules is disputed: a person decides.
+    single = next(row for row in report["items"] if row["image_id"] == image_ids[SINGLE])
+    assert single["consensus"]["label"] == "dog"
+    assert (single["label"], single["outcome"]) == (None, "relabel")
+    assert single["disputed"] == "consensus dog matches no answer"
     assert "Consensus (CROWDLAB)" in html and "net:1" in html
     with session_scope() as s:
         statuses = {
@@ -166,7 +174,6 @@ def test_consensus_rule_accepts_the_skill_weighted_label(image_ids: list[int]) -
     assert sorted(statuses.values()) == ["accepted", "rejected"]
 
 
-@pytest.mark.slow
 def test_majority_rule_reports_consensus_but_keeps_the_vote(image_ids: list[int]) -> None:
     metrics, report, _ = _audit(_world("majority", image_ids))
     consensus = metrics["consensus"]
@@ -175,3 +182,7 @@ def test_majority_rule_reports_consensus_but_keeps_the_vote(image_ids: list[int]
     tie = next(row for row in report["items"] if row["image_id"] == image_ids[TIE])
     assert tie["consensus"]["label"] == "cat"
     assert (tie["disputed"], tie["outcome"]) == ("tie", "relabel")
+    single = next(row for row in report["items"] if row["image_id"] == image_ids[SINGLE])
+    assert (single["label"], single["outcome"]) == ({"class": "bird"}, "accepted")
+    outvoted = next(row for row in report["items"] if row["image_id"] == image_ids[4])
+    assert (outvoted["label"], outvoted["consensus"]["label"]) == ({"class": "bird"}, "dog")
