@@ -140,7 +140,9 @@ def bench_score(workdir: Path, images: Path) -> list[dict[str, Any]]:
         )
         ref = service.ref_of(mv)
     workers = max(_worker_counts())
-    result = dispatch.submit("score", {"model": ref, "workers": workers}, actor="bench").result or {}
+    result = (
+        dispatch.submit("score", {"model": ref, "workers": workers}, actor="bench").result or {}
+    )
     rows.append(
         {
             "case": "score job",

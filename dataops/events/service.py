@@ -31,4 +31,3 @@ def record(
     session.add(event)
     session.flush()
     return event
-

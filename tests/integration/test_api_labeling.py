@@ -25,9 +25,7 @@ def _events(action: str) -> list[tuple[str, str]]:
 
     with session_scope() as session:
         rows = session.execute(
-            select(Event.actor, Event.entity_id)
-            .where(Event.action == action)
-            .order_by(Event.id)
+            select(Event.actor, Event.entity_id).where(Event.action == action).order_by(Event.id)
         )
         return [(actor, entity) for actor, entity in rows]
 
