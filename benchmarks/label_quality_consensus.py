@@ -25,10 +25,12 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -38,7 +40,7 @@ ACCURACIES = {"a95": 0.95, "a90": 0.9, "a80": 0.8, "a70": 0.7, "a60": 0.6}
 CLASSES = [str(d) for d in range(10)]
 
 
-def simulate(truth: np.ndarray, seed: int) -> list[dict[str, str]]:
+def simulate(truth: NDArray[Any], seed: int) -> list[dict[str, str]]:
     """Per image, 1-3 distinct annotators' answers (annotator -> class)."""
     rng = np.random.default_rng(seed)
     names = list(ACCURACIES)
@@ -56,7 +58,7 @@ def simulate(truth: np.ndarray, seed: int) -> list[dict[str, str]]:
     return answers
 
 
-def out_of_sample_probs(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+def out_of_sample_probs(x: NDArray[Any], y: NDArray[Any], seed: int) -> NDArray[Any]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -75,7 +77,7 @@ def majority(answers: list[dict[str, str]], seed: int) -> list[str]:
     return out
 
 
-def _png(pixels: np.ndarray, index: int) -> bytes:
+def _png(pixels: NDArray[Any], index: int) -> bytes:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
@@ -87,7 +89,7 @@ def _png(pixels: np.ndarray, index: int) -> bytes:
     return buf.getvalue()
 
 
-def _catalog(folder: Path, x: np.ndarray) -> list[int]:
+def _catalog(folder: Path, x: NDArray[Any]) -> list[int]:
     """Ingest the digits as PNGs; image id per sample."""
     from sqlalchemy import select
 
@@ -105,7 +107,7 @@ def _catalog(folder: Path, x: np.ndarray) -> list[int]:
     return [by_name[f"{i:04d}.png"] for i in range(len(x))]
 
 
-def _world(ids: list[int], answers: list[dict[str, str]], probs: np.ndarray) -> int:
+def _world(ids: list[int], answers: list[dict[str, str]], probs: NDArray[Any]) -> int:
     """Annotators, a consensus queue, one batch of every image, the answers and the model."""
     from dataops.db import session_scope
     from dataops.labeling.models import Annotator, Guideline, LabelVersion, Queue, Vendor
@@ -231,6 +233,8 @@ def consensus_row(seed: int) -> dict[str, Any]:
         dict(enumerate(answers)), dict(enumerate(probs.tolist())), CLASSES
     )  # cleanlab on the same inputs, outside the catalog
     return {
+        "dataset": "digits-5-annotators",
+        "method": "dataops-audit-crowdlab",
         "seed": seed,
         "images": len(ids),
         "answers": sum(len(a) for a in answers),
@@ -247,7 +251,7 @@ def consensus_row(seed: int) -> dict[str, Any]:
     }
 
 
-def _acc(labels: list[str | None], truth: list[str]) -> float:
+def _acc(labels: Sequence[str | None], truth: Sequence[str]) -> float:
     return round(sum(a == b for a, b in zip(labels, truth, strict=True)) / max(1, len(truth)), 4)
 
 
@@ -266,6 +270,7 @@ def _fresh_catalog(folder: Path) -> None:
 
 
 def consensus_rows(seeds: list[int]) -> list[dict[str, Any]]:
+    """One row per seed; each seed gets its own fresh catalog."""
     return [consensus_row(seed) for seed in seeds]
 
 
