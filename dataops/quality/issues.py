@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)
 class Findings:
     """Per row: label-quality score (self-confidence, 0..1), issue flag, suggested class."""
 
-    quality: np.ndarray
-    is_issue: np.ndarray
-    suggested: np.ndarray
+    quality: NDArray[Any]
+    is_issue: NDArray[Any]
+    suggested: NDArray[Any]
 
 
-def find(labels: np.ndarray, probs: np.ndarray) -> Findings:
+def find(labels: NDArray[Any], probs: NDArray[Any]) -> Findings:
     """cleanlab's ``find_label_issues`` (prune by noise rate) and label-quality scores."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -27,6 +29,7 @@ def find(labels: np.ndarray, probs: np.ndarray) -> Findings:
     p = p / p.sum(axis=1, keepdims=True)
     quality = get_label_quality_scores(y, p)
     present = np.unique(y)
+    flags: NDArray[Any]
     if len(present) < 2:
         flags = np.zeros(len(y), dtype=bool)
     else:
@@ -35,7 +38,7 @@ def find(labels: np.ndarray, probs: np.ndarray) -> Findings:
 
 
 def per_class(
-    labels: np.ndarray, flags: np.ndarray, classes: list[str]
+    labels: NDArray[Any], flags: NDArray[Any], classes: list[str]
 ) -> dict[str, dict[str, float]]:
     """The estimated label-error rate of each given class: flagged / labeled."""
     out: dict[str, dict[str, float]] = {}

@@ -9,10 +9,13 @@ labels) stay in one fold, so no image is judged by a head fitted on it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 
-def fold_of(groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
+def fold_of(groups: NDArray[Any], folds: int, seed: int) -> NDArray[Any]:
     """A fold number per row: every row of a group in the same fold, groups shuffled by seed."""
     unique, inverse = np.unique(np.asarray(groups), return_inverse=True)
     order = np.random.default_rng(seed).permutation(len(unique))
@@ -22,14 +25,14 @@ def fold_of(groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 
 def out_of_sample_probs(
-    features: np.ndarray,
-    labels: np.ndarray,
+    features: NDArray[Any],
+    labels: NDArray[Any],
     n_classes: int,
     *,
     folds: int = 5,
     seed: int = 0,
-    groups: np.ndarray | None = None,
-) -> np.ndarray:
+    groups: NDArray[Any] | None = None,
+) -> NDArray[Any]:
     """(n, n_classes) probabilities, each row from the head fitted on the other folds."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler

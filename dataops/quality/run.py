@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -37,10 +39,10 @@ _CHUNK = 1000
 class Labels:
     """Row i: one live label version with its image and given class (an index into classes)."""
 
-    version_ids: np.ndarray
-    image_ids: np.ndarray
+    version_ids: NDArray[Any]
+    image_ids: NDArray[Any]
     sha256: list[str]
-    given: np.ndarray
+    given: NDArray[Any]
     classes: list[str]
 
 
@@ -103,7 +105,7 @@ def gather(session: Session, task: str) -> Labels:
     )
 
 
-def kfold_probs(model: ModelVersion, labels: Labels, folds: int, seed: int) -> np.ndarray:
+def kfold_probs(model: ModelVersion, labels: Labels, folds: int, seed: int) -> NDArray[Any]:
     from dataops.scoring.embeddings import EmbeddingStore
     from dataops.scoring.service import ref_of
 
@@ -119,7 +121,7 @@ def kfold_probs(model: ModelVersion, labels: Labels, folds: int, seed: int) -> n
     )
 
 
-def imported_probs(path: str, labels: Labels) -> np.ndarray:
+def imported_probs(path: str, labels: Labels) -> NDArray[Any]:
     """Probabilities from a CSV (``sha256`` and one column per class), rows in label order."""
     try:
         with Path(path).open(newline="") as fh:
@@ -156,7 +158,8 @@ def imported_probs(path: str, labels: Labels) -> np.ndarray:
             "{probabilities} must hold non-negative, finite values with a positive sum per row",
             fields=("probabilities",),
         )
-    return probs / probs.sum(axis=1, keepdims=True)
+    normalised: NDArray[Any] = probs / probs.sum(axis=1, keepdims=True)
+    return normalised
 
 
 def run_label_quality(
