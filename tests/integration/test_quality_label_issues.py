@@ -135,6 +135,12 @@ def test_manifest_leaves_flagged_labels_out_and_records_the_run(world: dict[int,
     assert len(rows) == len(GRAYS) - issues
     assert not flipped & set(rows)
     assert job.result["selection"]["exclude_label_issues"] == run_id
+    from dataops.manifests.service import datasheet_md_key
+    from dataops.storage import get_store
+
+    sheet = get_store().get(datasheet_md_key(job.result["datasheet_key"])).decode()
+    assert f"Estimated label errors (label-quality run {run_id}, kfold)" in sheet
+    assert "| dark |" in sheet
 
 
 def _queue_for_default_task() -> str:
