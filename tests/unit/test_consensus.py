@@ -66,3 +66,14 @@ def test_unknown_classes_are_refused() -> None:
 
 def test_nothing_to_weigh_gives_nothing() -> None:
     assert crowdlab({1: {"a": "cat"}}, {2: [0.5, 0.25, 0.25]}, CLASSES) == ({}, [])
+
+
+def test_a_queue_rule_other_than_majority_or_consensus_is_refused() -> None:
+    from dataops.audits import policy
+    from dataops.audits.errors import AuditInputError
+
+    assert policy.check(accept_rule="consensus").accept_rule == "consensus"
+    assert policy.of_queue(None).accept_rule == "majority"
+    with pytest.raises(AuditInputError) as exc:
+        policy.check(accept_rule="vote")
+    assert str(exc.value) == "accept_rule must be one of majority, consensus, got 'vote'"
