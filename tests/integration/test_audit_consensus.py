@@ -186,3 +186,36 @@ def test_majority_rule_reports_consensus_but_keeps_the_vote(image_ids: list[int]
     assert (single["label"], single["outcome"]) == ({"class": "bird"}, "accepted")
     outvoted = next(row for row in report["items"] if row["image_id"] == image_ids[4])
     assert (outvoted["label"], outvoted["consensus"]["label"]) == ({"class": "bird"}, "dog")
+
+
+def test_queue_accept_rule_over_http_and_audits_stay_staff_only(api: Any) -> None:
+    from dataops.labeling import service as labeling
+    from tests.support.api import bearer, create_user_token
+
+    with session_scope() as s:
+        labeling.create_vendor(s, "acme")
+        s.add(
+            Guideline(
+                name="animals",
+                version=1,
+                sha256="c" * 64,
+                kind="classification",
+                classes=CLASSES,
+                body="# guideline",
+                label_config="<View/>",
+            )
+        )
+    ops = bearer(create_user_token("labeling_ops"))
+    body = {"name": "acme-crowd", "vendor": "acme", "guideline": "animals:1"}
+    created = api.post("/v1/queues", json={**body, "accept_rule": "consensus"}, headers=ops)
+    assert created.status_code == 201, created.text
+    assert created.json()["accept_rule"] == "consensus"
+    plain = api.post("/v1/queues", json={**body, "name": "acme-plain"}, headers=ops)
+    assert plain.json()["accept_rule"] == "majority"
+    unknown = api.post(
+        "/v1/queues", json={**body, "name": "other", "accept_rule": "vote"}, headers=ops
+    )
+    assert unknown.status_code == 422, unknown.text
+    assert "accept_rule" in unknown.text
+    vendor = bearer(create_user_token("vendor", vendor="acme"))
+    assert api.get("/v1/audits", headers=vendor).status_code == 403
