@@ -186,7 +186,13 @@ def consensus_of(
         missing = ", ".join(sorted(given - set(classes)))
         return None, f"model {ref_of(mv)} has no class for answers {missing}"
     probs = stored_probs(session, mv.id, ids)
-    items, skills = crowdlab(answers, probs, classes)
+    if not any(len(answers[k]) >= 2 for k in ids if k in probs):
+        # With one answer per item there is nothing to weigh annotators against each other.
+        return None, "no scored item has answers from two annotators"
+    try:
+        items, skills = crowdlab(answers, probs, classes)
+    except ValueError as exc:
+        return None, f"cleanlab could not weigh these answers: {exc}"
     if not items:
         return None, f"model {ref_of(mv)} scored none of the answered images"
     skipped = sum(1 for k in ids if k not in items)

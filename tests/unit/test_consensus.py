@@ -77,3 +77,9 @@ def test_a_queue_rule_other_than_majority_or_consensus_is_refused() -> None:
     with pytest.raises(AuditInputError) as exc:
         policy.check(accept_rule="vote")
     assert str(exc.value) == "accept_rule must be one of majority, consensus, got 'vote'"
+
+
+def test_one_answer_per_item_is_refused_by_cleanlab() -> None:
+    # consensus_of checks this first, so an audit reports it instead of failing.
+    with pytest.raises(ValueError, match="only has one label"):
+        crowdlab({1: {"a": "cat"}, 2: {"b": "dog"}}, PROBS, CLASSES)
