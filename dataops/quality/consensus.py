@@ -79,7 +79,6 @@ def crowdlab(
     probability per class, in ``classes`` order). Items without probabilities or answers are
     left out; classes outside ``classes`` are an error (the model cannot weigh them)."""
     import numpy as np
-    import pandas as pd
     from cleanlab.multiannotator import get_label_quality_multiannotator
 
     keys = [k for k in answers if answers[k] and k in probs]
@@ -98,7 +97,7 @@ def crowdlab(
     pred = np.asarray([probs[k] for k in keys], dtype=float)
     pred = pred / pred.sum(axis=1, keepdims=True)
     result = get_label_quality_multiannotator(
-        pd.DataFrame(grid, columns=names),
+        grid,
         pred,
         return_detailed_quality=False,
         verbose=False,
@@ -116,13 +115,13 @@ def crowdlab(
     stats = result["annotator_stats"]
     skills = [
         AnnotatorSkill(
-            annotator=str(name),
+            annotator=names[int(column_index)],
             quality=_num(row["annotator_quality"]),
             agreement_with_consensus=_num(row["agreement_with_consensus"]),
             labeled=int(row["num_examples_labeled"]),
             worst_class=_class_name(row["worst_class"], classes),
         )
-        for name, row in stats.iterrows()
+        for column_index, row in stats.iterrows()
     ]
     skills.sort(key=lambda s: (-s.quality, s.annotator))
     return items, skills
