@@ -69,16 +69,15 @@ def metrics(flipped: np.ndarray, flagged: np.ndarray, quality: np.ndarray) -> di
 
 
 def anchor(x: np.ndarray, noisy: np.ndarray, flipped: np.ndarray, seed: int) -> dict[str, float]:
-    """scikit-learn logistic regression on the pixels, 5-fold out-of-sample, then cleanlab."""
+    """scikit-learn logistic regression (defaults) on the pixels scaled to [0, 1], 5-fold
+    out-of-sample, then cleanlab."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    head = LogisticRegression(max_iter=2000)
     probs = cross_val_predict(head, x, noisy, cv=folds, method="predict_proba")
     flagged = find_label_issues(noisy, probs, filter_by="prune_by_noise_rate")
     return metrics(flipped, flagged, get_label_quality_scores(noisy, probs))
@@ -98,15 +97,16 @@ class Catalog:
         migrate.upgrade()
 
     @staticmethod
-    def ingest(folder: Path) -> dict[str, int]:
-        """File stem -> image id."""
+    def ingest(paths: Path | list[Path]) -> dict[str, int]:
+        """File stem -> image id (a file whose bytes were ingested before is left out)."""
         from sqlalchemy import select
 
         from dataops.catalog.ingest import ingest
         from dataops.catalog.models import Image
         from dataops.db import session_scope
 
-        ingest([str(folder)], session_scope=session_scope)
+        inputs = [str(p) for p in paths] if isinstance(paths, list) else [str(paths)]
+        ingest(inputs, session_scope=session_scope)
         with session_scope() as session:
             return {Path(u).stem: i for u, i in session.execute(select(Image.uri, Image.id))}
 
@@ -239,7 +239,7 @@ def digits_rows(seeds: list[int], root: Path) -> list[dict[str, Any]]:
     _export_pixels(root / "pixels.pt", 10, 8)
     Catalog.register_and_score(root / "pixels.pt", "pixels", classes)
     stems = [f"d{i:04d}" for i in range(len(y))]
-    x = pixels.reshape(len(pixels), -1).astype(np.float64)
+    x = pixels.reshape(len(pixels), -1).astype(np.float64) / 255.0
     rows = []
     for seed in seeds:
         noisy, flipped = flip(y, 10, seed)
@@ -276,13 +276,9 @@ def clothing_rows(seeds: list[int], root: Path) -> list[dict[str, Any]]:
     from dataops.scoring import tinycnn
 
     files, y, classes = _clothing()
-    folder = root / "clothing"
-    folder.mkdir()
-    for i, f in enumerate(files):
-        (folder / f"c{i:04d}{f.suffix}").symlink_to(f)
     Catalog(root / "clothing-catalog")
-    ids = Catalog.ingest(folder)
-    stems = [f"c{i:04d}" for i in range(len(y))]
+    ids = Catalog.ingest(files)
+    stems = [f.stem for f in files]
     present = [i for i, s in enumerate(stems) if s in ids]
     spec = tinycnn.DEFAULT_SPEC
     x = tinycnn.prepare([PILImage.open(files[i]).convert("RGB") for i in present], spec)
@@ -321,7 +317,7 @@ def clothing_rows(seeds: list[int], root: Path) -> list[dict[str, Any]]:
         )
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
-        pixels = x.reshape(len(x), -1).astype(np.float64)
+        pixels = x.reshape(len(x), -1).astype(np.float64) * 0.25 + 0.5  # back to [0, 1]
         rows.append({"dataset": "clothing", "seed": seed, "method": "anchor"})
         rows[-1].update(anchor(pixels, noisy, flipped, seed))
         print(json.dumps(rows[-2]), json.dumps(rows[-1]), sep="\n", flush=True)

@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+HEAD_C = 1.0
+"""Inverse regularisation strength of the logistic-regression head (scikit-learn's default)."""
+
 
 def fold_of(groups: NDArray[Any], folds: int, seed: int) -> NDArray[Any]:
     """A fold number per row: every row of a group in the same fold, groups shuffled by seed."""
@@ -35,7 +38,6 @@ def out_of_sample_probs(
 ) -> NDArray[Any]:
     """(n, n_classes) probabilities, each row from the head fitted on the other folds."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
 
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
@@ -47,12 +49,15 @@ def out_of_sample_probs(
         if not test.any():
             continue
         seen = np.unique(y[train])
-        scaler = StandardScaler().fit(x[train])
         if len(seen) < 2:
             probs[np.ix_(test, seen)] = 1.0
             continue
-        head = LogisticRegression(max_iter=2000, C=1.0)
-        head.fit(scaler.transform(x[train]), y[train])
+        # One scale for every dimension (mean squared norm 1 on the training folds): the
+        # embedding's geometry is kept; per-dimension standardising would blow up near-constant
+        # dimensions and let the head fit the noisy labels.
+        scale = float(np.sqrt(np.mean(np.sum(x[train] ** 2, axis=1)))) or 1.0
+        head = LogisticRegression(max_iter=2000, C=HEAD_C)
+        head.fit(x[train] / scale, y[train])
         # A class missing from the training folds gets probability 0 in this fold.
-        probs[np.ix_(test, head.classes_)] = head.predict_proba(scaler.transform(x[test]))
+        probs[np.ix_(test, head.classes_)] = head.predict_proba(x[test] / scale)
     return probs
