@@ -57,7 +57,7 @@ def upgrade() -> None:
         sa.Column("image_id", sa.Integer(), nullable=False),
         sa.Column("given_class", sa.String(length=128), nullable=False),
         sa.Column("suggested_class", sa.String(length=128), nullable=False),
-        sa.Column("quality", sa.Float(), nullable=False),
+        sa.Column("quality", sa.Double(), nullable=False),
         sa.Column("is_issue", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["run_id"],
