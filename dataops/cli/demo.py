@@ -100,8 +100,8 @@ def _train(run: DemoRun) -> None:
     from dataops.config import get_settings
     from dataops.db import session_scope
     from dataops.scoring import service, tinycnn
-    from dataops.scoring.register import register_model
     from dataops.scoring.inference import InputSpec
+    from dataops.scoring.register import register_model
 
     spec = InputSpec(size=(32, 32), mean=(0.5,), std=(0.25,), channels=1)
     paths, labels = _seed_set(run.path / "digits_labels.csv")

@@ -417,8 +417,8 @@ def test_semantic_run_needs_embeddings() -> None:
 
 def _register_embeddings(vectors: dict[int, np.ndarray]) -> None:
     """A current model version with an embedding output, and its embeddings as scoring stores them."""
-    from dataops.scoring.models import ModelVersion
     from dataops.scoring.embeddings import EmbeddingStore
+    from dataops.scoring.models import ModelVersion
 
     with session_scope() as s:
         version = ModelVersion(
