@@ -20,7 +20,10 @@ class LabelQualityRequest(BaseModel):
     ``predictions`` (the model's stored predictions) is refused, see the error it gives.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"task": "default", "model": "clothing:3", "folds": 5}]},
+    )
 
     task: str = "default"
     model: str | None = Field(default=None, description="name or name:version; kfold only")
