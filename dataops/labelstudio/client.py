@@ -180,9 +180,11 @@ class LabelStudioClient(Transport):
             lambda: self._sdk.tasks.update(id=str(task_id), overlap=overlap),
         )
 
-    def _task_page(
+    def task_page(
         self, project_id: int, page: int, page_size: int, query: dict[str, Any], fields: str
     ) -> list[dict[str, Any]]:
+        """One page of a project's task listing: the single request every listing below is
+        built from (so their paging can be tested against a fake of this one call)."""
         try:
             pager: Any = self._call(
                 f"list tasks of project {project_id} (page {page})",
@@ -238,7 +240,7 @@ class LabelStudioClient(Transport):
     ) -> Iterator[list[dict[str, Any]]]:
         page = 1
         while True:
-            tasks = self._task_page(project_id, page, page_size, query, "task_only")
+            tasks = self.task_page(project_id, page, page_size, query, "task_only")
             yield tasks
             if len(tasks) < page_size:
                 return
@@ -272,7 +274,7 @@ class LabelStudioClient(Transport):
                         }
                     ],
                 }
-            tasks = self._task_page(project_id, page, page_size, query, "all")
+            tasks = self.task_page(project_id, page, page_size, query, "all")
             for task in tasks:
                 marker = (int(task["id"]), task["updated_at"])
                 if marker not in seen:

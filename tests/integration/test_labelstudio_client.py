@@ -433,7 +433,7 @@ class _FakeProject:
 
 def _offline_client(fake: _FakeProject, monkeypatch: pytest.MonkeyPatch) -> LabelStudioClient:
     client = LabelStudioClient(f"http://127.0.0.1:{free_port()}", "f" * 40)
-    monkeypatch.setattr(client, "_task_page", fake.page)
+    monkeypatch.setattr(client, "task_page", fake.page)  # the one request the paging builds on
     return client
 
 
