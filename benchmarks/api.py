@@ -63,7 +63,7 @@ def api_throughput(args: argparse.Namespace, tmp: Path) -> list[str]:
         upgrade()
         ingest(
             [str(p) for p in make_images(tmp / "catalog", args.catalog_images)],
-            session_scope=session_scope,
+            transaction=session_scope,
         )
         with session_scope() as s:
             request = {"strategy": "random", "size": 200, "purpose": "cold_start"}

@@ -46,7 +46,7 @@ def run_dataops(folder: Path, workers: int) -> tuple[int, float]:
         reset_settings()
         upgrade()
         start = time.perf_counter()
-        result = ingest([str(folder)], session_scope=session_scope)
+        result = ingest([str(folder)], transaction=session_scope)
         elapsed = time.perf_counter() - start
         dispose_engines()
     return result.files, elapsed

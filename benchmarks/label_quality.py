@@ -106,7 +106,7 @@ class Catalog:
         from dataops.db import session_scope
 
         inputs = [str(p) for p in paths] if isinstance(paths, list) else [str(paths)]
-        ingest(inputs, session_scope=session_scope)
+        ingest(inputs, transaction=session_scope)
         with session_scope() as session:
             return {Path(u).stem: i for u, i in session.execute(select(Image.uri, Image.id))}
 

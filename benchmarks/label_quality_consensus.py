@@ -101,7 +101,7 @@ def _catalog(folder: Path, x: NDArray[Any]) -> list[int]:
     images.mkdir()
     for i, pixels in enumerate(x):
         (images / f"{i:04d}.png").write_bytes(_png(pixels, i))
-    ingest([str(images)], session_scope=session_scope)
+    ingest([str(images)], transaction=session_scope)
     with session_scope() as s:
         by_name = {Path(uri).name: i for i, uri in s.execute(select(Image.id, Image.uri))}
     return [by_name[f"{i:04d}.png"] for i in range(len(x))]

@@ -132,7 +132,7 @@ def bench_score(workdir: Path, images: Path) -> list[dict[str, Any]]:
     _use_data_dir(workdir / "score")
     migrate.upgrade()
     started = time.perf_counter()
-    result = ingest([str(images)], session_scope=session_scope)
+    result = ingest([str(images)], transaction=session_scope)
     print(f"setup: ingested {result.new} images in {time.perf_counter() - started:.1f} s")
     with session_scope() as session:
         mv, _ = register_model(

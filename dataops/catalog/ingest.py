@@ -30,6 +30,7 @@ from dataops.catalog.validate import (
     inspect_uri,
 )
 from dataops.config import get_settings
+from dataops.db import Transaction
 from dataops.storage import RefusedLocation, read_uri, within_roots
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
@@ -208,7 +209,7 @@ def ingest(
     copy: bool = False,
     roots: list[str] | None = None,
     actor: str | None = None,
-    session_scope: Callable[[], Any],
+    transaction: Transaction,
     progress: Callable[[int, int], None] | None = None,
     on_batch: Callable[[Any, service.RecordCounts], None] | None = None,
 ) -> IngestResult:
@@ -229,9 +230,9 @@ def ingest(
         refused += [given for uri, given in locations.items() if not within_roots(uri, roots)]
     result = IngestResult(files=len(uris) + len(refused), refused=len(refused))
     result.errors.extend(f"{given}: refused: outside the ingest roots" for given in refused)
-    with session_scope() as session:
+    with transaction() as session:
         source_id = service.get_or_create_source(session, source, actor=actor) if source else None
-    with session_scope() as session:
+    with transaction() as session:
         known = service.known_locations(session, uris)
     done = result.refused
     if progress:
@@ -249,7 +250,7 @@ def ingest(
         )
         while inspections := list(islice(stream, settings.ingest.batch_size)):
             _count_unrecorded(result, inspections, locations)
-            with session_scope() as session:
+            with transaction() as session:
                 service.clear_stale(
                     session,
                     {i.uri: i.sha256 for i in inspections if i.status == UNCHANGED and i.sha256},

@@ -23,7 +23,7 @@ def run_ingest_job(ctx: JobContext) -> dict[str, Any]:
         copy=request.copy_bytes,
         roots=request.roots,
         actor=ctx.actor,
-        session_scope=ctx.session,
+        transaction=ctx.session,
         progress=lambda done, total: ctx.progress(done, total, "ingest"),
         on_batch=lambda session, counts: ctx.count(session, _tally(counts)),
     )

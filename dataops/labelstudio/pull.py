@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dataops.database.dialect import as_utc, as_utc_or_none, insert
-from dataops.db import utcnow
+from dataops.db import Transaction, utcnow
 from dataops.errors import DataopsError, NotFound
 from dataops.events import service as events
 from dataops.labeling import service as labeling
@@ -35,7 +35,6 @@ from dataops.labelstudio.service import (
     KEY_FIELD,
     SOURCE,
     Progress,
-    Transaction,
     chunks,
     client_for,
     recorded_skips,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dataops.db import utcnow
+from dataops.db import Transaction, utcnow
 from dataops.errors import Conflict, NotFound
 from dataops.events import service as events
 from dataops.labeling import service as labeling
@@ -34,7 +34,6 @@ from dataops.labelstudio.schemas import PushRequest
 from dataops.labelstudio.service import (
     KEY_FIELD,
     Progress,
-    Transaction,
     chunks,
     client_for,
     rank,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
 from datetime import datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,6 @@ from dataops.labelstudio.models import SkippedAnnotation
 if TYPE_CHECKING:
     from dataops.labelstudio.client import LabelStudioClient
 
-Transaction = Callable[[], AbstractContextManager[Session]]
 Progress = Callable[[int, int], None]
 
 KEY_FIELD = "dataops_item"

@@ -14,14 +14,12 @@ run again; running it again on a cancelled batch removes whatever is left.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from dataops.db import utcnow
+from dataops.db import Transaction, utcnow
 from dataops.events import service as events
 from dataops.labeling.models import LabelVersion, Queue
 from dataops.selection import lifecycle
@@ -32,8 +30,6 @@ from dataops.selection.tasks import batch_task
 
 CANCELLED = "cancelled"
 CLOSED = ("accepted", "rejected")
-
-Transaction = Callable[[], AbstractContextManager[Session]]
 
 
 def check_cancellable(session: Session, batch_id: int) -> Batch:

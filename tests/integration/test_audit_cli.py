@@ -201,7 +201,7 @@ def test_ordinal_text_labels_follow_the_given_order(tmp_path: Path) -> None:
 
 def _batch(image_dir: Path) -> int:
     """Two annotators on four items: three agree, one tie -> pass rate 0.75."""
-    ingest([str(image_dir)], session_scope=session_scope)
+    ingest([str(image_dir)], transaction=session_scope)
     answers = [("cat", "cat"), ("dog", "dog"), ("cat", "dog"), ("bird", "bird")]
     with session_scope() as s:
         ids = list(s.scalars(select(Image.id).where(Image.status == "ok").order_by(Image.id)))[:4]

@@ -123,7 +123,7 @@ def _world(rule: str, image_ids: list[int]) -> int:
 
 @pytest.fixture
 def image_ids(pg_catalog: str, image_dir: Path) -> list[int]:
-    ingest([str(image_dir)], session_scope=session_scope)
+    ingest([str(image_dir)], transaction=session_scope)
     with session_scope() as s:
         ids = list(s.scalars(select(Image.id).where(Image.status == "ok").order_by(Image.sha256)))
     return ids[: len(TRUTH)]

@@ -51,7 +51,7 @@ def _same(a: Any, b: Any) -> bool:
 @pytest.fixture
 def images(catalog: str, image_dir: Path) -> list[int]:
     """Ids of the ingested images that decoded (sorted by sha256, so the order is stable)."""
-    ingest([str(image_dir)], session_scope=session_scope)
+    ingest([str(image_dir)], transaction=session_scope)
     with session_scope() as s:
         return list(s.scalars(select(Image.id).where(Image.status == "ok").order_by(Image.sha256)))
 

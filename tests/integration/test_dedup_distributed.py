@@ -112,7 +112,7 @@ def test_sharded_run_on_two_workers_equals_the_in_process_run(
     summaries = []
     with CeleryWorker(env, "dedup", name="w1"), CeleryWorker(env, "dedup", name="w2"):
         for k, folder in enumerate(photo_batches):
-            ingest([str(folder)], session_scope=session_scope)
+            ingest([str(folder)], transaction=session_scope)
             summaries.append(run_json("dedup", "run", env=env))
             assert _groups() == expected[k]
         again = run_json("dedup", "run", env=env)
@@ -162,7 +162,7 @@ def sharded(
     for key, value in {**SHARDING, "DATAOPS_INGEST__WORKERS": "1"}.items():
         monkeypatch.setenv(key, value)
     reset_settings()
-    ingest([str(photo_batches[0])], session_scope=session_scope)
+    ingest([str(photo_batches[0])], transaction=session_scope)
     return photo_batches[0]
 
 

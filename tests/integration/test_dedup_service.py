@@ -62,7 +62,7 @@ def _one_process(catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _ingest(*paths: Path) -> None:
-    ingest([str(p) for p in paths], session_scope=session_scope)
+    ingest([str(p) for p in paths], transaction=session_scope)
 
 
 def _run(**options: object) -> DedupSummary:
@@ -494,7 +494,7 @@ def test_leaks_by_attribute_and_by_manifest(small_set: dict[str, Path], tmp_path
     ingest(
         [str(small_set["originals"]), str(small_set["copies"])],
         attributes_csv=str(csv),
-        session_scope=session_scope,
+        transaction=session_scope,
     )
     _run()
     images = _by_name()

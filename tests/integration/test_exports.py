@@ -73,7 +73,7 @@ def _guideline(name: str, version: int, kind: str, classes: tuple[str, ...]) -> 
 
 
 def _images(photos: Path) -> list[Image]:
-    ingest([str(photos)], session_scope=session_scope, copy=True)
+    ingest([str(photos)], transaction=session_scope, copy=True)
     with session_scope() as s:
         images = list(s.scalars(select(Image).where(Image.status == OK).order_by(Image.sha256)))
     assert len(images) == 10

@@ -19,7 +19,7 @@ from dataops.storage import get_store
 
 
 def _ingest(paths: list[str], **kw: object):  # type: ignore[no-untyped-def]
-    return ingest(paths, session_scope=session_scope, **kw)  # type: ignore[arg-type]
+    return ingest(paths, transaction=session_scope, **kw)  # type: ignore[arg-type]
 
 
 def test_identity_idempotence_and_locations(catalog: str, image_dir: Path, tmp_path: Path) -> None:

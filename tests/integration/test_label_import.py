@@ -27,7 +27,7 @@ GUIDELINES = Path(__file__).resolve().parents[2] / "guidelines"
 @pytest.fixture
 def images(catalog: str, image_dir: Path) -> list[Image]:
     """The usable clothing photos of the test folder, ingested and ordered by file name."""
-    ingest([str(image_dir)], session_scope=session_scope)
+    ingest([str(image_dir)], transaction=session_scope)
     with session_scope() as s:
         rows = s.scalars(select(Image).where(Image.status == "ok", Image.uri.like("%.jpg")))
         return sorted(
@@ -611,7 +611,7 @@ def test_labelstudio_paths_resolve_through_the_path_map(
     assert all("--path-map" in e.message for e in unmapped.errors)
     (image_dir / "photos").mkdir()
     shutil.copy(images[1].uri, image_dir / "photos")  # ingested again from a second folder
-    ingest([str(image_dir / "photos")], session_scope=session_scope)
+    ingest([str(image_dir / "photos")], transaction=session_scope)
     path_map = [
         f"/data/upload/3/={root}/",
         f"/data/local-files/={root}/",

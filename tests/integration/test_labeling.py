@@ -31,7 +31,7 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def _image_ids(image_dir: Path, n: int = 3) -> list[int]:
-    ingest([str(image_dir)], session_scope=session_scope)
+    ingest([str(image_dir)], transaction=session_scope)
     with session_scope() as s:
         return list(
             s.scalars(select(Image.id).where(Image.status == "ok").order_by(Image.id).limit(n))

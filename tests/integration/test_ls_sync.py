@@ -61,7 +61,7 @@ def make_world(
     from dataops.scoring.models import ModelVersion, Prediction
     from dataops.selection.models import Batch, BatchItem
 
-    ingest([str(image_dir)], session_scope=session_scope)
+    ingest([str(image_dir)], transaction=session_scope)
     with session_scope() as session:
         images = list(session.scalars(select(Image).where(Image.status == "ok").order_by(Image.id)))
         assert len(images) >= items + gold_pool

@@ -55,7 +55,7 @@ def classified(catalog: str, tmp_path: Path, corpus: Path) -> list[Image]:
     for src in sorted((corpus / "clothing-dataset").glob("*.jpg"))[:8]:
         shutil.copy(src, folder / src.name)
     old, new = _guideline(1, OLD), _guideline(2, NEW)
-    ingest([str(folder)], session_scope=session_scope, copy=True)
+    ingest([str(folder)], transaction=session_scope, copy=True)
     with session_scope() as s:
         images = list(s.scalars(select(Image).where(Image.status == OK).order_by(Image.sha256)))
         for i, image in enumerate(images):

@@ -58,7 +58,7 @@ def photos(tmp_path: Path, corpus: Path) -> Path:
 
 
 def _ingest(*paths: Path, copy: bool = True) -> None:
-    ingest([str(p) for p in paths], session_scope=session_scope, copy=copy)
+    ingest([str(p) for p in paths], transaction=session_scope, copy=copy)
 
 
 def _images() -> list[Image]:

@@ -47,7 +47,7 @@ def world(tmp_path: Path, pg_catalog: str) -> dict[int, int]:
     folder = tmp_path / "grays"
     for gray in GRAYS:
         write_gray(folder / f"g{gray:03d}.png", gray, side=8 + gray % 5)
-    ingest([str(folder)], session_scope=session_scope)
+    ingest([str(folder)], transaction=session_scope)
     model = export(tmp_path / "brightness.pt")
     with session_scope() as session:
         register_model(session, model, name="bright", classes=CLASSES, actor="test")

@@ -34,7 +34,7 @@ def images(tmp_path: Path, n: int = 6) -> list[int]:
     folder = tmp_path / "grays"
     for level in range(n):
         write_gray(folder / f"g{level:02d}.png", 20 + 35 * level)
-    ingest([str(folder)], session_scope=session_scope)
+    ingest([str(folder)], transaction=session_scope)
     with session_scope() as session:
         return list(session.scalars(select(Image.id).order_by(Image.uri)))
 

@@ -39,7 +39,7 @@ def grays(tmp_path: Path, catalog: str) -> dict[int, int]:
     """Gray level -> image id of one uniform gray PNG per level, ingested."""
     folder = tmp_path / "grays"
     paths = {g: write_gray(folder / f"g{g:03d}.png", g) for g in LEVELS}
-    ingest([str(folder)], session_scope=session_scope)
+    ingest([str(folder)], transaction=session_scope)
     with session_scope() as session:
         by_uri = {uri: image_id for uri, image_id in session.execute(select(Image.uri, Image.id))}
     return {g: by_uri[str(p.resolve())] for g, p in paths.items()}

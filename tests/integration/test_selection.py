@@ -48,7 +48,7 @@ def _ingest(folder: Path, sites: dict[str, str] | None = None) -> Ids:
     if sites:
         csv = folder.parent / "sites.csv"
         csv.write_text("file,site\n" + "".join(f"{n}.png,{s}\n" for n, s in sites.items()))
-    ingest([str(folder)], attributes_csv=str(csv) if csv else None, session_scope=session_scope)
+    ingest([str(folder)], attributes_csv=str(csv) if csv else None, transaction=session_scope)
     with session_scope() as session:
         return {
             Path(uri).stem: image_id
@@ -328,7 +328,7 @@ def test_clear_errors(world: Ids, tmp_path: Path) -> None:
         dry_pick(world, strategy="random", size=1, queue="nobody")
 
     write_gray(tmp_path / "late" / "g099.png", 99)
-    ingest([str(tmp_path / "late")], session_scope=session_scope)
+    ingest([str(tmp_path / "late")], transaction=session_scope)
     with pytest.raises(
         NotScored, match=r"1 of 13 eligible images have no prediction from bright:1"
     ):

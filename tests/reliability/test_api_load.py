@@ -53,7 +53,7 @@ def _seed_images(folder: Path, n: int) -> None:
         path = folder / f"img_{i:05d}.jpg"
         Image.fromarray(grid).resize((64, 64), Image.Resampling.NEAREST).save(path, quality=90)
         paths.append(str(path))
-    ingest(paths, session_scope=session_scope)
+    ingest(paths, transaction=session_scope)
 
 
 def _free_port() -> int:

@@ -88,7 +88,7 @@ def _one_process(catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _ingest(folder: Path) -> None:
-    ingest([str(folder)], session_scope=session_scope)
+    ingest([str(folder)], transaction=session_scope)
 
 
 def _run(**options: object) -> DedupSummary:

@@ -290,7 +290,7 @@ def _labeled_images(image_dir: Path) -> list[int]:
     from dataops.catalog.ingest import ingest
     from dataops.labeling.service import add_label_version
 
-    ingest([str(image_dir)], session_scope=session_scope)
+    ingest([str(image_dir)], transaction=session_scope)
     with session_scope() as session:
         ids = list(
             session.scalars(select(Image.id).where(Image.status == "ok").order_by(Image.sha256))
@@ -476,7 +476,7 @@ def test_a_score_job_retried_after_its_last_commit_answers_with_its_result(
     from tests.support.brightness_model import CLASSES, export, write_gray
 
     grays = [write_gray(tmp_path / "grays" / f"g{g:03d}.png", g) for g in (20, 100, 200)]
-    ingest([str(tmp_path / "grays")], session_scope=session_scope)
+    ingest([str(tmp_path / "grays")], transaction=session_scope)
     with session_scope() as session:
         scoring.register_model(
             session, export(tmp_path / "b.pt"), name="bright", classes=CLASSES, actor="test"

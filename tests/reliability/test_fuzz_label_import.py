@@ -173,7 +173,7 @@ def test_labelstudio_parser_on_deep_nesting() -> None:
 @pytest.mark.slow
 def test_import_into_the_catalog_fails_only_cleanly(catalog: str, image_dir: Path) -> None:
     """End to end on both databases: PostgreSQL refuses more text than SQLite does."""
-    ingest([str(image_dir)], session_scope=session_scope)
+    ingest([str(image_dir)], transaction=session_scope)
     with session_scope() as s:
         known = list(s.scalars(select(Image).where(Image.status == "ok").limit(3)))
     refs = st.sampled_from([i.sha256 for i in known] + [i.uri for i in known])

@@ -60,7 +60,7 @@ def make_batch(image_dir: Path, items: int = 10) -> int:
     from dataops.labelstudio.config import label_config
     from dataops.selection.models import Batch, BatchItem
 
-    ingest([str(image_dir)], session_scope=session_scope)
+    ingest([str(image_dir)], transaction=session_scope)
     with session_scope() as session:
         images = list(session.scalars(select(Image).where(Image.status == "ok").order_by(Image.id)))
         labeling.create_vendor(session, "acme")

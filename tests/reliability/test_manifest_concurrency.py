@@ -39,7 +39,7 @@ def labeled(pg_catalog: str, tmp_path: Path, corpus: Path) -> int:
     folder.mkdir()
     for src in sorted((corpus / "clothing-dataset").glob("*.jpg"))[:10]:
         shutil.copy(src, folder / src.name)
-    ingest([str(folder)], session_scope=session_scope, copy=True)
+    ingest([str(folder)], transaction=session_scope, copy=True)
     with session_scope() as s:
         images = list(s.scalars(select(Image).order_by(Image.id)))
         for i, image in enumerate(images):

@@ -177,7 +177,7 @@ def test_worker_killed_mid_scoring_is_redelivered(
     from tests.support.brightness_model import CLASSES, export
 
     folder = _copy(corpus, tmp_path / "imgs", 600)
-    ingest([str(folder)], session_scope=session_scope)
+    ingest([str(folder)], transaction=session_scope)
     with session_scope() as s:
         scoring.register_model(
             s, export(tmp_path / "m.pt"), name="bright", classes=list(CLASSES), actor="test"

@@ -210,7 +210,7 @@ def test_fifo_named_jpg_is_refused_by_a_local_ingest(catalog: str, fifo: Path) -
     from dataops.db import session_scope
 
     write_photo(fifo.parent / "fine.jpg")
-    result = _finishes(lambda: ingest([str(fifo.parent)], session_scope=session_scope))
+    result = _finishes(lambda: ingest([str(fifo.parent)], transaction=session_scope))
     assert (result.new, result.refused, result.unreadable) == (1, 1, 0)
     assert "not a regular file (a FIFO)" in result.errors[0]
 

@@ -57,7 +57,7 @@ def test_no_gps_or_owner_data_in_db_or_logs(
     secrets = {s for s in _secrets_in(folder) if len(s) >= 6}
     assert secrets, "expected serial numbers or owner names in the sample files"
     caplog.set_level(logging.DEBUG)
-    result = ingest([str(folder)], session_scope=session_scope)
+    result = ingest([str(folder)], transaction=session_scope)
     assert result.new > 100
     with get_engine().connect() as conn:
         rows = conn.execute(text("SELECT * FROM images")).all()

@@ -68,7 +68,7 @@ def ingest_files(paths: list[Path], **kwargs: object) -> list[int]:
     from dataops.catalog.ingest import ingest
     from dataops.db import session_scope
 
-    ingest([str(p) for p in paths], session_scope=session_scope, **kwargs)  # type: ignore[arg-type]
+    ingest([str(p) for p in paths], transaction=session_scope, **kwargs)  # type: ignore[arg-type]
     with session_scope() as session:
         return [
             service.get_image(session, service.known_image_sha(session, str(p.resolve()))).id

@@ -54,7 +54,7 @@ def build(
     from dataops.labelstudio.config import label_config
     from dataops.scoring.models import ModelVersion, Prediction
 
-    ingest([str(image_dir)], session_scope=session_scope)
+    ingest([str(image_dir)], transaction=session_scope)
     rng = random.Random(seed)
     with session_scope() as session:
         images = list(session.scalars(select(Image).where(Image.status == "ok").order_by(Image.id)))
