@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData
+from sqlalchemy import JSON, BigInteger, Integer, MetaData
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
+
+from dataops.database.dialect import UTCDateTime
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -35,5 +37,6 @@ class Base(DeclarativeBase):
     type_annotation_map = {  # noqa: RUF012
         dict[str, Any]: JSONType,
         list[Any]: JSONType,
-        datetime: DateTime(timezone=True),
+        # Aware UTC on both backends (SQLite hands back naive values otherwise).
+        datetime: UTCDateTime(),
     }
