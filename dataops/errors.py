@@ -35,7 +35,16 @@ class DataopsError(Exception):
         if not self.fields:
             return self.template
         spell = spell or (lambda name: name)
-        return self.template.format(**{name: spell(name) for name in self.fields})
+        names = {name: spell(name) for name in self.fields}
+        try:
+            return self.template.format(**names)
+        except (KeyError, IndexError, ValueError):
+            # A user's value with braces reached the template unescaped: the message must
+            # still be shown, so spell only the declared fields and leave the rest as is.
+            text = self.template
+            for name, shown in names.items():
+                text = text.replace("{" + name + "}", shown)
+            return text
 
 
 class NotFound(DataopsError):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from rich.markup import escape
+
 from dataops.cli.output import err_console
 
 EXIT_PROBLEMS = 1
@@ -25,7 +27,11 @@ def _redact(text: str) -> str:
 
 # Request fields whose CLI flag is not simply ``--`` + the field name in kebab case.
 FLAG_NAMES: dict[str, str] = {
+    "attributes_csv": "--attributes",
+    "batch_id": "BATCH_ID",
+    "copy_bytes": "--copy",
     "input_spec": "--input-size (and --mean, --std, --channels)",
+    "paths": "PATHS",
     "resamples": "--bootstrap",
 }
 
@@ -42,7 +48,7 @@ def handle(exc: BaseException) -> int:
     from dataops.jobs.dispatch import is_broker_error
 
     if isinstance(exc, DataopsError):
-        message = _redact(exc.render(flag_for))
+        message = escape(_redact(exc.render(flag_for)))  # a message is text, never Rich markup
         err_console.print(f"[red]error:[/red] {message}", highlight=False)
         return EXIT_UNAVAILABLE if isinstance(exc, ServiceUnavailable) else EXIT_USER_ERROR
     if isinstance(exc, ArgumentError | NoSuchModuleError):
