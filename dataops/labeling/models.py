@@ -119,8 +119,12 @@ class LabelVersion(Base):
     source_id: Mapped[str] = mapped_column(String(128))
     source_updated_at: Mapped[datetime | None] = mapped_column(default=None)
     source_key: Mapped[str] = mapped_column(String(256), unique=True)
-    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("label_versions.id"), default=None)
+    supersedes_id: Mapped[int | None] = mapped_column(
+        ForeignKey("label_versions.id"), index=True, default=None
+    )
     status: Mapped[str] = mapped_column(String(16), default=SUBMITTED, index=True)
+    # Seconds the annotator spent on this answer, as Label Studio reports it (``lead_time``).
+    lead_time: Mapped[float | None] = mapped_column(default=None)
     created_by: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
