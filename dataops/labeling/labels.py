@@ -152,6 +152,7 @@ def add_label_version(
     task: str = "default",
     status: str = SUBMITTED,
     actor: str | None = None,
+    lead_time: float | None = None,
 ) -> tuple[LabelVersion, bool]:
     """Append a label version; ``(version, created)``, idempotent on the source key.
 
@@ -159,6 +160,7 @@ def add_label_version(
     batch. An older edit of an annotation whose newer edit is already stored changes nothing
     (Label Studio had already replaced it) and returns the live version. The payload is
     normalised, and checked against the guideline (given, or the batch's queue's) when known.
+    ``lead_time`` is the seconds the annotator spent on it, where the source reports that.
     """
     _check_source(source, source_id, task, status)
     updated = (
@@ -202,6 +204,7 @@ def add_label_version(
         source_key=key,
         supersedes_id=head.id if head is not None else None,
         status=status,
+        lead_time=lead_time,
         created_by=actor,
     )
     session.add(version)

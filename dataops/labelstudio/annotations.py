@@ -3,6 +3,7 @@ the label store, and a prediction result to pre-fill or post an answer."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypedDict
@@ -21,6 +22,16 @@ class NormalisedAnnotation(TypedDict):
     updated_at: datetime
     cancelled: bool
     payload: dict[str, Any]
+    lead_time: float | None
+
+
+def _lead_time(value: Any) -> float | None:
+    """Seconds spent on the annotation; None when Label Studio sent none or nonsense."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _clamp(value: float) -> float:
@@ -89,6 +100,7 @@ def normalise_annotation(annotation: Mapping[str, Any], kind: TaskKind) -> Norma
         updated_at=parse_timestamp(annotation["updated_at"]),
         cancelled=bool(annotation.get("was_cancelled")),
         payload=payload,
+        lead_time=_lead_time(annotation.get("lead_time")),
     )
 
 

@@ -270,6 +270,7 @@ def _store(
                 guideline_id=plan.guideline_id,
                 task=plan.task,
                 actor=actor,
+                lead_time=version["lead_time"],
             )
         except InvalidLabel as exc:
             state.reject(version["annotation_id"], str(exc))
