@@ -119,6 +119,21 @@ class ApiSettings(BaseModel):
     )
 
 
+class ConsoleSettings(BaseModel):
+    """Operations console sessions (``DATAOPS_CONSOLE__*``)."""
+
+    idle_timeout: int = Field(
+        default=12 * 3600,
+        ge=60,
+        description="Seconds a console session lives without a request before it must sign in again.",
+    )
+    absolute_timeout: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="Seconds after sign-in when a console session ends however busy it is.",
+    )
+
+
 class SelectionSettings(BaseModel):
     """Batch selection settings (``DATAOPS_SELECTION__*``)."""
 
@@ -161,6 +176,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     selection: SelectionSettings = Field(default_factory=SelectionSettings)
 

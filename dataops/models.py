@@ -3,6 +3,7 @@
 from dataops.audits import models as audits_models
 from dataops.auth import models as auth_models
 from dataops.catalog import models as catalog_models
+from dataops.console import models as console_models
 from dataops.database.base import Base
 from dataops.dedup import models as dedup_models
 from dataops.events import models as events_models
@@ -20,6 +21,7 @@ __all__ = [
     "audits_models",
     "auth_models",
     "catalog_models",
+    "console_models",
     "dedup_models",
     "events_models",
     "jobs_models",

@@ -68,6 +68,7 @@ def _redact_access_log() -> None:
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     from dataops.api.routes import ROUTERS, TAGS
+    from dataops.console import router as console
 
     settings = settings or get_settings().api
     app = FastAPI(
@@ -80,5 +81,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     errors.install(app, max_body_bytes=settings.max_body_bytes)
     for router in ROUTERS:
         app.include_router(router)
+    console.install(app)
     _redact_access_log()
     return app
