@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, SmallInteger, String
+from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dataops.database.base import Base, utcnow
@@ -65,3 +65,15 @@ class IndexState(Base):
     max_image_id: Mapped[int] = mapped_column(BigInteger, default=0)
     version: Mapped[int] = mapped_column(SmallInteger, default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DupViews(Base):
+    """An image's view hashes (:mod:`dataops.dedup.views`), packed by
+    :func:`dataops.dedup.viewstore.pack`; empty bytes when the image could not be read."""
+
+    __tablename__ = "dup_views"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    codes: Mapped[bytes] = mapped_column(LargeBinary)
