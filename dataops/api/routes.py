@@ -14,9 +14,12 @@ from dataops.auth import router as auth
 from dataops.catalog import router as catalog
 from dataops.dedup import router as dedup
 from dataops.jobs import router as jobs
+from dataops.labeling import progress_router as labeling_progress
 from dataops.labeling import router as labeling
 from dataops.labelstudio import router as labelstudio
 from dataops.manifests import router as manifests
+from dataops.overview import router as overview
+from dataops.performance import router as performance
 from dataops.quality import router as quality
 from dataops.scoring import router as scoring
 from dataops.selection import router as selection
@@ -30,10 +33,13 @@ ROUTERS: list[APIRouter] = [
     labelstudio.router,
     scoring.router,
     selection.router,
+    performance.router,
     labeling.router,
+    labeling_progress.router,
     audits.router,
     manifests.router,
     quality.router,
+    overview.router,
     metrics.router,
 ]
 
@@ -80,6 +86,10 @@ TAGS: list[dict[str, str]] = [
             "Push batches to Label Studio and pull annotations back (202 + job), and its "
             "webhooks (secret header); polling remains the ground truth."
         ),
+    },
+    {
+        "name": "overview",
+        "description": "The catalog at a glance: counts, jobs at work, latest events; staff only.",
     },
     {"name": "operations", "description": "Prometheus metrics and health."},
 ]

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar
+
 import typer
 
 from dataops.cli.output import emit, table
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
 
 app = typer.Typer(help="Status, progress and errors of jobs.", no_args_is_help=True)
 
@@ -16,25 +23,32 @@ def list_jobs(
     ),
     kind: str | None = typer.Option(None, "--kind", help="e.g. ingest."),
     limit: int | None = typer.Option(None, "--limit", help="At most this many (default 50)."),
+    grouped: bool = typer.Option(
+        False,
+        "--grouped",
+        help="One row per kind (sync jobs: per queue) with counts, the newest job's status "
+        "and the numbers the jobs reported, summed.",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Recent jobs, newest first."""
-    from pydantic import ValidationError
-
+    """Recent jobs, newest first (or grouped by kind with --grouped)."""
     from dataops.db import session_scope
-    from dataops.errors import DataopsError
     from dataops.jobs import service
     from dataops.jobs.schemas import JobListRequest, JobOut
     from dataops.migrate import ensure_ready
 
-    options = {"status": status, "kind": kind, "limit": limit}
-    try:
-        request = JobListRequest.model_validate({k: v for k, v in options.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0])
-        detail = str(first["msg"]).replace("{", "{{").replace("}", "}}")
-        raise DataopsError(f"{{{field}}}: {detail}", fields=(field,)) from None
+    if grouped:
+        if status is not None:
+            from dataops.errors import DataopsError
+
+            raise DataopsError(
+                "{status} does not apply to --grouped (each group counts its running and "
+                "failed jobs)",
+                fields=("status",),
+            )
+        _list_groups(kind, limit, as_json)
+        return
+    request = _parse(JobListRequest, {"status": status, "kind": kind, "limit": limit})
     ensure_ready()
     with session_scope() as session:
         jobs = [
@@ -57,6 +71,54 @@ def list_jobs(
                     (j["error"] or "")[:60],
                 ]
                 for j in jobs
+            ],
+        ),
+    )
+
+
+def _parse(model: type[M], options: dict[str, object]) -> M:
+    """Options as the operation's request model; a bad one names its --flag."""
+    from pydantic import ValidationError
+
+    from dataops.errors import DataopsError
+
+    try:
+        return model.model_validate({k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0])
+        detail = str(first["msg"]).replace("{", "{{").replace("}", "}}")
+        raise DataopsError(f"{{{field}}}: {detail}", fields=(field,)) from None
+
+
+def _list_groups(kind: str | None, limit: int | None, as_json: bool) -> None:
+    from dataops.db import session_scope
+    from dataops.jobs.groups import job_groups
+    from dataops.jobs.schemas import JobGroupRequest
+    from dataops.migrate import ensure_ready
+
+    request = _parse(JobGroupRequest, {"kind": kind, "limit": limit})
+    ensure_ready()
+    with session_scope() as session:
+        groups = [g.model_dump(mode="json") for g in job_groups(session, request)]
+    emit(
+        {"groups": groups},
+        as_json,
+        lambda: table(
+            "jobs by kind",
+            ["kind", "queue", "jobs", "running", "failed", "last", "last finished", "totals"],
+            [
+                [
+                    g["kind"],
+                    g["queue"] or "",
+                    g["jobs"],
+                    g["running"],
+                    g["failed"],
+                    g["last_status"] or "",
+                    (g["last_finished_at"] or "")[:19],
+                    ", ".join(f"{k} {v}" for k, v in g["totals"].items())[:60],
+                ]
+                for g in groups
             ],
         ),
     )

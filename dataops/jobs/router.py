@@ -12,9 +12,16 @@ from dataops.api.deps import STAFF, SessionDep, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.models import User
 from dataops.config import get_settings
-from dataops.jobs import dispatch, service
+from dataops.jobs import dispatch, groups, service
 from dataops.jobs.models import Job
-from dataops.jobs.schemas import JobAccepted, JobList, JobListRequest, JobOut
+from dataops.jobs.schemas import (
+    JobAccepted,
+    JobGroupList,
+    JobGroupRequest,
+    JobList,
+    JobListRequest,
+    JobOut,
+)
 
 __all__ = ["JobAccepted", "accept_job", "router"]
 
@@ -85,6 +92,44 @@ def list_jobs(
 ) -> JobList:
     rows = service.list_jobs(session, query)
     return JobList(jobs=[JobOut.model_validate(j) for j in rows])
+
+
+_GROUP_EXAMPLE = {
+    "kind": "sync",
+    "queue_id": 3,
+    "queue": "acme-boxes",
+    "jobs": 96,
+    "running": 1,
+    "failed": 0,
+    "last_job_id": "9b1f0c3e5d7a4b2c8e6f1a0d3c5b7e9f",
+    "last_status": "running",
+    "last_error": None,
+    "last_created_at": "2026-11-02T09:30:00Z",
+    "last_finished_at": "2026-11-02T09:29:41Z",
+    "totals": {"created": 500, "imported": 212},
+}
+
+
+@router.get(
+    "/jobs/groups",
+    response_model=JobGroupList,
+    summary="List jobs grouped by kind",
+    description=(
+        "Jobs grouped by kind, sync jobs per queue, the group with the newest job first: how "
+        "many, how many run or failed, the newest one's status and error, when the group last "
+        "finished, and the numbers its succeeded jobs reported, summed (`totals`)."
+    ),
+    responses={
+        **error_responses(401, 403, 422),
+        200: {"content": {"application/json": {"example": {"groups": [_GROUP_EXAMPLE]}}}},
+    },
+)
+def list_job_groups(
+    session: SessionDep,
+    _user: Annotated[User, Depends(require_roles(*STAFF))],
+    query: Annotated[JobGroupRequest, Query()],
+) -> JobGroupList:
+    return JobGroupList(groups=groups.job_groups(session, query))
 
 
 @router.get(

@@ -50,3 +50,38 @@ class JobAccepted(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[JobOut]
+
+
+class JobGroupRequest(BaseModel):
+    """Which job groups to show: the CLI's `jobs list --grouped` options and the HTTP query."""
+
+    kind: str | None = Field(
+        default=None, pattern=r"^[a-z_]{1,32}$", description="Only jobs of this kind."
+    )
+    since: datetime | None = Field(
+        default=None, description="Only jobs created at or after this time (ISO 8601)."
+    )
+    limit: int = Field(default=50, ge=1, le=500, description="At most this many groups.")
+
+
+class JobGroup(BaseModel):
+    """Jobs of one kind (sync jobs: of one queue), and what they did together."""
+
+    kind: str
+    queue_id: int | None = Field(description="Sync jobs: the queue they push to or pull from.")
+    queue: str | None = Field(description="That queue's name.")
+    jobs: int = Field(description="Jobs in the group.")
+    running: int
+    failed: int
+    last_job_id: str | None = Field(description="The group's newest job.")
+    last_status: str | None = Field(description="Its status.")
+    last_error: str | None = Field(description="Its error, if it failed.")
+    last_created_at: datetime
+    last_finished_at: datetime | None = Field(description="When a job of the group last finished.")
+    totals: dict[str, int | float] = Field(
+        description="The numbers the succeeded jobs reported, summed (e.g. `created` tasks)."
+    )
+
+
+class JobGroupList(BaseModel):
+    groups: list[JobGroup]

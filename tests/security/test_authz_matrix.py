@@ -82,6 +82,9 @@ MATRIX: list[Row] = [
     ),
     Row("GET", "/v1/jobs", STAFF),
     Row("GET", "/v1/jobs/{job}", STAFF),
+    Row("GET", "/v1/jobs/groups", STAFF),
+    Row("GET", "/v1/overview", STAFF),
+    Row("GET", "/v1/overview/jobs", STAFF),
     Row("GET", "/metrics", STAFF),
     Row("GET", "/healthz", EVERYONE, anonymous=200),
     # A bearer token is never a substitute for a signature.
