@@ -15,6 +15,7 @@ from dataops.catalog import router as catalog
 from dataops.dedup import router as dedup
 from dataops.jobs import router as jobs
 from dataops.labeling import progress_router as labeling_progress
+from dataops.labeling import progress_router as labeling_progress
 from dataops.labeling import router as labeling
 from dataops.labelstudio import router as labelstudio
 from dataops.manifests import router as manifests
@@ -35,6 +36,7 @@ ROUTERS: list[APIRouter] = [
     selection.router,
     performance.router,
     labeling.router,
+    labeling_progress.router,
     labeling_progress.router,
     audits.router,
     manifests.router,

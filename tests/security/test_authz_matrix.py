@@ -154,6 +154,13 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/queues/{other_queue}", STAFF),
     Row("GET", "/v1/queues/{own_queue}/tasks", EVERYONE),
     Row("GET", "/v1/queues/{other_queue}/tasks", STAFF),
+    # Progress: vendors read their own queues' (gold and overlap counts null), never drafts.
+    Row("GET", "/v1/queue-progress", EVERYONE),
+    Row("GET", "/v1/queues/{own_queue}/progress", EVERYONE),
+    Row("GET", "/v1/queues/{other_queue}/progress", STAFF),
+    Row("GET", "/v1/batches", EVERYONE),
+    Row("GET", "/v1/batches", STAFF, params={"queue": "{other_queue}"}),
+    Row("GET", "/v1/batches/{own_batch}/items", STAFF),
     Row(
         "POST",
         "/v1/queues",
