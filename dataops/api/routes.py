@@ -19,6 +19,7 @@ from dataops.labeling import progress_router as labeling_progress
 from dataops.labeling import router as labeling
 from dataops.labelstudio import router as labelstudio
 from dataops.manifests import router as manifests
+from dataops.performance import router as performance
 from dataops.overview import router as overview
 from dataops.performance import router as performance
 from dataops.quality import router as quality
@@ -34,6 +35,7 @@ ROUTERS: list[APIRouter] = [
     labelstudio.router,
     scoring.router,
     selection.router,
+    performance.router,
     performance.router,
     labeling.router,
     labeling_progress.router,

@@ -172,6 +172,10 @@ MATRIX: list[Row] = [
     Row("POST", "/v1/batches/{own_batch}/push", OPS, ok=202),
     Row("POST", "/v1/queues/{own_queue}/pull", OPS, ok=202),
     Row("GET", "/v1/annotators", STAFF),
+    # Performance names every vendor's annotators and their gold accuracy: staff only.
+    Row("GET", "/v1/annotators/performance", STAFF),
+    Row("GET", "/v1/annotators/performance", STAFF, params={"format": "csv", "group": "vendor"}),
+    Row("GET", "/v1/annotators/performance.csv", STAFF),
     Row(
         "POST",
         "/v1/annotators",

@@ -1,0 +1,1 @@
+"""Annotator and vendor performance: throughput, time, turnaround, quality and rework."""

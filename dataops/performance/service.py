@@ -1,0 +1,374 @@
+"""Annotator and vendor performance over a period [since, until), in a few aggregate queries.
+
+Definitions (the API, the CSV, the CLI and the console all show these numbers):
+
+- *answer*: the live end of one annotator's label-version chain for one image of one batch
+  and task (an edit replaces the answer, it never adds one), unless that end is a deletion or
+  an adjudication. It falls in the period by when it was given: Label Studio's ``updated_at``
+  (``source_updated_at``), else when dataops recorded it.
+- *answers per day*: answers / the period's length in days.
+- *time per answer*: the median of Label Studio's ``lead_time`` (seconds; cumulative over the
+  annotator's edits) over the answers that have one.
+- *turnaround*: the median hours from the item's push to Label Studio to the answer; *late
+  share*: answers given after their batch's due date / answers whose batch has one.
+- *gold accuracy*: classification answers on gold items that give the gold answer's class /
+  such answers, with a 95 % Wilson score interval. Detection gold is judged by box matching
+  in each audit's report, not here.
+- *agreement*: Cohen's kappa over every pair (this annotator's answer, another annotator's
+  answer to the same item of the same batch and task), both classification answers in the
+  period. For a vendor, every pair whose first answer is one of its annotators'.
+- *first-pass acceptance*: of the answers in batches that have an audit (a batch is audited
+  once, when it closes), the share whose live status is ``accepted``.
+- *rework rate*: of those answers, the share whose image the audit put in its relabel batch.
+
+A vendor's row counts its annotators' answers (the annotator's vendor now); answers of
+annotators without one are the "(no vendor)" row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from statistics import NormalDist
+from typing import Any
+
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    and_,
+    case,
+    exists,
+    func,
+    select,
+)
+from sqlalchemy.orm import Session, aliased
+
+from dataops.audits.models import Audit
+from dataops.database.dialect import as_utc, is_postgres
+from dataops.db import utcnow
+from dataops.errors import DataopsError
+from dataops.labeling.models import ACCEPTED, ADJUDICATED, DELETED, Annotator, LabelVersion, Vendor
+from dataops.performance.schemas import (
+    DEFAULT_DAYS,
+    MAX_DAYS,
+    PerformanceReport,
+    PerformanceRequest,
+    PerformanceRow,
+)
+from dataops.selection.models import Batch, BatchItem
+
+NO_VENDOR = "(no vendor)"
+CONFIDENCE = 0.95
+Key = int | None
+
+
+class PeriodError(DataopsError):
+    code = "bad_period"
+
+
+def period(request: PerformanceRequest, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The request's [since, until) in UTC, with the defaults filled in."""
+    until = as_utc(request.until) if request.until is not None else now or utcnow()
+    since = as_utc(request.since) if request.since is not None else until - timedelta(DEFAULT_DAYS)
+    if since >= until:
+        raise PeriodError("{since} must be before {until}", fields=("since", "until"))
+    if until - since > timedelta(MAX_DAYS):
+        raise PeriodError(f"the period is longer than {MAX_DAYS} days", fields=("since",))
+    return since, until
+
+
+def wilson_interval(
+    successes: int, trials: int, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (no normal-approximation overshoot at 0 or 1)."""
+    if trials <= 0:
+        raise ValueError("a proportion needs at least one trial")
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def kappa_from_pairs(cells: Iterable[tuple[str, str, int]]) -> tuple[int, float | None]:
+    """Cohen's kappa from (first label, second label, count) cells; None when undefined
+    (no pairs, or both sides always give one and the same label)."""
+    first: dict[str, int] = defaultdict(int)
+    second: dict[str, int] = defaultdict(int)
+    n = agree = 0
+    for a, b, count in cells:
+        n += count
+        agree += count if a == b else 0
+        first[a] += count
+        second[b] += count
+    if n == 0:
+        return 0, None
+    expected = sum(first[k] * second.get(k, 0) for k in first) / (n * n)
+    if expected >= 1.0:
+        return n, None
+    return n, (agree / n - expected) / (1 - expected)
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _answers(group_by_vendor: bool, since: datetime, until: datetime) -> CTE:
+    """One row per answer given in the period, with its group key and class (if any)."""
+    later = aliased(LabelVersion)
+    answered_at = func.coalesce(LabelVersion.source_updated_at, LabelVersion.created_at)
+    key = Annotator.vendor_id if group_by_vendor else Annotator.id
+    return (
+        select(
+            LabelVersion.id,
+            LabelVersion.image_id,
+            LabelVersion.annotator_id,
+            LabelVersion.batch_id,
+            LabelVersion.task,
+            LabelVersion.status,
+            LabelVersion.lead_time,
+            LabelVersion.payload["class"].as_string().label("cls"),
+            answered_at.label("answered_at"),
+            key.label("key"),
+        )
+        .join(Annotator, Annotator.id == LabelVersion.annotator_id)
+        .where(
+            LabelVersion.batch_id.is_not(None),
+            LabelVersion.status.not_in((DELETED, ADJUDICATED)),
+            ~exists().where(later.supersedes_id == LabelVersion.id),
+            answered_at >= since,
+            answered_at < until,
+        )
+        .cte("answers")
+    )
+
+
+def _counts(session: Session, answers: CTE) -> dict[Key, dict[str, Any]]:
+    """Answers, lead times, turnaround, lateness, audit acceptance and rework per key."""
+    a = answers.c
+    item = aliased(BatchItem)
+    rework = aliased(BatchItem)
+    first_audit = (
+        select(Audit.batch_id, func.min(Audit.id).label("id")).group_by(Audit.batch_id).subquery()
+    )
+    audited = Audit.id.is_not(None)
+    late = and_(Batch.due_at.is_not(None), a.answered_at > Batch.due_at)
+    columns: list[ColumnElement[Any]] = [
+        a.key,
+        func.count(a.id).label("answers"),
+        func.count(a.lead_time).label("lead_time_answers"),
+        func.count(item.pushed_at).label("turnaround_answers"),
+        func.count(Batch.due_at).label("due_answers"),
+        func.sum(case((late, 1), else_=0)).label("late_answers"),
+        func.count(Audit.id).label("audited_answers"),
+        func.sum(case((and_(audited, a.status == ACCEPTED), 1), else_=0)).label("accepted"),
+        func.count(rework.id).label("reworked_answers"),
+    ]
+    postgres = is_postgres(session)
+    if postgres:
+        hours = func.extract("epoch", a.answered_at - item.pushed_at) / 3600.0
+        columns += [
+            func.percentile_cont(0.5).within_group(a.lead_time).label("median_lead_time_s"),
+            func.percentile_cont(0.5).within_group(hours).label("median_turnaround_h"),
+        ]
+    stmt = (
+        select(*columns)
+        .select_from(answers)
+        .outerjoin(item, and_(item.batch_id == a.batch_id, item.image_id == a.image_id))
+        .outerjoin(Batch, Batch.id == a.batch_id)
+        .outerjoin(first_audit, first_audit.c.batch_id == a.batch_id)
+        .outerjoin(Audit, Audit.id == first_audit.c.id)
+        .outerjoin(
+            rework, and_(rework.batch_id == Audit.relabel_batch_id, rework.image_id == a.image_id)
+        )
+        .group_by(a.key)
+    )
+    out = {row.key: dict(row._mapping) for row in session.execute(stmt)}
+    if not postgres:
+        _python_medians(session, answers, out)
+    return out
+
+
+def _median(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _python_medians(session: Session, answers: CTE, out: dict[Key, dict[str, Any]]) -> None:
+    """SQLite has no percentile aggregate: the embedded catalog's answers are few, so the
+    medians are taken here, with the same interpolation as PostgreSQL's percentile_cont."""
+    a = answers.c
+    leads: dict[Key, list[float]] = defaultdict(list)
+    for key, lead in session.execute(select(a.key, a.lead_time).where(a.lead_time.is_not(None))):
+        leads[key].append(float(lead))
+    hours: dict[Key, list[float]] = defaultdict(list)
+    rows = session.execute(
+        select(a.key, a.answered_at, BatchItem.pushed_at).join(
+            BatchItem,
+            and_(
+                BatchItem.batch_id == a.batch_id,
+                BatchItem.image_id == a.image_id,
+                BatchItem.pushed_at.is_not(None),
+            ),
+        )
+    )
+    for key, answered_at, pushed_at in rows:
+        seconds = (as_utc(answered_at) - as_utc(pushed_at)).total_seconds()
+        hours[key].append(seconds / 3600.0)
+    for key, row in out.items():
+        row["median_lead_time_s"] = _median(leads[key])
+        row["median_turnaround_h"] = _median(hours[key])
+
+
+def _gold(session: Session, answers: CTE) -> dict[Key, tuple[int, int]]:
+    """(gold answers, correct ones) per key, for classification answers on gold items."""
+    a = answers.c
+    gold = aliased(LabelVersion)
+    gold_class = gold.payload["class"].as_string()
+    stmt = (
+        select(
+            a.key,
+            func.count(),
+            func.sum(case((a.cls == gold_class, 1), else_=0)),
+        )
+        .select_from(answers)
+        .join(
+            BatchItem,
+            and_(
+                BatchItem.batch_id == a.batch_id,
+                BatchItem.image_id == a.image_id,
+                BatchItem.is_gold.is_(True),
+            ),
+        )
+        .join(gold, gold.id == BatchItem.gold_label_version_id)
+        .where(gold.id != a.id, a.cls.is_not(None), gold_class.is_not(None))
+        .group_by(a.key)
+    )
+    return {key: (int(n), int(correct or 0)) for key, n, correct in session.execute(stmt)}
+
+
+def _agreement(session: Session, answers: CTE) -> dict[Key, tuple[int, float | None]]:
+    """(pairs, Cohen's kappa) per key over the pairs of answers to one item by two annotators."""
+    first = answers.alias("first")
+    other = answers.alias("other")
+    same_item = and_(
+        first.c.batch_id == other.c.batch_id,
+        first.c.image_id == other.c.image_id,
+        first.c.task == other.c.task,
+        first.c.annotator_id != other.c.annotator_id,
+        first.c.cls.is_not(None),
+        other.c.cls.is_not(None),
+    )
+    stmt = (
+        select(first.c.key, first.c.cls, other.c.cls, func.count())
+        .select_from(first)
+        .join(other, same_item)
+        .group_by(first.c.key, first.c.cls, other.c.cls)
+    )
+    cells: dict[Key, list[tuple[str, str, int]]] = defaultdict(list)
+    for key, a, b, count in session.execute(stmt):
+        cells[key].append((a, b, int(count)))
+    return {key: kappa_from_pairs(found) for key, found in cells.items()}
+
+
+def _names(
+    session: Session, group_by_vendor: bool, keys: Sequence[Key]
+) -> dict[Key, tuple[str, str | None]]:
+    """Each key's display name, and an annotator's vendor."""
+    ids = [k for k in keys if k is not None]
+    if group_by_vendor:
+        found: dict[Key, tuple[str, str | None]] = {
+            vendor_id: (name, None)
+            for vendor_id, name in session.execute(
+                select(Vendor.id, Vendor.name).where(Vendor.id.in_(ids))
+            )
+        }
+        found[None] = (NO_VENDOR, None)
+        return found
+    return {
+        annotator_id: (name, vendor)
+        for annotator_id, name, vendor in session.execute(
+            select(Annotator.id, Annotator.name, Vendor.name)
+            .outerjoin(Vendor, Vendor.id == Annotator.vendor_id)
+            .where(Annotator.id.in_(ids))
+        )
+    }
+
+
+def sort_rows(rows: Sequence[PerformanceRow], field: str, descending: bool) -> list[PerformanceRow]:
+    """Rows by one column, names breaking ties; rows missing that value come last either way."""
+    by_name = sorted(rows, key=lambda r: (r.name.casefold(), r.id or 0))
+    if field == "name":
+        return by_name[::-1] if descending else by_name
+    present = [r for r in by_name if getattr(r, field) is not None]
+    missing = [r for r in by_name if getattr(r, field) is None]
+    present.sort(key=lambda r: getattr(r, field), reverse=descending)
+    return present + missing
+
+
+def performance_report(
+    session: Session, request: PerformanceRequest, *, now: datetime | None = None
+) -> PerformanceReport:
+    """Every annotator (or vendor) with an answer in the period, and their numbers."""
+    since, until = period(request, now)
+    by_vendor = request.group == "vendor"
+    answers = _answers(by_vendor, since, until)
+    counts = _counts(session, answers)
+    gold = _gold(session, answers)
+    agreement = _agreement(session, answers)
+    names = _names(session, by_vendor, list(counts))
+    days = (until - since).total_seconds() / 86400.0
+    rows = []
+    for key, c in counts.items():
+        n_gold, n_correct = gold.get(key, (0, 0))
+        low, high = wilson_interval(n_correct, n_gold) if n_gold else (None, None)
+        pairs, kappa = agreement.get(key, (0, None))
+        name, vendor = names.get(key, (f"#{key}", None))
+        audited, accepted = int(c["audited_answers"]), int(c["accepted"] or 0)
+        reworked = int(c["reworked_answers"])
+        due, late = int(c["due_answers"]), int(c["late_answers"] or 0)
+        median_lead = c["median_lead_time_s"]
+        median_turnaround = c["median_turnaround_h"]
+        rows.append(
+            PerformanceRow(
+                id=key,
+                name=name,
+                vendor=vendor,
+                answers=int(c["answers"]),
+                answers_per_day=int(c["answers"]) / days,
+                lead_time_answers=int(c["lead_time_answers"]),
+                median_lead_time_s=None if median_lead is None else float(median_lead),
+                turnaround_answers=int(c["turnaround_answers"]),
+                median_turnaround_h=None if median_turnaround is None else float(median_turnaround),
+                due_answers=due,
+                late_answers=late,
+                late_share=_share(late, due),
+                gold_answers=n_gold,
+                gold_correct=n_correct,
+                gold_accuracy=_share(n_correct, n_gold),
+                gold_ci_low=low,
+                gold_ci_high=high,
+                kappa_pairs=pairs,
+                kappa=kappa,
+                audited_answers=audited,
+                accepted_answers=accepted,
+                first_pass_acceptance=_share(accepted, audited),
+                reworked_answers=reworked,
+                rework_rate=_share(reworked, audited),
+            )
+        )
+    return PerformanceReport(
+        group=request.group,
+        since=since,
+        until=until,
+        days=days,
+        sort=request.sort,
+        descending=request.descending,
+        rows=sort_rows(rows, request.sort, request.descending),
+    )
