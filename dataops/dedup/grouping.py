@@ -22,6 +22,7 @@ import numpy as np
 
 from dataops.catalog.hashing import Hashes
 from dataops.dedup.index import HashIndex, Pairs
+from dataops.dedup.links import StageLinks
 
 # Bit-reversal of every byte value: mirroring an image reverses each dHash row.
 _REVERSED_BYTE = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], dtype=np.uint8)
@@ -228,6 +229,14 @@ def find_new_pairs(
     ``hashes`` covers old and new images; ``index`` holds the old ones. Together with the
     pairs found before, the result equals :func:`find_pairs` on everything.
     """
+    return confirm_pairs(hashes, find_new_hits(index, hashes, new_ids, params), params)
+
+
+def find_new_hits(
+    index: HashIndex, hashes: ImageHashes, new_ids: np.ndarray | Sequence[int], params: DedupParams
+) -> Pairs:
+    """The candidates of :func:`find_new_pairs` before confirmation (the ones confirmation
+    turns down feed the geometric stage); adds the new pHashes to ``index``."""
     new = hashes.subset(hashes.positions(new_ids))
     parts: list[Pairs] = []
     if params.flip and new.phash_flip is not None:
@@ -237,7 +246,7 @@ def find_new_pairs(
         new_only = HashIndex.build(new.ids, new.phash, gpu=False)
         parts.append(new_only.mirror_pairs(new.phash_flip, params.radius))
     parts.append(index.add_and_pair(new.ids, new.phash, params.radius))
-    return confirm_pairs(hashes, Pairs.concat(parts), params)
+    return Pairs.concat(parts)
 
 
 def representative_rank(
@@ -327,12 +336,29 @@ def graph_components(graph: object, members: np.ndarray) -> list[np.ndarray]:
     return [members[part] for part in np.split(order, bounds)]
 
 
+def rep_near(
+    hashes: ImageHashes,
+    rep: np.ndarray,
+    rows: np.ndarray,
+    params: DedupParams,
+    links: StageLinks | None = None,
+) -> np.ndarray:
+    """The guard: whether each of ``rows`` may stay with ``rep`` (same row, a hash match
+    within the representative radius, or staged links, see :mod:`dataops.dedup.links`)."""
+    ok, _ = match(hashes, rep, rows, params, params.representative_radius)
+    ok |= rep == rows
+    if links is not None and not ok.all():
+        ok[~ok] = links.near(rep[~ok], rows[~ok])
+    return ok
+
+
 def guarded_groups(
     hashes: ImageHashes,
     graph: object,
     members: np.ndarray,
     rank: np.ndarray,
     params: DedupParams,
+    links: StageLinks | None = None,
 ) -> list[np.ndarray]:
     """Split one component into groups whose members all match their representative.
 
@@ -343,10 +369,7 @@ def guarded_groups(
     while stack:
         part = stack.pop()
         rep = part[np.argmin(rank[part])]
-        ok, _ = match(
-            hashes, np.full(part.shape[0], rep), part, params, params.representative_radius
-        )
-        ok |= part == rep
+        ok = rep_near(hashes, np.full(part.shape[0], rep), part, params, links)
         out.append(np.concatenate([[rep], part[ok & (part != rep)]]))
         rest = part[~ok]
         if rest.size:
@@ -359,11 +382,14 @@ def group_pairs(
     pairs: Pairs,
     rank: np.ndarray | Sequence[int],
     params: DedupParams | None = None,
+    links: StageLinks | None = None,
 ) -> Grouping:
     """Duplicate groups from confirmed pairs, with the anti-chaining guard.
 
     ``rank`` is aligned with ``hashes.ids`` (lower = better representative, see
     :func:`representative_rank`). The result depends only on the pair set, not its order.
+    ``links`` (the stage-found pairs among ``pairs``) loosen the guard as
+    :mod:`dataops.dedup.links` says.
     """
     from scipy.sparse.csgraph import connected_components
 
@@ -384,14 +410,14 @@ def group_pairs(
     sorted_comp = comp[order]
     starts = np.flatnonzero(np.r_[True, sorted_comp[1:] != sorted_comp[:-1]][: order.size])
     rep_of = np.repeat(order[starts], np.diff(np.r_[starts, order.size]))
-    ok, _ = match(hashes, rep_of, order, params, params.representative_radius)
+    ok = rep_near(hashes, rep_of, order, params, links)
     whole = np.ones(sizes.shape[0], dtype=bool)
-    whole[comp[order[~(ok | (order == rep_of))]]] = False
+    whole[comp[order[~ok]]] = False
     for members in np.split(order, starts[1:]) if order.size else []:
         if whole[comp[members[0]]]:
             groups.append(members)
             continue
-        parts = guarded_groups(hashes, graph, members, rank_arr, params)
+        parts = guarded_groups(hashes, graph, members, rank_arr, params, links)
         if len(parts) > 1:
             reps = sorted((p[0] for p in parts), key=lambda r: rank_arr[r])
             splits.append(
