@@ -15,11 +15,9 @@ from dataops.catalog import router as catalog
 from dataops.dedup import router as dedup
 from dataops.jobs import router as jobs
 from dataops.labeling import progress_router as labeling_progress
-from dataops.labeling import progress_router as labeling_progress
 from dataops.labeling import router as labeling
 from dataops.labelstudio import router as labelstudio
 from dataops.manifests import router as manifests
-from dataops.performance import router as performance
 from dataops.overview import router as overview
 from dataops.performance import router as performance
 from dataops.quality import router as quality
@@ -36,9 +34,7 @@ ROUTERS: list[APIRouter] = [
     scoring.router,
     selection.router,
     performance.router,
-    performance.router,
     labeling.router,
-    labeling_progress.router,
     labeling_progress.router,
     audits.router,
     manifests.router,
