@@ -262,3 +262,38 @@ class BatchChange(BaseModel):
         default=None,
         description="cancel of a sent batch: the pull that stores labels made on kept tasks.",
     )
+
+
+class RequestRow(BaseModel):
+    """A batch request: its select job and, once that finished, its batch."""
+
+    job_id: str
+    job_status: str
+    progress_done: int
+    progress_total: int
+    error: str | None
+    strategy: str
+    size: int
+    class_name: str | None
+    queue: str | None
+    requested_by: str | None
+    created_at: UtcDatetime
+    batch_id: int | None
+    batch_status: str | None
+
+
+class PreviewItem(BaseModel):
+    position: int
+    image_id: int
+    file_name: str
+    score: float | None
+    thumbnail_url: str | None = Field(description="A signed media path; none without a queue.")
+
+
+class PreviewPage(BaseModel):
+    batch_id: int
+    status: str
+    total: int
+    limit: int
+    offset: int
+    items: list[PreviewItem]

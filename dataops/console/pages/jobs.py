@@ -1,0 +1,71 @@
+"""Jobs in the console: grouped by kind (sync jobs per queue), a kind's jobs, one job."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse
+
+from dataops.api.deps import SessionDep
+from dataops.auth.models import User
+from dataops.console.deps import STAFF, console_roles
+from dataops.console.render import render
+from dataops.jobs import groups, service
+from dataops.jobs.registry import HANDLERS
+from dataops.jobs.schemas import JobGroupRequest, JobListRequest, JobOut, JobStatus
+
+router = APIRouter()
+
+Staff = Annotated[User, Depends(console_roles(*STAFF))]
+Kind = Annotated[str | None, Query(pattern=r"^[a-z_]{0,32}$")]
+
+
+@router.get("/jobs")
+def job_groups(
+    request: Request, session: SessionDep, user: Staff, kind: Kind = None
+) -> HTMLResponse:
+    found = groups.job_groups(session, JobGroupRequest(kind=kind or None))
+    return render(
+        request,
+        "jobs/groups.html",
+        {"groups": found, "kind": kind or "", "kinds": sorted(HANDLERS)},
+        user=user,
+    )
+
+
+@router.get("/jobs/list")
+def job_list(
+    request: Request,
+    session: SessionDep,
+    user: Staff,
+    kind: Kind = None,
+    status: Annotated[JobStatus | None, Query()] = None,
+) -> HTMLResponse:
+    query = JobListRequest(kind=kind or None, status=status, limit=100)
+    jobs = [JobOut.model_validate(j) for j in service.list_jobs(session, query)]
+    return render(
+        request,
+        "jobs/list.html",
+        {"jobs": jobs, "kind": kind or "", "status": status or "", "kinds": sorted(HANDLERS)},
+        user=user,
+    )
+
+
+@router.get("/jobs/{job_id}")
+def job_page(
+    request: Request,
+    session: SessionDep,
+    user: Staff,
+    job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+) -> HTMLResponse:
+    job = JobOut.model_validate(service.get_job(session, job_id))
+    return render(request, "jobs/show.html", {"job": job}, user=user)
+
+
+@router.get("/jobs/{job_id}/status.json")
+def job_status(
+    session: SessionDep, _user: Staff, job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+) -> dict[str, list[JobOut]]:
+    """What console.js polls while a job page shows a job at work."""
+    return {"jobs": [JobOut.model_validate(service.get_job(session, job_id))]}
