@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NotRequired, Required, TypedDict
 
 if TYPE_CHECKING:
@@ -76,10 +76,17 @@ class VendorRow(TypedDict, total=False):
 
 
 class DisputedItem(TypedDict):
+    """A disputed item: ``item`` is the image's sha256 (the thumbnail key), and the file name,
+    image id and Label Studio task say which item it is to a person."""
+
     item: str
     labels: dict[str, str]
     majority: NotRequired[str | None]
     reason: NotRequired[str]
+    image_id: NotRequired[int]
+    file_name: NotRequired[str]
+    ls_task_id: NotRequired[int | None]
+    ls_task_url: NotRequired[str | None]
 
 
 OUTCOMES = ("accepted", "relabel", "released", "unanswered")
@@ -95,6 +102,7 @@ class OutcomeReport(TypedDict):
     items: dict[str, int]
     relabel_batch_id: int | None
     unresolved: list[str]
+    unresolved_files: NotRequired[list[str]]
 
 
 class AuditReport(TypedDict):
@@ -151,13 +159,22 @@ def heatmap_from_confusion(
     )
 
 
-def disputed_entry(item: Item, decision: Decision) -> DisputedItem:
+def disputed_entry(
+    item: Item, decision: Decision, task_url: Callable[[int | None], str | None] | None = None
+) -> DisputedItem:
+    """``task_url`` turns the item's Label Studio task id into a link, where one is known."""
     from dataops.audits.decide import describe
+    from dataops.audits.disputed import file_name
 
+    task_id = item.batch_item.ls_task_id
     entry = DisputedItem(
         item=item.image.sha256,
         labels={name: describe(v.payload) for name, v in item.answers.items()},
         reason=decision.disputed or "",
+        image_id=item.image.id,
+        file_name=file_name(item.image.uri),
+        ls_task_id=task_id,
+        ls_task_url=task_url(task_id) if task_url is not None else None,
     )
     if decision.disputed == "tie":
         entry["majority"] = None

@@ -14,8 +14,8 @@ import html
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from dataops.audits.report import (
@@ -129,7 +129,8 @@ def render_heatmap_png(heatmap: Heatmap) -> bytes:
     vmin = heatmap.get("vmin", float(finite.min()) if finite.size else 0.0)
     vmax = heatmap.get("vmax", float(finite.max()) if finite.size else 1.0)
     cmap = "RdYlGn" if vmin < 0 else "Blues"
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax)
+    masked_invalid = cast(Callable[[Any], Any], np.ma.masked_invalid)  # unannotated in numpy
+    image = ax.imshow(masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax)
     fig.colorbar(image, ax=ax, shrink=0.8)
     ax.set_xticks(
         range(n_cols),
@@ -177,29 +178,21 @@ def _decision(gate: GateResult | None) -> str:
     )
 
 
-_SUMMARY_KEYS = (
-    "percent_agreement",
-    "cohen_kappa",
-    "weighted_kappa",
-    "fleiss_kappa",
-    "gwet_ac1",
-    "krippendorff_alpha",
-)
-
-
 def _summary(summary: dict[str, Any]) -> str:
+    from dataops.audits.explain import summary_rows
+
     ci = summary.get("ci") or {}
     analytic = summary.get("standard_errors") or {}
     rows = [
         {
-            "metric": key if key != "weighted_kappa" else f"{key} ({summary.get('weights')})",
-            "value": summary.get(key),
-            "se": (analytic.get(key) or {}).get("se"),
-            "t_interval": (analytic.get(key) or {}).get("ci"),
-            "ci": ci.get(key),
+            "metric": row["label"],
+            "value": row["value"],
+            "se": row["se"],
+            "t_interval": row["t_interval"],
+            "ci": row["ci"],
+            "meaning": row["explanation"],
         }
-        for key in _SUMMARY_KEYS
-        if key in summary
+        for row in summary_rows(summary)
     ]
     paired = ""
     if summary.get("n_items_paired") is not None:
@@ -227,6 +220,7 @@ def _summary(summary: dict[str, Any]) -> str:
         )
     if ci:
         cols.append("ci")
+    cols.append("meaning")
     return counts + _table(rows, cols) + note
 
 
@@ -255,13 +249,18 @@ def _disputed(items: list[DisputedItem], thumbnails: dict[str, bytes]) -> str:
     cards = []
     for entry in items:
         key = str(entry["item"])
+        name = entry.get("file_name") or key
         data = thumbnails.get(key)
         mime = _image_mime(data) if data else None
         picture = (
-            f'<img src="{_data_uri(data, mime)}" alt="{_esc(key)}">'
+            f'<img src="{_data_uri(data, mime)}" alt="{_esc(name)}">'
             if data and mime
             else "<p class='meta'>no thumbnail</p>"
         )
+        which = f"{_esc(name)} · image {_esc(entry['image_id'])}" if "image_id" in entry else ""
+        if entry.get("ls_task_url"):
+            which += f' · <a href="{_esc(entry["ls_task_url"])}">Label Studio task</a>'
+        which = which or _esc(key)
         labels = "".join(
             f"<li>{_esc(annotator)}: <b>{_esc(label)}</b></li>"
             for annotator, label in entry["labels"].items()
@@ -273,8 +272,7 @@ def _disputed(items: list[DisputedItem], thumbnails: dict[str, bytes]) -> str:
         if entry.get("reason"):
             extra += f"<p class='meta'>{_esc(entry.get('reason'))}</p>"
         cards.append(
-            f'<div class="card">{picture}<p class="id">{_esc(key)}</p>'
-            f"<ul>{labels}</ul>{extra}</div>"
+            f'<div class="card">{picture}<p class="id">{which}</p><ul>{labels}</ul>{extra}</div>'
         )
     return f'<div class="disputed">{"".join(cards)}</div>' if cards else "<p>None.</p>"
 
@@ -326,7 +324,8 @@ def _outcome(outcome: OutcomeReport) -> str:
     ]
     unresolved = outcome["unresolved"]
     if unresolved:
-        listed = "".join(f"<li>{_esc(sha)}</li>" for sha in unresolved)
+        names = outcome.get("unresolved_files") or unresolved
+        listed = "".join(f"<li>{_esc(name)}</li>" for name in names)
         parts.append(
             f"<p>Unresolved after the last relabel round, released for adjudication "
             f"({len(unresolved):,}):</p><ul>{listed}</ul>"

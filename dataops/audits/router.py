@@ -5,7 +5,7 @@ An audit names annotators and vendors across every queue, so vendors are refused
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
 from fastapi.responses import HTMLResponse, Response
@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from dataops.api.deps import SessionDep, actor, require_roles
 from dataops.api.errors import error_responses
 from dataops.audits import service
+from dataops.audits.disputed import DisputedPage, disputed_page
 from dataops.audits.errors import AuditNotFound
 from dataops.audits.schemas import MAX_ID, AuditDetail, AuditOut, AuditRequest
 from dataops.auth.models import User
@@ -45,7 +46,10 @@ _AUDIT = {
     "/audits",
     response_model=list[AuditOut],
     summary="List audits",
-    description="Audits newest first, optionally only those of one batch.",
+    description=(
+        "Audits newest first, a page at a time, optionally only those of one batch or with "
+        "one decision."
+    ),
     responses={
         **error_responses(401, 403, 422),
         200: {"content": {"application/json": {"example": [_AUDIT]}}},
@@ -57,9 +61,16 @@ def list_audits(
     batch: Annotated[
         int | None, Query(ge=1, le=MAX_ID, description="Only audits of this batch.")
     ] = None,
+    decision: Annotated[
+        Literal["accepted", "rejected"] | None, Query(description="Only audits with this decision.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Skip this many first.")] = 0,
 ) -> list[AuditOut]:
-    return [service.audit_out(a) for a in service.list_audits(session, batch_id=batch, limit=limit)]
+    audits = service.list_audits(
+        session, batch_id=batch, decision=decision, limit=limit, offset=offset
+    )
+    return [service.audit_out(a) for a in audits]
 
 
 @router.get(
@@ -82,6 +93,55 @@ def list_audits(
 def get_audit(session: SessionDep, _user: Readers, audit_id: AuditId) -> AuditDetail:
     audit = service.get_audit(session, audit_id)
     return AuditDetail(**service.audit_out(audit).model_dump(), metrics=audit.metrics)
+
+
+@router.get(
+    "/audits/{audit_id}/disputed",
+    response_model=DisputedPage,
+    summary="List an audit's disputed items",
+    description=(
+        "The items the audit found disputed (ties, gold misses), a page at a time, each with "
+        "its image id, file name, the answers given and a link to its Label Studio task where "
+        "the connection is configured."
+    ),
+    responses={
+        **error_responses(401, 403, 404, 422),
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "audit_id": 3,
+                        "total": 1,
+                        "limit": 50,
+                        "offset": 0,
+                        "items": [
+                            {
+                                "sha256": "9f2c6a1e" * 8,
+                                "image_id": 42,
+                                "file_name": "IMG_0042.jpg",
+                                "labels": {"ann-1": "cat", "ann-2": "dog"},
+                                "majority": None,
+                                "tie": True,
+                                "reason": "tie",
+                                "ls_task_id": 1017,
+                                "ls_task_url": "https://labelstudio.internal/projects/12/data?task=1017",
+                            }
+                        ],
+                    }
+                }
+            }
+        },
+    },
+)
+def list_disputed(
+    session: SessionDep,
+    _user: Readers,
+    audit_id: AuditId,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Skip this many first.")] = 0,
+) -> DisputedPage:
+    audit = service.get_audit(session, audit_id)
+    return disputed_page(session, audit, limit=limit, offset=offset)
 
 
 @router.get(

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,7 @@ from dataops.audits.decide import (
     same_boxes,
     same_class,
 )
+from dataops.audits.disputed import file_name
 from dataops.audits.errors import NothingToAudit
 from dataops.audits.models import Audit
 from dataops.audits.report import (
@@ -229,7 +230,7 @@ def _report(
         annotators=judged.annotators,
         classes=agreement.classes,
         vendors=judged.vendors,
-        disputed=[disputed_entry(item, d) for item, d in judged.disputed],
+        disputed=[disputed_entry(item, d, _task_link(batch, queue)) for item, d in judged.disputed],
         outcome=_outcome_report(batch, judged.policy, judged.quorum, done),
         consensus=judged.consensus,
     )
@@ -240,6 +241,15 @@ def _report(
     if "boxes" in agreement.extra:
         report["boxes"] = agreement.extra["boxes"]
     return report
+
+
+def _task_link(batch: Batch, queue: Queue | None) -> Callable[[int | None], str | None]:
+    """Label Studio task id -> a link to the task in the batch's project."""
+    from dataops.audits.disputed import task_url
+
+    connection = queue.connection if queue is not None else "default"
+    project = batch.ls_project_id or (queue.ls_project_id if queue is not None else None)
+    return lambda task_id: task_url(connection, project, task_id)
 
 
 def _metrics(
@@ -366,6 +376,9 @@ def _outcome_report(
         items={name: counts[name] for name in OUTCOMES},
         relabel_batch_id=done.relabel.id if done.relabel else None,
         unresolved=[item.image.sha256 for item in done.unresolved],
+        unresolved_files=[
+            f"{file_name(item.image.uri)} (image {item.image.id})" for item in done.unresolved
+        ],
     )
 
 

@@ -21,7 +21,7 @@ from dataops.audits.errors import (
 )
 from dataops.audits.models import Audit
 from dataops.audits.schemas import AgreementRequest, AuditOut
-from dataops.selection.lifecycle import BatchNotFound
+from dataops.selection.errors import BatchNotFound
 from dataops.selection.models import OPEN_STATUSES, Batch
 
 if TYPE_CHECKING:
@@ -51,10 +51,20 @@ def get_audit(session: Session, audit_id: int) -> Audit:
     return audit
 
 
-def list_audits(session: Session, *, batch_id: int | None = None, limit: int = 100) -> list[Audit]:
-    stmt = select(Audit).order_by(Audit.id.desc()).limit(limit)
+def list_audits(
+    session: Session,
+    *,
+    batch_id: int | None = None,
+    decision: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Audit]:
+    """Audits newest first (one page: ``limit`` rows after ``offset``)."""
+    stmt = select(Audit).order_by(Audit.id.desc()).limit(limit).offset(offset)
     if batch_id is not None:
         stmt = stmt.where(Audit.batch_id == batch_id)
+    if decision is not None:
+        stmt = stmt.where(Audit.decision == decision)
     return list(session.scalars(stmt))
 
 
@@ -78,6 +88,18 @@ def audit_out(audit: Audit) -> AuditOut:
         created_by=audit.created_by,
         created_at=audit.created_at,
     )
+
+
+def report_path(key: str | None, *, store: BlobStore | None = None) -> str | None:
+    """The file a report key names, when the blob store is a local folder and it is there:
+    something a person can open, unlike the key itself."""
+    from dataops.storage import get_store
+
+    if key is None:
+        return None
+    store = store or get_store()
+    path = store.local_path(key)
+    return str(Path(path).absolute()) if path is not None and Path(path).is_file() else None
 
 
 def export_report(

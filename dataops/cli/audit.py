@@ -160,6 +160,10 @@ def run(
     params = request.model_dump(mode="json")
     job = run_job("audit", params, description=f"audit batch {batch_id}", wait=wait)
     data = {"job_id": job.id, **(job.result or {"status": job.status})}
+    if "report_html_key" in data:
+        from dataops.audits.service import report_path
+
+        data["report_path"] = report_path(data["report_html_key"])
 
     def render() -> None:
         if "decision" not in data:
@@ -187,7 +191,13 @@ def _render_audit(data: dict[str, Any]) -> None:
         )
     if data.get("n_released"):
         console.print(f"{data['n_released']} items released to the pool (answers kept)")
-    console.print(f"report: {data['report_html_key']}", highlight=False)
+    if data.get("report_path"):
+        console.print(f"report: {data['report_path']}", highlight=False)
+    elif data.get("report_html_key"):
+        console.print(
+            f"report: dataops audit report {data['id']} --out DIR (writes audit-{data['id']}.html)",
+            highlight=False,
+        )
 
 
 @app.command("show")
@@ -207,6 +217,7 @@ def show(
         data = AuditDetail(
             **service.audit_out(audit).model_dump(), metrics=audit.metrics
         ).model_dump(mode="json")
+    data["report_path"] = service.report_path(data["report_html_key"])
 
     def render() -> None:
         _render_audit(data)
@@ -237,6 +248,7 @@ def show(
 def list_audits(
     batch: int | None = typer.Option(None, "--batch", help="Only audits of this batch."),
     limit: int = typer.Option(100, "--limit"),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many (newest first)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Audits, newest first."""
@@ -248,7 +260,7 @@ def list_audits(
     with session_scope() as session:
         audits = [
             service.audit_out(a).model_dump(mode="json")
-            for a in service.list_audits(session, batch_id=batch, limit=limit)
+            for a in service.list_audits(session, batch_id=batch, limit=limit, offset=offset)
         ]
     emit(
         {"audits": audits},

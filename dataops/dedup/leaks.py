@@ -75,7 +75,9 @@ def find_leaks(session: Session, splits: Mapping[int, str], *, source: str) -> L
         for g in sorted(checked)
         if len(by_group[g]) > 1
     ]
-    return LeakReport(source=source, groups_checked=len(checked), leaks=leaks)
+    return LeakReport(
+        source=source, groups_checked=len(checked), total_leaks=len(leaks), leaks=leaks
+    )
 
 
 def _grouped_images(session: Session, image_ids: Iterable[int]) -> list[tuple[int, int]]:

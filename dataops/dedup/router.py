@@ -68,7 +68,9 @@ def run_dedup(
             "content": {
                 "application/json": {
                     "example": {
-                        "groups": [{"id": 7, "representative": 42, "members": [_MEMBER]}],
+                        "groups": [
+                            {"id": 7, "representative": 42, "size": 1, "members": [_MEMBER]}
+                        ],
                         "limit": 100,
                         "offset": 0,
                     }
@@ -82,8 +84,12 @@ def list_groups(
     _user: Staff,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=_MAX_ID)] = 0,
+    members: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="At most this many members per group (default all)."),
+    ] = None,
 ) -> GroupPage:
-    groups = service.list_groups(session, limit=limit, offset=offset)
+    groups = service.list_groups(session, limit=limit, offset=offset, members_per_group=members)
     return GroupPage(groups=groups, limit=limit, offset=offset)
 
 

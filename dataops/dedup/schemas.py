@@ -38,6 +38,16 @@ class DedupSummary(BaseModel):
         description="Images queried this run: those the index had not seen (all with `full`)."
     )
     pairs: int = Field(description="Confirmed near-duplicate pairs found by this run.")
+    stage_pairs: dict[str, int] = Field(
+        default_factory=dict,
+        description="Of those pairs, how many each stage matched (hash, view, geometric).",
+    )
+    views_computed: int = Field(
+        default=0, description="Images whose view hashes this run computed (once per image)."
+    )
+    geometric_checks: int = Field(
+        default=0, description="Candidate pairs checked on local features (ORB + RANSAC)."
+    )
     edges_added: int = Field(description="Pairs stored for the first time.")
     groups: int = Field(description="Duplicate groups in the catalog after the run.")
     new_groups: int = Field(description="Groups created by this run.")
@@ -75,6 +85,7 @@ class GroupMember(BaseModel):
 class GroupOut(BaseModel):
     id: int
     representative: int | None
+    size: int = Field(description="Members in the group (members may list fewer).")
     members: list[GroupMember]
 
 
@@ -120,4 +131,5 @@ class Leak(BaseModel):
 class LeakReport(BaseModel):
     source: str = Field(description="`manifest:<name>` or `attribute:<name>`.")
     groups_checked: int
+    total_leaks: int = Field(default=0, description="Leaking groups in all (leaks may be a page).")
     leaks: list[Leak]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from dataops.catalog.models import Image
@@ -73,10 +73,49 @@ def _ordered(members: list[Image], rep: int | None) -> list[Image]:
     return sorted(members, key=lambda m: (m.id != rep, m.id))
 
 
-def list_groups(session: Session, *, limit: int | None = None, offset: int = 0) -> list[GroupOut]:
-    """Live groups in id order, representative first in each."""
+def _first_members(
+    session: Session, group_ids: Sequence[int], per_group: int
+) -> dict[int, list[GroupMember]]:
+    """The representative and the lowest ids of each group, at most ``per_group`` each: one
+    window query, so a page of big groups never loads all their members."""
+    if not group_ids:
+        return {}
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=Image.dup_group_id,
+            order_by=(case((Image.id == DupGroup.representative_id, 0), else_=1), Image.id),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(Image.id, Image.uri, Image.sha256, Image.dup_group_id, rank)
+        .join(DupGroup, DupGroup.id == Image.dup_group_id)
+        .where(Image.dup_group_id.in_(list(group_ids)))
+        .subquery()
+    )
+    found: dict[int, list[GroupMember]] = {}
+    rows = session.execute(
+        select(ranked.c.id, ranked.c.uri, ranked.c.sha256, ranked.c.dup_group_id)
+        .where(ranked.c.rank <= per_group)
+        .order_by(ranked.c.dup_group_id, ranked.c.rank)
+    )
+    for image_id, uri, sha, group in rows:
+        found.setdefault(group, []).append(GroupMember(image_id=image_id, uri=uri, sha256=sha))
+    return found
+
+
+def list_groups(
+    session: Session,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+    members_per_group: int | None = None,
+) -> list[GroupOut]:
+    """Live groups in id order, representative first in each; with ``members_per_group`` only
+    that many members of each (``size`` still counts them all)."""
     stmt = (
-        select(DupGroup.id, DupGroup.representative_id)
+        select(DupGroup.id, DupGroup.representative_id, DupGroup.size)
         .where(DupGroup.merged_into_id.is_(None), DupGroup.size > 0)
         .order_by(DupGroup.id)
         .offset(offset)
@@ -84,17 +123,26 @@ def list_groups(session: Session, *, limit: int | None = None, offset: int = 0) 
     if limit is not None:
         stmt = stmt.limit(limit)
     groups = session.execute(stmt).all()
-    members = _members(session, [g for g, _ in groups])
+    ids = [g for g, _, _ in groups]
+    if members_per_group is not None:
+        shown = _first_members(session, ids, members_per_group)
+        return [
+            GroupOut(id=gid, representative=rep, size=size, members=shown[gid])
+            for gid, rep, size in groups
+            if shown.get(gid)
+        ]
+    members = _members(session, ids)
     return [
         GroupOut(
             id=gid,
             representative=rep,
+            size=len(members[gid]),
             members=[
                 GroupMember(image_id=m.id, uri=m.uri, sha256=m.sha256)
-                for m in _ordered(members.get(gid, []), rep)
+                for m in _ordered(members[gid], rep)
             ],
         )
-        for gid, rep in groups
+        for gid, rep, _ in groups
         if members.get(gid)
     ]
 

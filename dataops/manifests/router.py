@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from dataops.api.deps import STAFF, SessionDep, actor, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.models import User
+from dataops.dedup.schemas import LeakReport
 from dataops.jobs.router import JobAccepted, accept_job
 from dataops.manifests import service
 from dataops.manifests.create import check_request
@@ -151,6 +152,48 @@ def get_datasheet(session: SessionDep, _user: Staff, ref: ManifestRef) -> Datash
     return Datasheet(
         name=manifest.name, id=manifest.content_hash, document=document, markdown=markdown
     )
+
+
+@router.get(
+    "/manifests/{ref}/leaks",
+    response_model=LeakReport,
+    summary="Get a manifest's leak report",
+    description=(
+        "Duplicate groups (as dedup knows them today) whose members sit in more than one of "
+        "the manifest's splits, a page of groups at a time; `total_leaks` counts them all."
+    ),
+    responses={
+        **error_responses(400, 401, 403, 404, 422),
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "source": "manifest:helmets-v1",
+                        "groups_checked": 12,
+                        "total_leaks": 1,
+                        "leaks": [
+                            {
+                                "group_id": 7,
+                                "representative": 42,
+                                "splits": {"test": [57], "train": [42]},
+                            }
+                        ],
+                    }
+                }
+            }
+        },
+    },
+)
+def get_leaks(
+    session: SessionDep,
+    _user: Staff,
+    ref: ManifestRef,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many groups.")] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Skip this many first.")] = 0,
+) -> LeakReport:
+    from dataops.manifests.leaks import manifest_leaks
+
+    return manifest_leaks(session, ref, limit=limit, offset=offset)
 
 
 @router.post(

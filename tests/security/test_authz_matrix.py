@@ -190,6 +190,7 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/audits", STAFF),
     Row("GET", "/v1/audits/{audit}", STAFF),
     Row("GET", "/v1/audits/{audit}/report.html", STAFF),
+    Row("GET", "/v1/audits/{audit}/disputed", STAFF),
     # The batch has no labels, so each accepted job fails and the batch stays open.
     Row(
         "POST",
@@ -201,6 +202,7 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/manifests", STAFF),
     Row("GET", "/v1/manifests/{manifest}", STAFF),
     Row("GET", "/v1/manifests/{manifest}/datasheet", STAFF),
+    Row("GET", "/v1/manifests/{manifest}/leaks", STAFF),
     Row("POST", "/v1/manifests/{manifest}/verify", STAFF),
     Row("POST", "/v1/manifests/{manifest}/verify", STAFF, params={"body_only": "true"}),
     Row(

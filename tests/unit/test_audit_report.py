@@ -182,8 +182,9 @@ def test_report_shows_ac1_with_its_interval_and_the_items_used() -> None:
     ]
     summary = agreement_summary(Ratings.from_records(records), weights="linear")
     page = render_html(AuditReport(title="t", summary=summary))
-    assert "gwet ac1" in page.replace("_", " ")
-    assert "weighted kappa (linear)" in page.replace("_", " ")
+    assert "Gwet&#x27;s AC1" in page
+    assert "Weighted kappa (linear)" in page
+    assert "stays stable when one class dominates" in page  # its plain-language meaning
     se = summary["standard_errors"]["gwet_ac1"]["se"]
     assert f"{se:.3f}" in page
     assert "5 were rated at least twice" in page
