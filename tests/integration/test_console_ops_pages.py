@@ -139,3 +139,49 @@ def test_jobs_page_groups_sync_jobs_per_queue(api: TestClient, make_user: Any) -
     assert "imported 10" in row.group(1)
     listing = client.get("/console/jobs/list?kind=sync")
     assert listing.status_code == 200 and listing.text.count('href="/console/jobs/') >= 5
+
+
+def test_manifest_pages_list_datasheet_verify_and_diff(
+    api: TestClient, make_user: Any, images: list[int]
+) -> None:
+    from dataops.db import session_scope
+    from dataops.labeling.models import ACCEPTED
+    from dataops.labeling.service import add_label_version
+    from dataops.manifests.create import create_manifest
+    from dataops.manifests.schemas import ManifestRequest
+
+    def accept(image_id: int, cls: str) -> None:
+        with session_scope() as s:
+            add_label_version(
+                s,
+                image_id=image_id,
+                payload={"class": cls},
+                source="csv",
+                source_id=f"{image_id}-{cls}",
+                status=ACCEPTED,
+            )
+
+    for n, image_id in enumerate(images[:4]):
+        accept(image_id, "hat" if n % 2 else "shirt")
+    with session_scope() as s:
+        create_manifest(s, ManifestRequest(name="hats-v1", splits="train=0.5,test=0.5"), actor="t")
+    accept(images[4], "hat")
+    with session_scope() as s:
+        create_manifest(
+            s,
+            ManifestRequest(name="hats-v2", splits="train=0.5,test=0.5", parent="hats-v1"),
+            actor="t",
+        )
+    client = signed_in(api, make_user("auditor"))
+    listing = client.get("/console/manifests")
+    assert listing.status_code == 200
+    assert 'href="/console/manifests/hats-v1"' in listing.text and "hats-v2" in listing.text
+    sheet = client.get("/console/manifests/hats-v2")
+    assert sheet.status_code == 200 and "Datasheet" in sheet.text and "Composition" in sheet.text
+    verified = client.get("/console/manifests/hats-v2/verify")
+    assert verified.status_code == 200 and "alert-good" in verified.text
+    assert "all 5 images" in verified.text
+    diff = client.get("/console/manifests/diff?a=hats-v1&b=hats-v2")
+    assert diff.status_code == 200 and 'id="diff-leak"' in diff.text
+    assert "No leak" in diff.text  # a child keeps its parent's splits
+    assert client.get("/console/manifests/nope").status_code == 404
