@@ -133,7 +133,7 @@ def resume(
     ).first()
     if found is None:
         return None
-    row, user, token = found.tuple()
+    row, user, token = found
     if not _live(row, user, token, settings=settings, now=now):
         session.delete(row)
         session.flush()
