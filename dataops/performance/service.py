@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from statistics import NormalDist
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import (
     CTE,
     ColumnElement,
@@ -77,6 +78,23 @@ def period(request: PerformanceRequest, now: datetime | None = None) -> tuple[da
     if until - since > timedelta(MAX_DAYS):
         raise PeriodError(f"the period is longer than {MAX_DAYS} days", fields=("since",))
     return since, until
+
+
+def request_from_query(values: Mapping[str, str]) -> PerformanceRequest:
+    """A request from a browser's GET form: blank fields take their defaults, and a value that
+    does not parse is a 400 naming its field (instead of a validation dump)."""
+    given = {key: value for key, value in values.items() if value.strip()}
+    try:
+        return PerformanceRequest.model_validate(given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error.get("loc") else "since"
+        raise PeriodError(
+            f"{{{field}}}: {error['msg']}"
+            if field in PerformanceRequest.model_fields
+            else str(error["msg"]),
+            fields=(field,) if field in PerformanceRequest.model_fields else (),
+        ) from None
 
 
 def wilson_interval(
