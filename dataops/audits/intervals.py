@@ -195,7 +195,8 @@ def alpha_from_coincidences(o: FloatArray, level: str, values: FloatArray | None
         observed = (o * d).sum(axis=(1, 2))
         expected = np.einsum("bi,bij,bj->b", n_v, d, n_v)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 1 - (n - 1) * observed / expected
+        alpha: FloatArray = 1 - (n - 1) * observed / expected
+    return alpha
 
 
 def resampled_statistics(

@@ -16,9 +16,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
+
+Floats = NDArray[np.float64]
 
 _HASH_SIZE = 8
 _PHASH_SIZE = _HASH_SIZE * 4
@@ -35,11 +39,11 @@ class Hashes:
     phash_flip: int
 
 
-def _bits_to_int(bits: np.ndarray) -> int:
+def _bits_to_int(bits: NDArray[np.bool_]) -> int:
     return int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big")
 
 
-def _dct_rows(n: int, keep: int) -> np.ndarray:
+def _dct_rows(n: int, keep: int) -> Floats:
     """The first `keep` rows of scipy's unnormalised DCT-II matrix, so dct(dct(x).T).T == D x D^T."""
     k = np.arange(keep)[:, None]
     i = np.arange(n)[None, :]
@@ -50,7 +54,7 @@ _DCT = _dct_rows(_PHASH_SIZE, _HASH_SIZE)
 _DCT_MIRRORED = _DCT[:, ::-1]
 
 
-def _above_median(low: np.ndarray) -> int:
+def _above_median(low: Floats) -> int:
     ordered = np.sort(low, axis=None)
     median = (ordered[31] + ordered[32]) / 2.0
     return _bits_to_int(low > median)
@@ -94,7 +98,7 @@ _PRECISION_BITS = 22
 _LANCZOS_SUPPORT = 3.0
 
 
-def _sinc(x: np.ndarray) -> np.ndarray:
+def _sinc(x: Floats) -> Floats:
     """sin(pi x) / (pi x) with libm's sin (numpy's SIMD sin may differ in the last bit)."""
     x = x * math.pi
     sin = np.fromiter(map(math.sin, x.ravel().tolist()), dtype=np.float64, count=x.size)
@@ -103,7 +107,7 @@ def _sinc(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=128)  # a few hundred KB each at most; photo sets repeat a few sizes
-def _lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
+def _lanczos_weights(in_size: int, out_size: int) -> Floats:
     """Pillow's fixed-point LANCZOS weights as an (out, in) matrix, divided by 2**22.
 
     Every float operation is Pillow's, in its order (elementwise IEEE arithmetic is the same
@@ -134,7 +138,7 @@ def _lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _stacked_weights(in_size: int, out_sizes: tuple[int, ...]) -> np.ndarray:
+def _stacked_weights(in_size: int, out_sizes: tuple[int, ...]) -> Floats:
     stacked = np.ascontiguousarray(np.vstack([_lanczos_weights(in_size, n) for n in out_sizes]).T)
     stacked.flags.writeable = False
     return stacked
@@ -145,7 +149,7 @@ def _stacked_weights(in_size: int, out_sizes: tuple[int, ...]) -> np.ndarray:
 _SINGLE_THREAD_MNK = 1 << 18
 
 
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _matmul(a: Floats, b: Floats) -> Floats:
     """``a @ b`` in row blocks small enough for BLAS to compute on the calling thread."""
     m, k = a.shape
     rows = max(1, _SINGLE_THREAD_MNK // (k * b.shape[1]))
@@ -157,7 +161,7 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _to_8bit(acc: np.ndarray) -> np.ndarray:
+def _to_8bit(acc: Floats) -> Floats:
     """Pillow's rounding of a weighted sum to a pixel: floor(sum + 1/2), clipped to 0..255."""
     acc += 0.5
     np.floor(acc, out=acc)
@@ -170,7 +174,7 @@ def _vertical_first(in_width: int, in_height: int, width: int, height: int) -> b
     return in_height - height > 0 and in_height - height > (in_width - width) * 2
 
 
-def resize_lanczos(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+def resize_lanczos(pixels: Floats, width: int, height: int) -> Floats:
     """``Image.resize((width, height), LANCZOS)`` of an 8-bit grayscale array, as float64."""
     in_height, in_width = pixels.shape
     out = pixels
@@ -184,14 +188,14 @@ def resize_lanczos(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def lanczos_thumbnails(pixels: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
+def lanczos_thumbnails(pixels: Floats, sizes: tuple[tuple[int, int], ...]) -> list[Floats]:
     """:func:`resize_lanczos` to several sizes; thumbnails that start with the horizontal pass
     share one matrix product."""
     in_height, in_width = pixels.shape
     shared = [
         (w, h) for w, h in sizes if w != in_width and not _vertical_first(in_width, in_height, w, h)
     ]
-    done: dict[tuple[int, int], np.ndarray] = {}
+    done: dict[tuple[int, int], Floats] = {}
     if len(shared) > 1:
         wide = _to_8bit(_matmul(pixels, _stacked_weights(in_width, tuple(w for w, _ in shared))))
         start = 0
@@ -214,7 +218,7 @@ def from_signed64(value: int) -> int:
     return value + _UINT64_RANGE if value < 0 else value
 
 
-def to_codes(values: list[int] | np.ndarray) -> np.ndarray:
+def to_codes(values: list[int] | NDArray[Any]) -> NDArray[np.uint8]:
     """64-bit hashes (unsigned, or signed as stored) as an (n, 8) uint8 array for FAISS."""
     if isinstance(values, np.ndarray):
         arr = values.astype(np.uint64)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -26,6 +26,8 @@ from dataops.names import refuse_look_alike
 
 _NAME = re.compile(r"^\w[\w .@+-]{0,127}$")
 _ID = re.compile(r"[0-9]{1,9}")
+
+Named = TypeVar("Named", Vendor, Queue, Annotator)
 
 
 def check_entity_name(name: str, what: str) -> str:
@@ -51,7 +53,7 @@ def create_vendor(session: Session, name: str, *, actor: str | None = None) -> t
     return vendor, new_id is not None
 
 
-def by_id_or_name(session: Session, model: Any, ref: str | int) -> tuple[Any, str]:
+def by_id_or_name(session: Session, model: type[Named], ref: str | int) -> tuple[Named | None, str]:
     """A row by its numeric id or its unique name, and the reference as the user typed it.
 
     Names are never only digits, so a longer run of digits (or non-ASCII digits) matches no row

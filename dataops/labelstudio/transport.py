@@ -100,9 +100,11 @@ class Transport:
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._http = httpx.Client(timeout=timeout, follow_redirects=True)
+        # The SDK's __init__ takes unannotated *args, **kwargs; its base class documents them.
+        make_sdk = cast("Callable[..., LabelStudio]", LabelStudio)
         try:
             # Retries are ours (bounded, idempotency-aware); the SDK must not add its own.
-            self._sdk: LabelStudio = LabelStudio(
+            self._sdk: LabelStudio = make_sdk(
                 base_url=self.url,
                 api_key=token,
                 timeout=timeout,

@@ -76,7 +76,8 @@ def annotation_xml(row: RowRecord, file_name: str) -> bytes:
         _text(bndbox, "xmax", pixel(x + box["w"] * width))
         _text(bndbox, "ymax", pixel(y + box["h"] * height))
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return xml + b"\n"
 
 
 def export_voc(

@@ -74,7 +74,8 @@ def data_yaml(splits: Sequence[str], names: Sequence[str]) -> str:
     document: dict[str, Any] = {split: f"images/{split}" for split in splits}
     document["nc"] = len(names)
     document["names"] = dict(enumerate(names))
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    text: str = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    return text
 
 
 def export_yolo(

@@ -115,14 +115,15 @@ class _SplitRows:
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         target = box_target(row, self.class_to_idx)
         if self.transform is not None:
-            return self.transform(pixels, target)
+            transformed: tuple[Any, Any] = self.transform(pixels, target)
+            return transformed
         return pixels, target
 
 
 def _make_rows_dataset() -> type:
     from torch.utils.data import Dataset
 
-    class RowsDataset(_SplitRows, Dataset):
+    class RowsDataset(_SplitRows, Dataset[tuple[Any, Any]]):
         """(image, class index) pairs of one split; classes sorted over all given rows.
 
         Rows with box labels give (float32 CHW image tensor, torchvision detection target)
@@ -139,6 +140,13 @@ def _make_rows_dataset() -> type:
     RowsDataset.__module__ = __name__
     RowsDataset.__qualname__ = "RowsDataset"
     return RowsDataset
+
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    class RowsDataset(_SplitRows, Dataset[tuple[Any, Any]]):
+        """What :func:`_make_rows_dataset` builds, declared for the type checker only."""
 
 
 def __getattr__(name: str) -> Any:

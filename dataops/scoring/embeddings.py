@@ -17,9 +17,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dataops.config import get_settings
 from dataops.scoring.models import ModelVersion
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from dataops.dedup.index import EmbeddingIndex
 
 log = logging.getLogger(__name__)
+
+Ids = NDArray[np.int64]
+Vectors = NDArray[np.float32]
 
 
 def _data_root() -> Path:
@@ -64,7 +68,7 @@ class EmbeddingStore:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     @staticmethod
-    def _write(path: Path, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def _write(path: Path, ids: NDArray[Any], vectors: NDArray[Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
@@ -72,7 +76,7 @@ class EmbeddingStore:
         os.replace(tmp, path)
 
     @staticmethod
-    def _load(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    def _load(path: Path) -> tuple[NDArray[Any], NDArray[Any]] | None:
         try:
             with np.load(path, allow_pickle=False) as data:
                 ids, vectors = data["ids"], data["vectors"]
@@ -84,15 +88,15 @@ class EmbeddingStore:
             return None
         return ids, vectors
 
-    def append(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray) -> None:
+    def append(self, ids: Sequence[int] | NDArray[np.integer[Any]], vectors: NDArray[Any]) -> None:
         """Write one batch's vectors as a new shard, before its predictions commit."""
         if len(ids) == 0:
             return
         name = f"{time.time_ns():020d}-{os.getpid()}.npz"
         self._write(self.shard_dir / name, np.asarray(ids, dtype=np.int64), vectors)
 
-    def _read_unlocked(self) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-        parts: list[tuple[np.ndarray, np.ndarray]] = []
+    def _read_unlocked(self) -> tuple[Ids, Vectors, list[Path]]:
+        parts: list[tuple[NDArray[Any], NDArray[Any]]] = []
         if self.base_path.exists() and (base := self._load(self.base_path)) is not None:
             parts.append(base)
         shards = sorted(self.shard_dir.glob("*.npz")) if self.shard_dir.exists() else []
@@ -111,13 +115,13 @@ class EmbeddingStore:
         keep = len(ids) - 1 - last
         return ids[keep], vectors[keep], shards
 
-    def read(self) -> tuple[np.ndarray, np.ndarray]:
+    def read(self) -> tuple[Ids, Vectors]:
         """(ids sorted, vectors) of every stored embedding."""
         with self._locked(exclusive=False):
             ids, vectors, _ = self._read_unlocked()
         return ids, vectors
 
-    def vectors_for(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def vectors_for(self, image_ids: NDArray[np.integer[Any]]) -> tuple[Vectors, NDArray[np.bool_]]:
         """Vectors for the given ids (zeros where missing) and the mask of the missing ones."""
         ids, vectors = self.read()
         wanted = np.asarray(image_ids, dtype=np.int64)
@@ -128,7 +132,7 @@ class EmbeddingStore:
         out = np.where(found[:, None], vectors[pos], np.float32(0)).astype(np.float32)
         return out, ~found
 
-    def compact(self, keep_ids: np.ndarray) -> int:
+    def compact(self, keep_ids: NDArray[np.integer[Any]]) -> int:
         """Fold shards into the base, keep only ``keep_ids`` and rebuild the index file."""
         from dataops.dedup.index import EmbeddingIndex, sidecar_path
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from struct import error as StructError
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import fsspec
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
@@ -79,7 +80,7 @@ def _to_mode(img: Image.Image, mode: str) -> Image.Image:
     return img if img.mode == mode else img.convert(mode)
 
 
-def preprocess(img: Image.Image, spec: InputSpec) -> np.ndarray:
+def preprocess(img: Image.Image, spec: InputSpec) -> NDArray[np.float32]:
     """Orient by EXIF, convert, resize (stretch) and normalise to a (C, H, W) float32 array."""
     img = _to_mode(ImageOps.exif_transpose(img), spec.mode)
     height, width = spec.size
@@ -121,7 +122,7 @@ class UriImageDataset:
     def __len__(self) -> int:
         return len(self.uris)
 
-    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str | None]:
+    def __getitem__(self, index: int) -> tuple[int, NDArray[np.float32] | None, str | None]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -139,8 +140,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def _collate(
-    items: list[tuple[int, np.ndarray | None, str | None]],
-) -> tuple[np.ndarray, torch.Tensor | None, list[tuple[int, str]]]:
+    items: list[tuple[int, NDArray[np.float32] | None, str | None]],
+) -> tuple[NDArray[np.int64], torch.Tensor | None, list[tuple[int, str]]]:
     """A tensor, not an array: a DataLoader worker hands tensors over in shared memory."""
     import torch
 
@@ -155,9 +156,9 @@ def _collate(
 class ScoredBatch:
     """Model outputs for one batch; row i of ``probs`` belongs to ``uris[indices[i]]``."""
 
-    indices: np.ndarray
-    probs: np.ndarray
-    embeddings: np.ndarray | None
+    indices: NDArray[np.int64]
+    probs: NDArray[np.float32]
+    embeddings: NDArray[np.float32] | None
     failed: list[tuple[int, str]]
 
 
@@ -182,7 +183,8 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device | None =
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=DeprecationWarning)
         with fsspec.open(str(path), "rb") as f:
-            model = torch.jit.load(f, map_location=dev)
+            jit_load = cast(Callable[..., Any], torch.jit.load)  # unannotated in torch
+            model = jit_load(f, map_location=dev)
     model.eval()
     return model
 
@@ -212,7 +214,7 @@ def read_input_spec(path: str | os.PathLike[str]) -> InputSpec | None:
     return InputSpec.model_validate_json(raw) if raw else None
 
 
-def split_output(output: Any) -> tuple[np.ndarray, np.ndarray | None]:
+def split_output(output: Any) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
     """Softmax probabilities (float32) and optional embeddings from a model's forward output.
 
     A model returns either a logits tensor or a tuple (logits, embedding).
@@ -285,7 +287,7 @@ def score_images(
             collate_fn=_collate,
         )
 
-        def checked(indices: np.ndarray, failed: list[tuple[int, str]]) -> ScoredBatch:
+        def checked(indices: NDArray[np.int64], failed: list[tuple[int, str]]) -> ScoredBatch:
             probs, embeddings = box.result()
             if probs.shape[1] != n_classes or (
                 (embeddings is None) != (emb_dim is None)
@@ -299,7 +301,7 @@ def score_images(
 
         # One batch in flight: the model runs on batch k while this process decodes k + 1
         # and the caller stores k - 1.
-        in_flight: tuple[np.ndarray, list[tuple[int, str]]] | None = None
+        in_flight: tuple[NDArray[np.int64], list[tuple[int, str]]] | None = None
         for indices, pixels, failed in loader:
             done = checked(*in_flight) if in_flight is not None else None
             in_flight = None

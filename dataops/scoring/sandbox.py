@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeGuard
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dataops.scoring.errors import InvalidModel, SandboxUnavailable
 
@@ -165,13 +166,13 @@ class ModelSandbox:
         self._model = b""
 
     def run(
-        self, batch: np.ndarray | None, shape: tuple[int, ...] | None = None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        self, batch: NDArray[Any] | None, shape: tuple[int, ...] | None = None
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """Probabilities and embeddings of a float32 (N, C, H, W) batch, or of blank ``shape``."""
         self.submit(batch, shape)
         return self.result()
 
-    def submit(self, batch: np.ndarray | None, shape: tuple[int, ...] | None = None) -> None:
+    def submit(self, batch: NDArray[Any] | None, shape: tuple[int, ...] | None = None) -> None:
         """Send one batch (or a blank of ``shape``); ``result()`` collects it.
 
         The caller may decode the next batch in between: the child computes meanwhile.
@@ -189,7 +190,7 @@ class ModelSandbox:
             payload = b""
         self._pending = (self._send(header, payload), tuple(shape))
 
-    def _input_buffer(self, batch: np.ndarray) -> int:
+    def _input_buffer(self, batch: NDArray[np.float32]) -> int:
         """Copy the batch into the shared input buffer (grown as needed); returns its size."""
         if self._shm is None or len(self._shm) < batch.nbytes:
             size = max(batch.nbytes, 2 * len(self._shm) if self._shm is not None else 0)
@@ -203,7 +204,7 @@ class ModelSandbox:
         self._shm[: batch.nbytes] = batch.data.cast("B")
         return len(self._shm)
 
-    def result(self) -> tuple[np.ndarray, np.ndarray | None]:
+    def result(self) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """The reply to the batch sent last."""
         assert self._pending is not None, "submit() first"
         deadline, shape = self._pending
@@ -318,7 +319,7 @@ class ModelSandbox:
 
     def _arrays(
         self, reply: dict[str, Any], data: bytearray, rows: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         probs_shape = reply.get("probs")
         emb_shape = reply.get("embedding")
         if not _shape_ok(probs_shape, rows):

@@ -28,10 +28,12 @@ import resource
 import struct
 import sys
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 _PR_SET_PDEATHSIG = 1
 _SIGKILL = 9
@@ -97,7 +99,8 @@ class _Warmup(torch.nn.Module):
 def load(data: bytes | bytearray, device: torch.device) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = torch.jit.load(io.BytesIO(data), map_location=device)
+        jit_load = cast(Callable[..., Any], torch.jit.load)  # unannotated in torch
+        model = jit_load(io.BytesIO(data), map_location=device)
     model.eval()
     return model
 
@@ -108,7 +111,9 @@ class Failed(Exception):
         self.code = code
 
 
-def forward(model: Any, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+def forward(
+    model: Any, batch: torch.Tensor
+) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
     """Softmax probabilities and optional embeddings, each with one row per input image."""
     try:
         with torch.inference_mode():

@@ -15,8 +15,10 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
@@ -72,7 +74,7 @@ def store_predictions(
     model_version_id: int,
     classes: Sequence[str],
     image_ids: Sequence[int],
-    probs: np.ndarray,
+    probs: NDArray[np.floating[Any]],
     *,
     overwrite: bool = False,
 ) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -116,7 +117,7 @@ def image_location(uri: str, blob_key: str | None) -> str:
 
 def scored_image_ids(
     session: Session, model_version_id: int, *, ok_only: bool = False
-) -> np.ndarray:
+) -> NDArray[np.int64]:
     """Ids of images with a committed prediction from the version, sorted."""
     stmt = select(Prediction.image_id).where(Prediction.model_version_id == model_version_id)
     if ok_only:

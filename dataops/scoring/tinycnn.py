@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 from dataops.scoring.inference import SPEC_FILE, InputSpec, preprocess, split_output
@@ -66,8 +67,8 @@ def build_model(
 
 
 def prepare(
-    images: Sequence[Image.Image | np.ndarray], spec: InputSpec = DEFAULT_SPEC
-) -> np.ndarray:
+    images: Sequence[Image.Image | NDArray[np.uint8]], spec: InputSpec = DEFAULT_SPEC
+) -> NDArray[np.float32]:
     """Turn PIL images or uint8 pixel arrays (H, W) / (H, W, C) into an (n, C, H, W) batch.
 
     Uses the same ``preprocess`` as batch inference, so training and scoring see equal inputs.
@@ -85,8 +86,8 @@ def prepare(
 
 
 def _as_batch(
-    inputs: Sequence[Image.Image | np.ndarray] | np.ndarray, spec: InputSpec
-) -> np.ndarray:
+    inputs: Sequence[Image.Image | NDArray[np.uint8]] | NDArray[np.float32], spec: InputSpec
+) -> NDArray[np.float32]:
     if not isinstance(inputs, np.ndarray):
         return prepare(inputs, spec)
     expected = (spec.channels, *spec.size)
@@ -100,8 +101,8 @@ def _as_batch(
 
 
 def train(
-    inputs: Sequence[Image.Image | np.ndarray] | np.ndarray,
-    labels: Sequence[int] | np.ndarray,
+    inputs: Sequence[Image.Image | NDArray[np.uint8]] | NDArray[np.float32],
+    labels: Sequence[int] | NDArray[np.integer[Any]],
     *,
     num_classes: int | None = None,
     spec: InputSpec = DEFAULT_SPEC,
@@ -150,7 +151,7 @@ def train(
                     continue
                 loss = functional.cross_entropy(model(xt[batch])[0], yt[batch])
                 optimizer.zero_grad()
-                loss.backward()
+                torch.autograd.backward(loss)
                 optimizer.step()
                 schedule.step()
     finally:
@@ -160,8 +161,8 @@ def train(
 
 
 def predict(
-    model: torch.nn.Module, inputs: np.ndarray, batch_size: int = 512
-) -> tuple[np.ndarray, np.ndarray]:
+    model: torch.nn.Module, inputs: NDArray[np.float32], batch_size: int = 512
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Probabilities and embeddings for a prepared batch, without writing image files."""
     import torch
 

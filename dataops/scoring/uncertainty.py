@@ -5,15 +5,20 @@ Keeping one direction for every score lets selection rank them all the same way 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 from scipy.special import entr
+
+Floats = NDArray[np.float64]
 
 SCORE_NAMES = ("least_confidence", "margin", "entropy")
 
 _ROW_SUM_ATOL = 1e-3
 
 
-def validate_probs(probs: np.ndarray) -> np.ndarray:
+def validate_probs(probs: NDArray[Any]) -> Floats:
     """Return ``probs`` as a float64 (n, C) array or raise ``ValueError`` saying what is wrong.
 
     The tolerance on row sums allows float32 softmax output over many classes.
@@ -43,35 +48,36 @@ def validate_probs(probs: np.ndarray) -> np.ndarray:
     return arr
 
 
-def least_confidence(probs: np.ndarray) -> np.ndarray:
+def least_confidence(probs: NDArray[Any]) -> Floats:
     """1 − max p: how far the top class is from certainty."""
     return _least_confidence(validate_probs(probs))
 
 
-def margin(probs: np.ndarray) -> np.ndarray:
+def margin(probs: NDArray[Any]) -> Floats:
     """1 − (p₁ − p₂): close to 1 when the two best classes are nearly tied."""
     return _margin(validate_probs(probs))
 
 
-def entropy(probs: np.ndarray) -> np.ndarray:
+def entropy(probs: NDArray[Any]) -> Floats:
     """Shannon entropy in nats (0 · log 0 = 0), which weighs the whole distribution."""
     return _entropy(validate_probs(probs))
 
 
-def all_scores(probs: np.ndarray) -> dict[str, np.ndarray]:
+def all_scores(probs: NDArray[Any]) -> dict[str, Floats]:
     """Every score from one validation pass, for storing alongside predictions."""
     p = validate_probs(probs)
     return {"least_confidence": _least_confidence(p), "margin": _margin(p), "entropy": _entropy(p)}
 
 
-def _least_confidence(p: np.ndarray) -> np.ndarray:
-    return 1.0 - p.max(axis=1)
+def _least_confidence(p: Floats) -> Floats:
+    top: Floats = p.max(axis=1)
+    return 1.0 - top
 
 
-def _margin(p: np.ndarray) -> np.ndarray:
+def _margin(p: Floats) -> Floats:
     top2 = np.partition(p, -2, axis=1)[:, -2:]
     return 1.0 - (top2[:, 1] - top2[:, 0])
 
 
-def _entropy(p: np.ndarray) -> np.ndarray:
+def _entropy(p: Floats) -> Floats:
     return np.asarray(entr(p).sum(axis=1), dtype=np.float64)

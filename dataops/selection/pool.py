@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import (
     BigInteger,
     Float,
@@ -51,6 +52,11 @@ TRAIN_SPLIT = "train"
 MISSING_STRATUM = ""
 STRATUM_KEY = "stratum"
 CHUNK = 500
+
+Ints = NDArray[np.int64]
+Floats = NDArray[np.float64]
+Flags = NDArray[np.bool_]
+Scalar = TypeVar("Scalar", bound=np.generic)
 
 
 def _live_label_ids(task: str) -> Any:
@@ -128,21 +134,21 @@ def _eligibility(task: str, *, labeled: bool) -> list[Any]:
 class Pool:
     """Eligible candidates, one row each, sorted by image id."""
 
-    image_ids: np.ndarray
-    groups: np.ndarray
-    representative: np.ndarray
-    scored: np.ndarray
-    scores: np.ndarray | None = None
-    strata: np.ndarray | None = None
+    image_ids: Ints
+    groups: Ints
+    representative: Flags
+    scored: Flags
+    scores: Floats | None = None
+    strata: Ints | None = None
     strata_names: tuple[str, ...] = ()
-    phash: np.ndarray | None = None
-    probs: np.ndarray | None = None
+    phash: Ints | None = None
+    probs: Floats | None = None
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def take(self, rows: np.ndarray) -> Pool:
-        def part(a: np.ndarray | None) -> np.ndarray | None:
+    def take(self, rows: Ints) -> Pool:
+        def part(a: NDArray[Scalar] | None) -> NDArray[Scalar] | None:
             return None if a is None else a[rows]
 
         return Pool(
@@ -237,8 +243,8 @@ def _suspects(session: Session, plan: Plan) -> dict[int, float]:
 
 
 def _scores_for(
-    session: Session, mv: ModelVersion, score: Any, image_ids: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    session: Session, mv: ModelVersion, score: Any, image_ids: Ints
+) -> tuple[Flags, Floats]:
     """(has a prediction, score or NaN) for each of the sorted ``image_ids``."""
     stmt = select(
         cast(Prediction.image_id, BigInteger).label("image_id"), cast(score, Float).label("score")
@@ -257,7 +263,7 @@ def _scores_for(
 
 def fetch_columns(
     session: Session, stmt: Any, columns: dict[str, bool], *, key: str | None = None
-) -> tuple[dict[str, np.ndarray], list[str]]:
+) -> tuple[dict[str, NDArray[Any]], list[str]]:
     """Run a select of 64-bit numeric columns (True = float): one array per column.
 
     ``key`` names an extra text column of the select with few distinct values (an attribute to
@@ -294,8 +300,8 @@ def fetch_columns(
     else:
         query = select(sub.c[key], *packed).group_by(sub.c[key])
         groups = sorted((str(row[0]), tuple(row[1:])) for row in session.execute(query))
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
-    codes: list[np.ndarray] = []
+    parts: dict[str, list[NDArray[Any]]] = {name: [] for name in columns}
+    codes: list[Ints] = []
     for code, (_, blobs) in enumerate(groups):
         for (name, dtype), blob in zip(dtypes.items(), blobs, strict=True):
             big_endian = ">f8" if dtype is np.float64 else ">i8"
@@ -311,7 +317,7 @@ def fetch_columns(
     return out, [name for name, _ in groups]
 
 
-def _probs_for(session: Session, mv: ModelVersion, image_ids: np.ndarray) -> np.ndarray:
+def _probs_for(session: Session, mv: ModelVersion, image_ids: Ints) -> Floats:
     found: dict[int, list[float]] = {}
     ids = image_ids.tolist()
     for start in range(0, len(ids), CHUNK):
@@ -338,7 +344,7 @@ def _label_classes(payload: dict[str, Any]) -> set[str]:
     return {str(box.get("class")) for box in payload.get("boxes", []) if isinstance(box, dict)}
 
 
-def _accepted_negative_ids(session: Session, plan: Plan, image_ids: np.ndarray) -> np.ndarray:
+def _accepted_negative_ids(session: Session, plan: Plan, image_ids: Ints) -> Ints:
     """Of the candidates, those whose accepted label says they are not ``plan.class_name``."""
     best: dict[int, tuple[bool, int, dict[str, Any]]] = {}
     candidates = image_ids.tolist()
@@ -360,7 +366,7 @@ def _accepted_negative_ids(session: Session, plan: Plan, image_ids: np.ndarray) 
     return np.array(sorted(negatives), dtype=np.int64)
 
 
-def one_per_group(pool: Pool, preference: np.ndarray | None) -> Pool:
+def one_per_group(pool: Pool, preference: Floats | None) -> Pool:
     """Keep one member per duplicate group: highest preference, then representative, then id."""
     grouped = np.flatnonzero(pool.groups >= 0)
     if len(grouped) == 0:

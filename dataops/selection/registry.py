@@ -13,8 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
+
+Rows = NDArray[np.int64]
+"""Row indices into the candidates, as ``dataops.selection.strategies`` returns them."""
 
 
 @dataclass(frozen=True)
@@ -29,16 +34,16 @@ class Candidates:
 
     n: int
     seed: int = 0
-    scores: np.ndarray | None = None
-    probs: np.ndarray | None = None
-    embeddings: np.ndarray | None = None
-    labeled_embeddings: np.ndarray | None = None
-    labels: np.ndarray | None = None
+    scores: NDArray[Any] | None = None
+    probs: NDArray[Any] | None = None
+    embeddings: NDArray[Any] | None = None
+    labeled_embeddings: NDArray[Any] | None = None
+    labels: NDArray[Any] | None = None
     class_index: int | None = None
     mode: str | None = None
 
-    def take(self, rows: np.ndarray) -> Candidates:
-        def part(a: np.ndarray | None) -> np.ndarray | None:
+    def take(self, rows: Rows) -> Candidates:
+        def part(a: NDArray[Any] | None) -> NDArray[Any] | None:
             return None if a is None else np.asarray(a)[rows]
 
         return replace(
@@ -51,7 +56,7 @@ class Candidates:
         )
 
 
-Run = Callable[[Candidates, int], np.ndarray]
+Run = Callable[[Candidates, int], Rows]
 """(candidates, k) -> up to k row indices into the candidates, in pick order."""
 
 
@@ -115,7 +120,7 @@ def describe() -> str:
 def _by_score(score: str) -> Run:
     """Top-k by an uncertainty score: the stored one, else computed from the probabilities."""
 
-    def run(c: Candidates, k: int) -> np.ndarray:
+    def run(c: Candidates, k: int) -> Rows:
         from dataops.scoring import uncertainty
         from dataops.selection import strategies as s
 
@@ -128,7 +133,7 @@ def _by_score(score: str) -> Run:
     return run
 
 
-def _most_suspect(c: Candidates, k: int) -> np.ndarray:
+def _most_suspect(c: Candidates, k: int) -> Rows:
     from dataops.selection import strategies as s
 
     if c.scores is None:
@@ -139,20 +144,20 @@ def _most_suspect(c: Candidates, k: int) -> np.ndarray:
     return s.top_k(c.scores, k, c.seed)
 
 
-def _random(c: Candidates, k: int) -> np.ndarray:
+def _random(c: Candidates, k: int) -> Rows:
     from dataops.selection import strategies as s
 
     return s.random(c.n, k, c.seed)
 
 
-def _kcenter(c: Candidates, k: int) -> np.ndarray:
+def _kcenter(c: Candidates, k: int) -> Rows:
     from dataops.selection import strategies as s
 
     assert c.embeddings is not None
     return s.kcenter(c.embeddings, k, labeled_embeddings=c.labeled_embeddings, seed=c.seed)
 
 
-def _cluster_margin(c: Candidates, k: int) -> np.ndarray:
+def _cluster_margin(c: Candidates, k: int) -> Rows:
     from dataops.selection import strategies as s
 
     assert c.probs is not None
@@ -160,7 +165,7 @@ def _cluster_margin(c: Candidates, k: int) -> np.ndarray:
     return s.cluster_margin(c.probs, c.embeddings, k, seed=c.seed)
 
 
-def _hard_negative(c: Candidates, k: int) -> np.ndarray:
+def _hard_negative(c: Candidates, k: int) -> Rows:
     """Rows the model rates highest for the class, among rows that should not be it."""
     from dataops.scoring import uncertainty
     from dataops.selection import strategies as s
@@ -174,7 +179,7 @@ def _hard_negative(c: Candidates, k: int) -> np.ndarray:
         if isinstance(c.class_index, bool) or not 0 <= c.class_index < p.shape[1]:
             raise ValueError(f"class_index must be in [0, {p.shape[1]}), got {c.class_index!r}")
         scores = p[:, c.class_index]
-    rows = np.arange(c.n, dtype=np.int64)
+    rows: Rows = np.arange(c.n, dtype=np.int64)
     if c.mode is not None:
         assert c.class_index is not None
         rows = s.hard_negative_rows(c.n, c.class_index, c.mode, c.labels)
@@ -263,7 +268,7 @@ register(
 )
 
 
-def _row_count(strategy: str, n_items: int | None, **arrays: np.ndarray | None) -> int:
+def _row_count(strategy: str, n_items: int | None, **arrays: NDArray[Any] | None) -> int:
     counts = {name: len(a) for name, a in arrays.items() if a is not None}
     if n_items is not None:
         counts["n_items"] = n_items
@@ -308,17 +313,17 @@ def select(
     strategy: str,
     k: int,
     *,
-    probs: np.ndarray | None = None,
-    embeddings: np.ndarray | None = None,
-    labels: np.ndarray | None = None,
-    strata: np.ndarray | None = None,
+    probs: NDArray[Any] | None = None,
+    embeddings: NDArray[Any] | None = None,
+    labels: NDArray[Any] | None = None,
+    strata: NDArray[Any] | None = None,
     class_index: int | None = None,
     mode: str | None = None,
     seed: int = 0,
-    labeled_embeddings: np.ndarray | None = None,
+    labeled_embeddings: NDArray[Any] | None = None,
     inner: str | None = None,
     n_items: int | None = None,
-) -> np.ndarray:
+) -> Rows:
     """Pick k rows of a candidate pool held in arrays with a named strategy.
 
     Row i of every array describes the same candidate. ``stratified`` runs ``inner`` (another
@@ -356,7 +361,7 @@ def select(
     if not chosen.needs_strata:
         return base.run(c, k)
     assert strata is not None
-    eligible = np.arange(n, dtype=np.int64)
+    eligible: Rows = np.arange(n, dtype=np.int64)
     if base.needs_class:
         assert class_index is not None
         assert mode is not None
@@ -364,7 +369,7 @@ def select(
     # Hard negatives are restricted once, above: the inner run sees only eligible rows.
     within = replace(c.take(eligible), mode=None) if base.needs_class else c.take(eligible)
 
-    def run_inner(local: np.ndarray, share: int) -> np.ndarray:
+    def run_inner(local: Rows, share: int) -> Rows:
         return eligible[local[base.run(within.take(local), share)]]
 
     return s.stratified(np.asarray(strata)[eligible], k, run_inner)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import insert, literal, select
 from sqlalchemy.orm import Session
 
@@ -32,13 +33,13 @@ from dataops.selection.errors import literal as lit
 from dataops.selection.models import Batch, BatchItem, ImageClaim
 from dataops.selection.plan import Plan, model_ref, plan_selection
 from dataops.selection.pool import CHUNK, Pool, eligible_pool, labeled_images, one_per_group
-from dataops.selection.registry import Candidates
+from dataops.selection.registry import Candidates, Rows
 from dataops.selection.schemas import SelectRequest
 
-Ranker = Callable[[int], np.ndarray]
+Ranker = Callable[[int], Rows]
 
 
-def _bits(hashes: np.ndarray) -> np.ndarray:
+def _bits(hashes: NDArray[np.int64]) -> NDArray[np.float32]:
     from dataops.catalog.hashing import to_codes
 
     if len(hashes) == 0:
@@ -53,7 +54,9 @@ def _covered_images(session: Session, task: str) -> list[int]:
     return sorted(labeled | claimed)
 
 
-def _embeddings(session: Session, plan: Plan, pool: Pool) -> tuple[np.ndarray, np.ndarray, str]:
+def _embeddings(
+    session: Session, plan: Plan, pool: Pool
+) -> tuple[NDArray[np.float32], NDArray[np.float32], str]:
     """(pool vectors, vectors of covered images, space name) for the embedding strategies."""
     covered = _covered_images(session, plan.task)
     if plan.has_embeddings:
@@ -105,8 +108,9 @@ def _ranker(session: Session, plan: Plan, pool: Pool) -> tuple[Ranker, dict[str,
         )
     run = plan.rule.run
 
-    def inner(rows: np.ndarray, m: int) -> np.ndarray:
-        return rows[run(candidates.take(rows), m)]
+    def inner(rows: Rows, m: int) -> Rows:
+        picked: Rows = rows[run(candidates.take(rows), m)]
+        return picked
 
     everything = np.arange(len(pool), dtype=np.int64)
     if plan.stratify_by is None:

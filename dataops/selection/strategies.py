@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dataops.scoring import uncertainty
 
@@ -21,10 +23,14 @@ HARD_NEGATIVE_MODES = ("labeled", "unlabeled")
 UNLABELED = -1
 """Label value for rows without a label in ``labels`` arrays."""
 
-Inner = Callable[[np.ndarray, int], np.ndarray]
+Rows = NDArray[np.int64]
+"""Row indices into the arrays a strategy was given."""
+Floats = NDArray[np.float64]
+
+Inner = Callable[[Rows, int], Rows]
 """A per-stratum strategy: (row indices of the stratum, count) -> chosen row indices."""
 
-_EMPTY = np.empty(0, dtype=np.int64)
+_EMPTY: Rows = np.empty(0, dtype=np.int64)
 
 
 def check_k(k: int) -> int:
@@ -33,12 +39,13 @@ def check_k(k: int) -> int:
     return int(k)
 
 
-def _rank(scores: np.ndarray, seed: int) -> np.ndarray:
+def _rank(scores: Floats, seed: int) -> Rows:
     tiebreak = np.random.default_rng(seed).permutation(len(scores))
-    return np.lexsort((tiebreak, -scores)).astype(np.int64)
+    order: Rows = np.lexsort((tiebreak, -scores)).astype(np.int64)
+    return order
 
 
-def top_k(scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+def top_k(scores: NDArray[Any], k: int, seed: int = 0) -> Rows:
     """Rows with the k highest scores, highest first; ties in seeded-permutation order."""
     k = check_k(k)
     arr = np.asarray(scores, dtype=np.float64)
@@ -49,29 +56,29 @@ def top_k(scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return _rank(arr, seed)[:k]
 
 
-def random(n: int, k: int, seed: int = 0) -> np.ndarray:
+def random(n: int, k: int, seed: int = 0) -> Rows:
     """The baseline every other strategy is measured against: k rows uniformly at random."""
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     return top_k(np.zeros(int(n)), k, seed)
 
 
-def least_confidence(probs: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+def least_confidence(probs: NDArray[Any], k: int, seed: int = 0) -> Rows:
     """Rows whose top class is least certain."""
     return top_k(uncertainty.least_confidence(probs), k, seed)
 
 
-def margin(probs: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+def margin(probs: NDArray[Any], k: int, seed: int = 0) -> Rows:
     """Rows whose two best classes are closest."""
     return top_k(uncertainty.margin(probs), k, seed)
 
 
-def entropy(probs: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+def entropy(probs: NDArray[Any], k: int, seed: int = 0) -> Rows:
     """Rows with the most spread-out predicted distribution."""
     return top_k(uncertainty.entropy(probs), k, seed)
 
 
-def _as_matrix(values: np.ndarray, name: str) -> np.ndarray:
+def _as_matrix(values: NDArray[Any], name: str) -> Floats:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (n, dims) array, got shape {arr.shape}")
@@ -80,20 +87,21 @@ def _as_matrix(values: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def _sq_dist_to(x: np.ndarray, sq_norms: np.ndarray, row: int) -> np.ndarray:
+def _sq_dist_to(x: Floats, sq_norms: Floats, row: int) -> Floats:
     d2 = x @ (-2.0 * x[row])
     d2 += sq_norms
     d2 += sq_norms[row]
-    return np.maximum(d2, 0.0, out=d2)
+    clipped: Floats = np.maximum(d2, 0.0, out=d2)
+    return clipped
 
 
 def kcenter(
-    embeddings: np.ndarray,
+    embeddings: NDArray[Any],
     k: int,
     *,
-    labeled_embeddings: np.ndarray | None = None,
+    labeled_embeddings: NDArray[Any] | None = None,
     seed: int = 0,
-) -> np.ndarray:
+) -> Rows:
     """Greedy k-center (core-set): each pick is the row farthest from everything chosen so far.
 
     Starts from the already-labeled set when given, so the batch fills the gaps the labeled data
@@ -136,12 +144,12 @@ def kcenter(
 
 
 def cluster_ids(
-    embeddings: np.ndarray,
+    embeddings: NDArray[Any],
     n_clusters: int,
     *,
     seed: int = 0,
     hac_max_points: int = 5000,
-) -> np.ndarray:
+) -> Rows:
     """Cluster label per row, as cluster-margin uses it.
 
     Average-linkage agglomerative clustering (the paper's choice) needs O(n²) memory, so above
@@ -163,7 +171,7 @@ def cluster_ids(
     return np.asarray(km.fit_predict(x), dtype=np.int64)
 
 
-def round_robin(rows: np.ndarray, clusters: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+def round_robin(rows: NDArray[Any], clusters: NDArray[Any], k: int, seed: int = 0) -> Rows:
     """Up to k of ``rows``: one per cluster in turn, smallest cluster first, random within one.
 
     Cluster size counts only the given rows; equal sizes are ordered by a seeded permutation.
@@ -186,19 +194,20 @@ def round_robin(rows: np.ndarray, clusters: np.ndarray, k: int, seed: int = 0) -
     within = np.empty(len(rows), dtype=np.int64)
     within[by_cluster] = np.arange(len(rows)) - np.repeat(starts, sizes)
     order = np.lexsort((cluster_rank[inverse], within))
-    return rows[order[:k]]
+    picked: Rows = rows[order[:k]]
+    return picked
 
 
 def cluster_margin(
-    probs: np.ndarray,
-    embeddings: np.ndarray,
+    probs: NDArray[Any],
+    embeddings: NDArray[Any],
     k: int,
     *,
     seed: int = 0,
     margin_pool: float = 10.0,
     n_clusters: int | None = None,
     hac_max_points: int = 5000,
-) -> np.ndarray:
+) -> Rows:
     """Cluster-Margin (Citovsky et al. 2021): uncertain, and spread across clusters.
 
     Takes the ``margin_pool`` × k rows with the smallest margin, then picks from their
@@ -223,7 +232,7 @@ def cluster_margin(
     return round_robin(pool, clusters[pool], k, seed)
 
 
-def _as_labels(labels: np.ndarray, n: int) -> np.ndarray:
+def _as_labels(labels: NDArray[Any], n: int) -> Rows:
     arr = np.asarray(labels)
     if arr.shape != (n,):
         raise ValueError(f"labels must be 1-D with one entry per row ({n}), got {arr.shape}")
@@ -234,9 +243,7 @@ def _as_labels(labels: np.ndarray, n: int) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def hard_negative_rows(
-    n: int, class_index: int, mode: str, labels: np.ndarray | None
-) -> np.ndarray:
+def hard_negative_rows(n: int, class_index: int, mode: str, labels: NDArray[Any] | None) -> Rows:
     if mode not in HARD_NEGATIVE_MODES:
         raise ValueError(f"hard_negative mode must be one of {HARD_NEGATIVE_MODES}, got {mode!r}")
     if mode == "labeled":
@@ -252,14 +259,14 @@ def hard_negative_rows(
 
 
 def hard_negative(
-    probs: np.ndarray,
+    probs: NDArray[Any],
     k: int,
     class_index: int,
     *,
     mode: str,
-    labels: np.ndarray | None = None,
+    labels: NDArray[Any] | None = None,
     seed: int = 0,
-) -> np.ndarray:
+) -> Rows:
     """Rows the model rates highest for ``class_index`` among rows that should not be it.
 
     ``labeled``: rows labeled as another class (label errors or the model's worst confusions);
@@ -274,7 +281,7 @@ def hard_negative(
     return rows[top_k(p[rows, class_index], k, seed)]
 
 
-def allocate(sizes: np.ndarray, k: int) -> np.ndarray:
+def allocate(sizes: NDArray[Any], k: int) -> Rows:
     """Split k across strata in proportion to their sizes (largest remainder method).
 
     Every non-empty stratum gets at least one when k allows, taken from the strata most above
@@ -303,7 +310,7 @@ def allocate(sizes: np.ndarray, k: int) -> np.ndarray:
     return alloc
 
 
-def stratified(strata: np.ndarray, k: int, inner: Inner) -> np.ndarray:
+def stratified(strata: NDArray[Any], k: int, inner: Inner) -> Rows:
     """Run ``inner`` inside each stratum with a share of k proportional to the stratum's size.
 
     Keeps a batch representative of slices (site, device, locale) that a global ranking would
