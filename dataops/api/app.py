@@ -17,8 +17,9 @@ Adding a domain's routes (the pattern every router follows)
    back when it raises; services only flush. Writes pass ``actor=actor(user)`` to the
    service so the audit event names ``user:<name>``.
 4. Long work answers 202 with ``accept_job(session, background, kind, params,
-   actor=actor(user))`` from ``dataops.jobs.router`` (response model ``JobAccepted``): the
-   job row commits with the request, then a worker (or this process) runs it.
+   actor=actor(user))`` from ``dataops.jobs.router`` (response model ``JobAccepted`` from
+   ``dataops.jobs.schemas``): the job row commits with the request, then a worker (or this
+   process) runs it.
 5. Raise ``DataopsError`` subclasses for anything the caller got wrong; they become
    ``{"error": {"code", "message"}}`` with their status. Document each route with
    ``summary``, ``description``, ``response_model`` and ``responses=error_responses(...)``

@@ -17,7 +17,8 @@ from dataops.audits.disputed import DisputedPage, disputed_page
 from dataops.audits.errors import AuditNotFound
 from dataops.audits.schemas import MAX_ID, AuditDetail, AuditOut, AuditRequest
 from dataops.auth.models import User
-from dataops.jobs.router import JobAccepted, accept_job
+from dataops.jobs.router import accept_job
+from dataops.jobs.schemas import JobAccepted
 
 router = APIRouter(prefix="/v1", tags=["audits"])
 

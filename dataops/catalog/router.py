@@ -26,7 +26,8 @@ from dataops.catalog.errors import ImageChanged, ImageNotFound, InvalidFilter
 from dataops.catalog.models import Image
 from dataops.catalog.schemas import ImageDetail, ImageSummary, IngestBody
 from dataops.config import get_settings
-from dataops.jobs.router import JobAccepted, accept_job
+from dataops.jobs.router import accept_job
+from dataops.jobs.schemas import JobAccepted
 from dataops.selection.models import Batch, BatchItem
 
 router = APIRouter(prefix="/v1", tags=["catalog"])

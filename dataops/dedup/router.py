@@ -15,7 +15,8 @@ from dataops.auth.models import User
 from dataops.dedup import service
 from dataops.dedup.schemas import DedupRunRequest, GroupDetail, GroupPage
 from dataops.dedup.semantic import embedding_source
-from dataops.jobs.router import JobAccepted, accept_job
+from dataops.jobs.router import accept_job
+from dataops.jobs.schemas import JobAccepted
 
 router = APIRouter(prefix="/v1", tags=["dedup"])
 

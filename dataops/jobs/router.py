@@ -23,7 +23,7 @@ from dataops.jobs.schemas import (
     JobOut,
 )
 
-__all__ = ["JobAccepted", "accept_job", "router"]
+__all__ = ["accept_job", "router"]
 
 log = logging.getLogger(__name__)
 

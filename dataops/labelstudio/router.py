@@ -14,7 +14,8 @@ from fastapi import APIRouter, BackgroundTasks, Body, Depends, Header, Path, Que
 from dataops.api.deps import SessionDep, actor, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.models import User
-from dataops.jobs.router import JobAccepted, accept_job
+from dataops.jobs.router import accept_job
+from dataops.jobs.schemas import JobAccepted
 from dataops.labeling.router import QueueRef
 from dataops.labeling.service import get_queue
 from dataops.labelstudio import webhooks

@@ -14,7 +14,8 @@ from dataops.api.deps import STAFF, SessionDep, actor, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.models import User
 from dataops.dedup.schemas import LeakReport
-from dataops.jobs.router import JobAccepted, accept_job
+from dataops.jobs.router import accept_job
+from dataops.jobs.schemas import JobAccepted
 from dataops.manifests import service
 from dataops.manifests.create import check_request
 from dataops.manifests.schemas import (

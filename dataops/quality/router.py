@@ -9,7 +9,8 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query
 from dataops.api.deps import STAFF, SessionDep, actor, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.models import User
-from dataops.jobs.router import JobAccepted, accept_job
+from dataops.jobs.router import accept_job
+from dataops.jobs.schemas import JobAccepted
 from dataops.quality import service
 from dataops.quality.errors import InvalidProbabilities
 from dataops.quality.run import check_request

@@ -11,7 +11,8 @@ from dataops.api.errors import error_responses
 from dataops.auth.models import User
 from dataops.catalog.errors import IngestPathRefused
 from dataops.catalog.roots import check_ingest_path
-from dataops.jobs.router import JobAccepted, accept_job
+from dataops.jobs.router import accept_job
+from dataops.jobs.schemas import JobAccepted
 from dataops.scoring import register as registry
 from dataops.scoring import service
 from dataops.scoring.schemas import (

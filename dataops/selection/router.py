@@ -11,7 +11,8 @@ from dataops.api.deps import STAFF, SessionDep, actor, require_roles
 from dataops.api.errors import error_responses
 from dataops.auth.errors import PermissionDenied
 from dataops.auth.models import User
-from dataops.jobs.router import JobAccepted, accept_job
+from dataops.jobs.router import accept_job
+from dataops.jobs.schemas import JobAccepted
 from dataops.labelstudio.schemas import sync_request
 from dataops.selection import assign, cancel, lifecycle, service
 from dataops.selection.plan import pin
