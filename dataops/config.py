@@ -81,6 +81,24 @@ class DedupSettings(BaseModel):
     shard_timeout: int = Field(
         default=900, description="Seconds before an unfinished claimed shard is recomputed."
     )
+    views: bool = Field(
+        default=True,
+        description=(
+            "Also match views of each image (inside borders, centre and corner crops) against "
+            "the full images: crops and letterboxed copies."
+        ),
+    )
+    view_radius: int = Field(default=8, description="pHash radius of the view search.")
+    geometric: bool = Field(
+        default=True,
+        description=(
+            "Check the closest hits the hash and view stages turned down on local features "
+            "(ORB + RANSAC): rotations, overlays, larger crops."
+        ),
+    )
+    candidates_per_image: int = Field(
+        default=3, description="Geometric checks per new image at most (its closest hits)."
+    )
 
 
 class ScoringSettings(BaseModel):

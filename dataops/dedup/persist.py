@@ -24,12 +24,19 @@ _BULK = 5000
 
 
 def sync_edges(
-    session: Session, pairs: Pairs, method: str, distance: np.ndarray, *, reconcile: bool
+    session: Session,
+    pairs: Pairs,
+    method: str,
+    distance: np.ndarray,
+    *,
+    reconcile: bool,
+    stage: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """Store pairs not stored yet; with ``reconcile``, delete stored ones no longer found.
 
-    Stale edges include those of images quarantined since, which left the catalog. Returns
-    (added, removed).
+    ``stage`` (aligned with ``pairs``) names the stage that matched each pair; without it
+    the column's default applies. Stale edges include those of images quarantined since,
+    which left the catalog. Returns (added, removed).
     """
     edges = cast(Table, DupEdge.__table__)
     keep: np.ndarray = np.ones(len(pairs), dtype=bool)
@@ -56,6 +63,7 @@ def sync_edges(
                 "method": method,
                 "distance": float(distance[k]),
                 "created_at": now,
+                **({} if stage is None else {"stage": str(stage[k])}),
             }
             for k in part.tolist()
         ]

@@ -14,6 +14,7 @@ import numpy as np
 
 from dataops.dedup.grouping import DedupParams, group_pairs
 from dataops.dedup.index import Pairs
+from dataops.dedup.links import StageLinks
 from dataops.dedup.merges import plan_merges
 from dataops.dedup.state import Catalog
 
@@ -72,8 +73,10 @@ def _relabel(labels: np.ndarray, remap: dict[int, int]) -> None:
     labels[moved] = values[np.searchsorted(keys, labels[moved])]
 
 
-def regroup_incremental(cat: Catalog, pairs: Pairs, params: DedupParams) -> Outcome:
-    plan = plan_merges(cat.hashes, cat.group_of, cat.reps, pairs, cat.rank, params)
+def regroup_incremental(
+    cat: Catalog, pairs: Pairs, params: DedupParams, links: StageLinks | None = None
+) -> Outcome:
+    plan = plan_merges(cat.hashes, cat.group_of, cat.reps, pairs, cat.rank, params, links)
     # What MergePlan.apply does, without a pass over every image per merge.
     labels = cat.group_of.copy()
     out = Outcome(labels=labels, reps=dict(cat.reps), next_temp=TEMP + len(plan.new_groups))
@@ -92,14 +95,16 @@ def regroup_incremental(cat: Catalog, pairs: Pairs, params: DedupParams) -> Outc
     return out
 
 
-def regroup_from_scratch(cat: Catalog, pairs: Pairs, params: DedupParams) -> Outcome:
+def regroup_from_scratch(
+    cat: Catalog, pairs: Pairs, params: DedupParams, links: StageLinks | None = None
+) -> Outcome:
     """Group all pairs anew and keep existing group ids where they still fit.
 
     Each new group takes the id of the existing group it shares most members with (unless a
     better-ranked new group took it first); :func:`settle_old_groups` then accounts for the
     existing groups that did not keep their id.
     """
-    grouping = group_pairs(cat.hashes, pairs, cat.rank, params)
+    grouping = group_pairs(cat.hashes, pairs, cat.rank, params, links)
     labels = np.full(len(cat.hashes), -1, dtype=np.int64)
     out = Outcome(labels=labels, reps={})
     out.split_reported = len(grouping.report.split_components)

@@ -1,8 +1,9 @@
 """A dedup run: load the catalog, query new images against the index, group, write.
 
 When the index agrees with the catalog (:mod:`dataops.dedup.state`) only images it has not
-seen are queried (:func:`~dataops.dedup.grouping.find_new_pairs`), in shards
-(:mod:`dataops.dedup.shards`); new pairs become ``DupEdge`` rows and update the groups
+seen are queried (:func:`~dataops.dedup.grouping.find_new_hits`), in shards
+(:mod:`dataops.dedup.shards`), then through the view and geometric stages
+(:mod:`dataops.dedup.recall`); new pairs become ``DupEdge`` rows and update the groups
 (:mod:`dataops.dedup.regroup`), merging groups a new image bridges and never splitting one.
 Otherwise the index is rebuilt or every pair recomputed and the groups reconciled as
 ``full`` does; either way the summary says so. The caller commits.
@@ -22,8 +23,10 @@ from sqlalchemy.orm import Session
 from dataops.config import get_settings
 from dataops.dedup.grouping import DedupParams
 from dataops.dedup.index import HashIndex, Pairs
+from dataops.dedup.links import StageLinks
 from dataops.dedup.models import PHASH, SEMANTIC
 from dataops.dedup.persist import sync_edges, write_groups
+from dataops.dedup.recall import run_recall, stage_links, stage_params
 from dataops.dedup.regroup import (
     Outcome,
     regroup_from_scratch,
@@ -43,6 +46,7 @@ from dataops.dedup.shards import (
     shard_pairs,
     write_run,
 )
+from dataops.dedup.stages import GEOMETRIC, HASH, VIEW
 from dataops.dedup.state import (
     INDEX_NAME,
     Base,
@@ -117,14 +121,24 @@ def run_dedup(
         )
     else:
         parts = [_query_here(cat, index, new_ids, bounds, k, params, report) for k in range(shards)]
-    # Each pair belongs to the shard of its later image, so the shards' pairs are disjoint.
-    pairs = Pairs.concat(parts).canonical()
+    # Each hit belongs to the shard of its later image, so the shards' hits are disjoint.
+    hits = Pairs.concat(parts)
+    report(3, 4, "dedup: views and geometric checks")
+    staged, recall = run_recall(
+        session, cat, index, hits, new_ids, params, stage_params(), full=base.full
+    )
+    pairs = staged.pairs
+    _pause("dedup.recalled")
     report(3, 4, "dedup: grouping")
 
-    out = _regroup(cat, pairs, sem, params, full=base.full)
+    from_scratch = base.full or not cat.reps
+    links = stage_links(session, cat, staged, from_scratch=from_scratch)
+    out = _regroup(cat, pairs, sem, params, links, from_scratch=from_scratch)
 
     begin_write(session, state)
-    edges_added, dropped = sync_edges(session, pairs, PHASH, pairs.dist, reconcile=base.full)
+    edges_added, dropped = sync_edges(
+        session, pairs, PHASH, pairs.dist, reconcile=base.full, stage=staged.stage
+    )
     if semantic:
         sem_distance = 1.0 - sem.dist.astype(np.float64)
         more, gone = sync_edges(session, sem, SEMANTIC, sem_distance, reconcile=base.full)
@@ -141,6 +155,9 @@ def run_dedup(
         images=len(cat.hashes),
         new_images=int(new_ids.size),
         pairs=len(pairs),
+        stage_pairs={name: staged.count(name) for name in (HASH, VIEW, GEOMETRIC)},
+        views_computed=recall.views_computed,
+        geometric_checks=recall.geometric_checks,
         edges_added=edges_added,
         groups=len(sizes),
         new_groups=written.new_groups,
@@ -166,6 +183,13 @@ def run_dedup(
     return summary
 
 
+def _pause(name: str) -> None:
+    """A named point tests hold or crash a run at (``dataops.jobs.runner.PAUSE_POINTS``)."""
+    from dataops.jobs.runner import pause_point
+
+    pause_point(name)
+
+
 def _query_here(
     cat: Catalog,
     index: HashIndex,
@@ -175,7 +199,8 @@ def _query_here(
     params: DedupParams,
     report: Progress,
 ) -> Pairs:
-    """One shard's pairs, computed in this process (``index`` grows by the shard)."""
+    """One shard's hash-stage hits, computed in this process (``index`` grows by the
+    shard)."""
     pairs = shard_pairs(index, cat.hashes, new_ids, bounds, shard, params)
     report(shard + 1, len(bounds) - 1, "dedup: querying new images")
     return pairs
@@ -201,14 +226,21 @@ def _record(
     events.record(session, "dedup.run", "dedup", INDEX_NAME, actor=actor, details=details)
 
 
-def _regroup(cat: Catalog, pairs: Pairs, sem: Pairs, params: DedupParams, *, full: bool) -> Outcome:
+def _regroup(
+    cat: Catalog,
+    pairs: Pairs,
+    sem: Pairs,
+    params: DedupParams,
+    links: StageLinks | None,
+    *,
+    from_scratch: bool,
+) -> Outcome:
     """The groups after this run: from scratch (``full``, or a catalog without groups yet),
     else existing groups merged by the new pairs; then semantic merges."""
-    from_scratch = full or not cat.reps
     if from_scratch:
-        out = regroup_from_scratch(cat, pairs, params)
+        out = regroup_from_scratch(cat, pairs, params, links)
     elif len(pairs):
-        out = regroup_incremental(cat, pairs, params)
+        out = regroup_incremental(cat, pairs, params, links)
     else:
         out = Outcome(labels=cat.group_of.copy(), reps=dict(cat.reps))
     semantic_merge(cat, out, sem)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dataops.config import get_settings
-from dataops.dedup.grouping import DedupParams, ImageHashes, find_new_pairs
+from dataops.dedup.grouping import DedupParams, ImageHashes, find_new_hits
 from dataops.dedup.index import HashIndex, IndexMismatchError, Pairs
 from dataops.dedup.state import index_path, runs_dir
 from dataops.errors import DataopsError
@@ -50,7 +50,9 @@ def shard_pairs(
     shard: int,
     params: DedupParams,
 ) -> Pairs:
-    """Pairs of slice ``shard`` with everything indexed before it; adds the slice to ``index``.
+    """Hash-stage hits of slice ``shard`` with everything indexed before it, before
+    confirmation (the job confirms them and takes the rest as geometric candidates); adds the
+    slice to ``index``.
 
     ``index`` must hold the base images and the slices before ``shard``.
     """
@@ -58,7 +60,7 @@ def shard_pairs(
     if part.size == 0:
         return Pairs.empty()
     visible = hashes.subset(hashes.positions(np.concatenate([index.ids, part])))
-    return find_new_pairs(index, visible, part, params)
+    return find_new_hits(index, visible, part, params)
 
 
 def _pairs_file(run_dir: Path, shard: int) -> Path:

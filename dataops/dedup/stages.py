@@ -21,15 +21,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from dataops.dedup.geometric import Features, features, verify
-from dataops.dedup.grouping import (
-    DedupParams,
-    ImageHashes,
-    confirm_pairs,
-    graph_components,
-    match,
-    pair_graph,
-)
+from dataops.dedup.grouping import DedupParams, ImageHashes, confirm_pairs, group_pairs
 from dataops.dedup.index import HashIndex, Pairs
+from dataops.dedup.links import StageLinks
 from dataops.dedup.views import ViewTable, drop_pairs, new_view_pairs, view_pairs
 
 HASH, VIEW, GEOMETRIC, SEMANTIC = "hash", "view", "geometric", "semantic"
@@ -193,107 +187,57 @@ def run_stages(
     else:
         assert old_index is not None
         raw = new_hash_hits(old_index, hashes, new_ids, params)
-    by_stage = {HASH: confirm_pairs(hashes, raw, params)}
-    rejected = [raw]
+    staged, _ = later_stages(index, hashes, views, raw, params, stage, pixels, new_ids=new_ids)
+    return staged
+
+
+def later_stages(
+    index: HashIndex,
+    hashes: ImageHashes,
+    views: ViewTable,
+    hits: Pairs,
+    params: DedupParams,
+    stage: StageParams,
+    pixels: PixelSource,
+    *,
+    new_ids: np.ndarray | None = None,
+) -> tuple[StagedPairs, int]:
+    """The hash stage's ``hits`` confirmed, then the view and geometric stages: every pair,
+    or (``new_ids``) those involving new images. ``index`` holds every image's full pHash.
+
+    Returns the staged pairs and how many geometric checks ran.
+    """
+    by_stage = {HASH: confirm_pairs(hashes, hits, params)}
+    rejected = [hits]
     if stage.views:
         view_params = replace(params, radius=stage.view_radius)
-        hits = (
+        found = (
             view_pairs(index, hashes, views, view_params)
             if new_ids is None
             else new_view_pairs(index, hashes, views, new_ids, view_params)
         )
-        by_stage[VIEW] = hits.confirmed
-        rejected.append(hits.rejected)
+        by_stage[VIEW] = found.confirmed
+        rejected.append(found.rejected)
+    checks = 0
     if stage.geometric:
         known = Pairs.concat(list(by_stage.values()))
-        checks = closest_candidates(Pairs.concat(rejected), known, stage.candidates_per_image)
-        by_stage[GEOMETRIC] = verify_candidates(checks, pixels)
-    return StagedPairs.of(**by_stage)
+        candidates = closest_candidates(Pairs.concat(rejected), known, stage.candidates_per_image)
+        checks = len(candidates)
+        by_stage[GEOMETRIC] = verify_candidates(candidates, pixels)
+    return StagedPairs.of(**by_stage), checks
 
 
-STAGE_HOPS = 2
-"""How far from the representative a member may sit in the staged pair graph: a direct pair,
-or a neighbour in common (1 is the hash stage's rule; chains longer than 2 are never kept)."""
+def stage_links(hashes: ImageHashes, staged: StagedPairs) -> StageLinks | None:
+    """The guard's links for ``staged`` (:mod:`dataops.dedup.links`)."""
+    a = hashes.positions(staged.pairs.i)
+    b = hashes.positions(staged.pairs.j)
+    return StageLinks.build(len(hashes), a, b, np.asarray(staged.stage != HASH, dtype=bool))
 
 
 def group_staged(
     hashes: ImageHashes, staged: StagedPairs, rank: np.ndarray, params: DedupParams
 ) -> np.ndarray:
-    """Group labels (aligned with ``hashes.ids``, -1 = none) with the anti-chaining guard.
-
-    As :func:`~dataops.dedup.grouping.group_pairs`, except that a member also stays with
-    the representative when a stage paired the two directly or both are paired with one
-    image (:data:`STAGE_HOPS`): a crop never matches its original's full hash, but it is one
-    step from it, and a crop and a rotated copy are two steps apart. When the best-ranked
-    member does not reach the whole component, the member that reaches most of it leads
-    the group (a letterboxed copy is the largest image, but the original is the hub).
-    """
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(hashes)
-    a = hashes.positions(staged.pairs.i)
-    b = hashes.positions(staged.pairs.j)
-    graph = pair_graph(n, a, b)
-    direct = np.unique(np.minimum(a, b) * n + np.maximum(a, b))
-
-    def near_rep(rep: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        ok, _ = match(hashes, rep, rows, params, params.representative_radius)
-        key = np.minimum(rep, rows) * n + np.maximum(rep, rows)
-        near: np.ndarray = ok | np.isin(key, direct) | (rep == rows)
-        if STAGE_HOPS > 1 and not near.all():
-            # A shared neighbour: both paired with one image (a crop and a letterboxed copy
-            # of one original), never a longer chain.
-            shared = graph[rep[~near]].multiply(graph[rows[~near]]).sum(axis=1)  # type: ignore[index]
-            near[~near] = np.asarray(shared).ravel() > 0
-        return near
-
-    _, comp = connected_components(graph, directed=False)
-    sizes = np.bincount(comp)
-    multi = np.flatnonzero(sizes[comp] > 1)
-    order = multi[np.lexsort((rank[multi], comp[multi]))]
-    labels = np.full(n, -1, dtype=np.int64)
-    if order.size == 0:
-        return labels
-    sorted_comp = comp[order]
-    starts = np.flatnonzero(np.r_[True, sorted_comp[1:] != sorted_comp[:-1]])
-    rep_of = np.repeat(order[starts], np.diff(np.r_[starts, order.size]))
-    ok = near_rep(rep_of, order)
-    whole = np.ones(sizes.shape[0], dtype=bool)
-    whole[comp[order[~ok]]] = False
-    label = 0
-    for members in np.split(order, starts[1:]):
-        if whole[comp[members[0]]]:
-            labels[members] = label
-            label += 1
-            continue
-        stack = [members]
-        while stack:
-            part = stack.pop()
-            keep = _hub(part, rank, near_rep)
-            if keep.sum() > 1:
-                labels[part[keep]] = label
-                label += 1
-            rest = part[~keep]
-            if rest.size > 1:
-                stack.extend(p for p in graph_components(graph, rest) if p.size > 1)
-    return labels
-
-
-HUB_CANDIDATES = 256
-"""Members tried as the hub of a component the best-ranked member does not reach whole."""
-
-
-def _hub(
-    part: np.ndarray, rank: np.ndarray, near_rep: Callable[[np.ndarray, np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """Which members of ``part`` join the group of the member that reaches most of them
-    (ties: the better rank); the mask over ``part``."""
-    best: np.ndarray | None = None
-    for rep in part[np.argsort(rank[part], kind="stable")][:HUB_CANDIDATES].tolist():
-        keep = near_rep(np.full(part.shape[0], rep), part)
-        if best is None or int(keep.sum()) > int(best.sum()):
-            best = keep
-        if int(best.sum()) == part.shape[0]:
-            break
-    assert best is not None
-    return best
+    """Group labels (aligned with ``hashes.ids``, -1 = none) as a full ``dedup run`` groups
+    them: :func:`~dataops.dedup.grouping.group_pairs` with the staged links."""
+    grouping = group_pairs(hashes, staged.pairs, rank, params, stage_links(hashes, staged))
+    return grouping.labels
