@@ -9,6 +9,7 @@ from dataops.dedup import models as dedup_models
 from dataops.events import models as events_models
 from dataops.jobs import models as jobs_models
 from dataops.labeling import models as labeling_models
+from dataops.labeling import progress_models as labeling_progress_models
 from dataops.labelstudio import models as labelstudio_models
 from dataops.manifests import models as manifests_models
 from dataops.quality import models as quality_models
@@ -26,6 +27,7 @@ __all__ = [
     "events_models",
     "jobs_models",
     "labeling_models",
+    "labeling_progress_models",
     "labelstudio_models",
     "manifests_models",
     "metadata",
