@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 
 class DataopsError(Exception):
@@ -29,6 +30,15 @@ class DataopsError(Exception):
     @property
     def field(self) -> str | None:
         return self.fields[0] if self.fields else None
+
+    def as_record(self) -> dict[str, Any]:
+        """What a failed job keeps of this error (JSON): each face can spell its fields again."""
+        return {
+            "code": self.code,
+            "status": self.status_code,
+            "template": self.template,
+            "fields": list(self.fields),
+        }
 
     def render(self, spell: Callable[[str], str] | None = None) -> str:
         """The message with each field spelled by ``spell`` (default: the field's own name)."""

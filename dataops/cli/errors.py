@@ -10,6 +10,7 @@ Label Studio, or no worker consumes the job's queue), also when that happened on
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from rich.markup import escape
 
@@ -39,6 +40,25 @@ FLAG_NAMES: dict[str, str] = {
 def flag_for(field: str) -> str:
     """How the CLI spells a request field in an error message."""
     return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+def job_error(error: str | None, result: dict[str, Any] | None) -> str | None:
+    """A failed job's error with its fields spelled as this CLI's flags.
+
+    The job row's ``error`` spells them as the API does; ``result["error"]`` keeps the
+    message template and its fields (``DataopsError.as_record``) for this.
+    """
+    from dataops.errors import DataopsError
+
+    record = (result or {}).get("error")
+    if not isinstance(record, dict):
+        return error
+    template, fields = record.get("template"), record.get("fields")
+    if not isinstance(template, str) or not isinstance(fields, list) or not fields:
+        return error
+    if not all(isinstance(name, str) for name in fields):
+        return error
+    return DataopsError(template, fields=tuple(fields)).render(flag_for)
 
 
 def handle(exc: BaseException) -> int:

@@ -45,7 +45,7 @@ def run_job(kind: str, params: dict[str, Any], *, description: str, wait: bool =
                 raise NoWorker(missing)
             elif wait:
                 job = _wait(kind, job.id, on_progress)
-    _raise_if_failed(job, kind)
+    raise_if_failed(job, kind)
     return job
 
 
@@ -89,14 +89,15 @@ def _unconsumed(kind: str, job_id: str) -> str | None:
     )
 
 
-def _raise_if_failed(job: Any, kind: str) -> None:
+def raise_if_failed(job: Any, kind: str) -> None:
     """A job that failed on a worker exits like the same error raised here would."""
+    from dataops.cli.errors import job_error
     from dataops.errors import DataopsError
     from dataops.jobs.models import FAILED
 
     if job.status != FAILED:
         return
-    message = f"job {job.id} ({kind}) failed: {job.error}"
+    message = f"job {job.id} ({kind}) failed: {job_error(job.error, job.result)}"
     failure = (job.result or {}).get("error") or {}
     if failure.get("status") == ServiceUnavailable.status_code:
         raise ServiceUnavailable(message)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
+from dataops.cli.errors import job_error
 from dataops.cli.output import emit, table
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def list_jobs(
                     j["status"],
                     f"{j['progress_done']}/{j['progress_total']}",
                     j["created_at"][:19],
-                    (j["error"] or "")[:60],
+                    (job_error(j["error"], j["result"]) or "")[:60],
                 ]
                 for j in jobs
             ],
@@ -135,7 +136,8 @@ def show_job(job_id: str, as_json: bool = typer.Option(False, "--json")) -> None
     ensure_ready()
     with session_scope() as session:
         data = JobOut.model_validate(service.get_job(session, job_id)).model_dump(mode="json")
-    emit(data, as_json, lambda: table(None, ["field", "value"], [[k, v] for k, v in data.items()]))
+    shown = {**data, "error": job_error(data["error"], data["result"])}
+    emit(data, as_json, lambda: table(None, ["field", "value"], [[k, v] for k, v in shown.items()]))
 
 
 @app.command("recover")

@@ -79,9 +79,11 @@ def execute(job_id: str, *, on_progress: ProgressCallback | None = None) -> Job:
             log.warning("job %s: %s; this attempt stops", job_id, exc)
             return _current(job_id)
         except DataopsError as exc:
-            # The kind of failure travels with the job, so a CLI waiting on a worker can exit
-            # as if the error had happened in its own process (3 for a service that is down).
-            failure = {"error": {"code": exc.code, "status": exc.status_code}}
+            # The kind of failure and the message's fields travel with the job, so a CLI
+            # waiting on a worker can exit as if the error had happened in its own process (3
+            # for a service that is down) and name the fields as its flags; `error` keeps the
+            # API's spelling.
+            failure = {"error": exc.as_record()}
             if not _finish(job_id, owner, error=str(exc), result=failure):
                 return _current(job_id)
             raise
