@@ -85,13 +85,21 @@ def push(
     are not created again, so re-run it after any failure.
     """
     from dataops.db import session_scope
+    from dataops.errors import Conflict
+    from dataops.labelstudio.errors import BatchHasNoQueue
     from dataops.labelstudio.push import check_pushable
     from dataops.migrate import ensure_ready
 
     params = _sync_request({"action": "push", "batch_id": batch, "page_size": page_size})
     ensure_ready()
     with session_scope() as session:
-        check_pushable(session, batch)
+        try:
+            check_pushable(session, batch)
+        except BatchHasNoQueue as exc:
+            raise Conflict(
+                f"batch {batch} has no vendor queue; give it one with `dataops batches assign "
+                f"{batch} --queue Q` (or cancel it: `dataops batches cancel {batch}`)"
+            ) from exc
     _emit_job(run_job("sync", params, description="push", wait=wait), as_json, "pushed")
 
 

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from dataops.errors import DataopsError, ServiceUnavailable
+from dataops.errors import Conflict, DataopsError, ServiceUnavailable
+
+
+class BatchHasNoQueue(Conflict):
+    """A batch without a vendor queue cannot be pushed; each face says how to give it one."""
+
+    def __init__(self, batch_id: int) -> None:
+        super().__init__(
+            f"batch {batch_id} has no vendor queue, so it cannot be pushed: assign it a queue "
+            "(or cancel it)"
+        )
+        self.batch_id = batch_id
 
 
 class LabelStudioError(DataopsError):

@@ -24,11 +24,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dataops.db import Transaction, utcnow
-from dataops.errors import Conflict, NotFound
+from dataops.errors import NotFound
 from dataops.events import service as events
 from dataops.labeling import service as labeling
 from dataops.labeling.models import Guideline, Queue
-from dataops.labelstudio.errors import LabelStudioError
+from dataops.labelstudio.errors import BatchHasNoQueue, LabelStudioError
 from dataops.labelstudio.review import plan_review_items
 from dataops.labelstudio.schemas import PushRequest
 from dataops.labelstudio.service import (
@@ -141,14 +141,7 @@ def check_pushable(session: Session, batch_id: int) -> None:
     batch = lifecycle.get_batch(session, batch_id)
     lifecycle.check_open(batch)
     if batch.queue_id is None:
-        raise _no_queue(batch.id)
-
-
-def _no_queue(batch_id: int) -> Conflict:
-    return Conflict(
-        f"batch {batch_id} has no vendor queue, so it cannot be pushed: assign it a queue "
-        "(or cancel it)"
-    )
+        raise BatchHasNoQueue(batch.id)
 
 
 def prepare_push(
@@ -162,7 +155,7 @@ def prepare_push(
     batch = lifecycle.get_batch(session, batch_id, lock=True)
     lifecycle.check_open(batch)
     if batch.queue_id is None:
-        raise _no_queue(batch.id)
+        raise BatchHasNoQueue(batch.id)
     queue = session.get(Queue, batch.queue_id)
     guideline = session.get(Guideline, queue.guideline_id) if queue is not None else None
     if queue is None or guideline is None:
@@ -322,7 +315,7 @@ def _connection_of_batch(session: Session, batch_id: int) -> str:
     batch = lifecycle.get_batch(session, batch_id)
     queue = session.get(Queue, batch.queue_id) if batch.queue_id is not None else None
     if queue is None:
-        raise _no_queue(batch.id)
+        raise BatchHasNoQueue(batch.id)
     return queue.connection
 
 
