@@ -7,6 +7,7 @@ the names and task links are looked up when the items are read, one page at a ti
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +38,10 @@ class DisputedOut(BaseModel):
     ls_task_id: int | None = None
     ls_task_url: str | None = Field(
         default=None, description="The task in Label Studio, where the connection is known."
+    )
+    image_url: str | None = Field(
+        default=None,
+        description="A signed, expiring URL of the image (through the batch's queue).",
     )
 
 
@@ -71,15 +76,16 @@ def task_url(connection: str, project_id: int | None, task_id: int | None) -> st
     return f"{base.rstrip('/')}/projects/{project_id}/data?task={task_id}"
 
 
-def _project(session: Session, batch_id: int | None) -> tuple[str, int | None]:
-    """The batch's Label Studio connection and project (the queue's when the batch has none)."""
+def _project(session: Session, batch_id: int | None) -> tuple[str, int | None, int | None]:
+    """The batch's Label Studio connection and project (the queue's when the batch has none),
+    and its queue."""
     batch = session.get(Batch, batch_id) if batch_id is not None else None
     if batch is None:
-        return "default", None
+        return "default", None, None
     queue = session.get(Queue, batch.queue_id) if batch.queue_id is not None else None
     connection = queue.connection if queue is not None else "default"
     project = batch.ls_project_id or (queue.ls_project_id if queue is not None else None)
-    return connection, project
+    return connection, project, batch.queue_id
 
 
 def enrich(
@@ -103,7 +109,10 @@ def enrich(
                 )
             ).all()
         )
-    connection, project = _project(session, batch_id)
+    from dataops.api.signing import signed_image_url
+
+    connection, project, queue_id = _project(session, batch_id)
+    now = int(time.time())
     out = []
     for entry, sha in zip(entries, shas, strict=True):
         image_id, uri = images.get(sha, (None, None))
@@ -118,7 +127,13 @@ def enrich(
                 tie="majority" in entry and entry["majority"] is None,
                 reason=entry.get("reason") or None,
                 ls_task_id=task,
-                ls_task_url=task_url(connection, project, task),
+                # Today's connection settings, else the link the audit recorded.
+                ls_task_url=task_url(connection, project, task) or entry.get("ls_task_url"),
+                image_url=(
+                    signed_image_url(image_id, queue_id, now=now)
+                    if image_id is not None and queue_id is not None
+                    else None
+                ),
             )
         )
     return out
