@@ -13,7 +13,9 @@ from dataops.console.deps import STAFF, console_roles
 from dataops.console.render import render
 from dataops.jobs import groups, service
 from dataops.jobs.registry import HANDLERS
-from dataops.jobs.schemas import JobGroupRequest, JobListRequest, JobOut, JobStatus
+from dataops.jobs.schemas import JobGroupRequest, JobListRequest, JobOut
+from dataops.overview import service as overview
+from dataops.overview.schemas import ActiveJobs
 
 router = APIRouter()
 
@@ -40,9 +42,12 @@ def job_list(
     session: SessionDep,
     user: Staff,
     kind: Kind = None,
-    status: Annotated[JobStatus | None, Query()] = None,
+    status: Annotated[str | None, Query(pattern=r"^(|pending|running|succeeded|failed)$")] = None,
 ) -> HTMLResponse:
-    query = JobListRequest(kind=kind or None, status=status, limit=100)
+    # The filter form sends an empty value for "any".
+    query = JobListRequest.model_validate(
+        {"kind": kind or None, "status": status or None, "limit": 100}
+    )
     jobs = [JobOut.model_validate(j) for j in service.list_jobs(session, query)]
     return render(
         request,
@@ -50,6 +55,13 @@ def job_list(
         {"jobs": jobs, "kind": kind or "", "status": status or "", "kinds": sorted(HANDLERS)},
         user=user,
     )
+
+
+@router.get("/jobs/active.json")
+def active_jobs(session: SessionDep, _user: Staff) -> ActiveJobs:
+    """What console.js polls for the overview's live progress (the session cookie, not a
+    bearer token); declared before ``/jobs/{job_id}`` so that path does not take it."""
+    return ActiveJobs(jobs=overview.active_jobs(session))
 
 
 @router.get("/jobs/{job_id}")
