@@ -50,7 +50,13 @@ def downgrade(url: str | None = None, revision: str = "base") -> None:
 
 def check(url: str | None = None) -> None:
     """Raise when the ORM models and the migrated schema differ."""
-    _run(url, command.check)
+    from dataops.models import metadata
+
+    def compare(cfg: Config) -> None:
+        cfg.attributes["target_metadata"] = metadata  # env.py reads the models only for this
+        command.check(cfg)
+
+    _run(url, compare)
 
 
 def heads() -> list[str]:

@@ -1,12 +1,16 @@
 """Alembic environment: SQLite (batch mode) and PostgreSQL from the same revisions.
 
-Revision files never import dataops; this file reads the ORM metadata only so that
-autogenerate and `alembic check` can compare the models with the migrated schema.
+Revision files never import dataops, and neither does an upgrade or a downgrade: the ORM
+metadata is read only when the models are compared with the schema, that is for
+`alembic revision --autogenerate`, `alembic check` (or any command given
+`-x autogenerate=1`), and for `dataops.migrate.check`, which hands the metadata over in
+``config.attributes["target_metadata"]``. The settings are read only when no URL is given.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from alembic import context
 from sqlalchemy import create_engine, pool
@@ -23,7 +27,24 @@ def _url() -> str:
     return get_settings().resolved_database_url
 
 
-def _metadata():  # type: ignore[no-untyped-def]
+def _compares_models() -> bool:
+    """Whether this command compares the ORM models with the schema (autogenerate, check)."""
+    opts = config.cmd_opts
+    if opts is not None:
+        if getattr(opts, "autogenerate", False):
+            return True
+        cmd = getattr(opts, "cmd", None)
+        if cmd and getattr(cmd[0], "__name__", None) == "check":
+            return True
+    flag = context.get_x_argument(as_dictionary=True).get("autogenerate", "")
+    return flag.lower() in ("1", "true", "yes")
+
+
+def _metadata() -> Any:
+    if "target_metadata" in config.attributes:
+        return config.attributes["target_metadata"]
+    if not _compares_models():
+        return None
     from dataops.models import metadata
 
     return metadata
@@ -51,7 +72,7 @@ def run_migrations_online() -> None:
         _run(connectable)
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Any) -> None:
     context.configure(
         connection=connection,
         target_metadata=_metadata(),

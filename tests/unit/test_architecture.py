@@ -151,7 +151,8 @@ def test_services_never_reach_the_web_or_cli_frameworks(package: str) -> None:
 
 def test_migration_revisions_never_import_dataops() -> None:
     """A revision must replay the same way after the ORM changes; `migrations/env.py` alone
-    reads the ORM metadata (for autogenerate) and the settings (for the URL)."""
+    reads the ORM metadata (for autogenerate and check) and the settings (when no URL is
+    given)."""
     offenders = []
     for path in sorted((ROOT / "migrations" / "versions").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -162,6 +163,40 @@ def test_migration_revisions_never_import_dataops() -> None:
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "dataops"]
     assert not offenders, offenders
+
+
+_MIGRATE_ALONE = """
+import sys
+
+from alembic import command
+from alembic.config import Config
+
+ini, url = sys.argv[1:]
+cfg = Config(ini)
+cfg.set_main_option("sqlalchemy.url", url)
+command.upgrade(cfg, "head")
+command.downgrade(cfg, "base")
+print(sorted(m for m in sys.modules if m.split(".")[0] == "dataops"))
+"""
+
+
+def test_upgrade_and_downgrade_never_import_dataops(tmp_path: Path) -> None:
+    """`migrations/env.py` reads the ORM metadata only to compare it with the schema
+    (autogenerate, check): replaying revisions must not depend on today's application."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-c", _MIGRATE_ALONE, str(ROOT / "alembic.ini"), url],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_modules_stay_short_enough_to_read_whole() -> None:
