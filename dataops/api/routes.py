@@ -14,12 +14,12 @@ from dataops.auth import router as auth
 from dataops.catalog import router as catalog
 from dataops.dedup import router as dedup
 from dataops.jobs import router as jobs
-from dataops.labeling import progress_router as labeling_progress
 from dataops.labeling import router as labeling
 from dataops.labelstudio import router as labelstudio
 from dataops.manifests import router as manifests
 from dataops.overview import router as overview
 from dataops.performance import router as performance
+from dataops.progress import router as progress
 from dataops.quality import router as quality
 from dataops.scoring import router as scoring
 from dataops.selection import router as selection
@@ -35,7 +35,7 @@ ROUTERS: list[APIRouter] = [
     selection.router,
     performance.router,
     labeling.router,
-    labeling_progress.router,
+    progress.router,
     audits.router,
     manifests.router,
     quality.router,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from pathlib import PurePosixPath
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -71,7 +72,7 @@ def _vendor_items(
     )
     now = int(time.time())
     items = [
-        BatchItemRow(key=key, ls_task_id=task_id, media_url=media_link(key, now=now).url)
+        BatchItemRow(key=key, ls_task_id=task_id, media_url=_path(media_link(key, now=now).url))
         for key, task_id in rows
     ]
     return items, total or 0
@@ -111,9 +112,9 @@ def _staff_items(
     items = []
     for item, uri, key, predicted, predicted_score in rows:
         if key is not None:
-            url: str | None = media_link(key, now=now).url
+            url: str | None = _path(media_link(key, now=now).url)
         elif batch.queue_id is not None:
-            url = signed_image_url(item.image_id, batch.queue_id, now=now)
+            url = _path(signed_image_url(item.image_id, batch.queue_id, now=now))
         else:
             url = None
         items.append(
@@ -158,3 +159,9 @@ def _live_labels(
             LiveLabel(annotator=annotator, value=describe_payload(payload), status=status)
         )
     return found
+
+
+def _path(url: str) -> str:
+    """A signed URL as a path on this server, so pages load it from their own origin."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"

@@ -32,6 +32,7 @@ PROGRESS = {
         {"day": "2026-11-02", "answers": 70},
         {"day": "2026-11-03", "answers": 48},
     ],
+    "period_answers": 118,
 }
 BATCH_ROW = {
     **COUNTS,
@@ -53,7 +54,7 @@ BATCH_ITEMS = {
         {
             "key": "4f1c9a0e" * 4,
             "ls_task_id": 881,
-            "media_url": "https://dataops.example.com/v1/media/t/4f1c...?exp=1793000000&sig=...",
+            "media_url": "/v1/media/t/4f1c...?exp=1793000000&sig=...",
             "position": 0,
             "image_id": 42,
             "file_name": "site3-cam2-0042.jpg",

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from dataops.database.dialect import as_utc_or_none
+from dataops.database.dialect import as_utc_or_none, insert
 from dataops.db import utcnow
 from dataops.labeling.guideline_versions import guideline_ref
 from dataops.labeling.models import (
@@ -38,6 +38,7 @@ from dataops.labeling.models import (
     Queue,
     Vendor,
 )
+from dataops.labeling.progress_models import ANSWERED_AT, BatchCounts
 from dataops.labeling.progress_schemas import (
     BATCH_PAGE,
     DEFAULT_PERIOD_DAYS,
@@ -53,6 +54,7 @@ from dataops.selection.models import OPEN_STATUSES, STATUSES, Batch, BatchItem
 
 AWAITING = ("sent", "in_progress")
 DRAFT = "draft"
+_CHUNK = 200
 _COUNT_FIELDS = (
     "items",
     "sent",
@@ -93,9 +95,9 @@ def _live_answers(batches: Any) -> Any:
     )
 
 
-def _counts(session: Session, key: Any, where: ColumnElement[bool]) -> dict[int, dict[str, int]]:
-    """The Counts fields per value of ``key`` (a Batch column) over the batches ``where`` picks."""
-    live = _live_answers(select(Batch.id).where(where))
+def _count_live(session: Session, batch_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """The Counts fields of these batches, counted from their items and label versions."""
+    live = _live_answers(list(batch_ids))
     sent = BatchItem.ls_task_id.is_not(None)
 
     def total(condition: ColumnElement[bool]) -> Any:
@@ -103,7 +105,7 @@ def _counts(session: Session, key: Any, where: ColumnElement[bool]) -> dict[int,
 
     rows = session.execute(
         select(
-            key,
+            BatchItem.batch_id,
             func.count(BatchItem.id),
             total(sent),
             total(live.c.answers > 0),
@@ -113,12 +115,43 @@ def _counts(session: Session, key: Any, where: ColumnElement[bool]) -> dict[int,
             total(and_(sent, BatchItem.is_overlap)),
             total(and_(sent, BatchItem.is_gold)),
         )
-        .select_from(BatchItem)
-        .join(Batch, Batch.id == BatchItem.batch_id)
         .outerjoin(
             live,
             and_(live.c.batch_id == BatchItem.batch_id, live.c.image_id == BatchItem.image_id),
         )
+        .where(BatchItem.batch_id.in_(list(batch_ids)))
+        .group_by(BatchItem.batch_id)
+    )
+    found = {int(row[0]): dict(zip(_COUNT_FIELDS, map(int, row[1:]), strict=True)) for row in rows}
+    return {batch_id: found.get(batch_id, _zero()) for batch_id in batch_ids}
+
+
+def _store_missing(session: Session, where: ColumnElement[bool]) -> None:
+    """Count the batches ``where`` picks that have no stored counts, and store them.
+
+    Stored counts are dropped by triggers (migration 0015) as soon as an item or label of
+    their batch is written, so only batches that changed since the last read are counted.
+    A label committed while a reader counts its batch can leave that reader's row a step
+    behind until the batch's next write; ``computed_at`` says when it was counted.
+    """
+    stored = select(BatchCounts.batch_id).where(BatchCounts.batch_id == Batch.id)
+    missing = list(session.scalars(select(Batch.id).where(where, ~stored.exists())))
+    for start in range(0, len(missing), _CHUNK):
+        chunk = missing[start : start + _CHUNK]
+        counts = _count_live(session, chunk)
+        now = utcnow()
+        rows = [{"batch_id": b, "computed_at": now, **counts[b]} for b in chunk]
+        session.execute(insert(session, BatchCounts).values(rows).on_conflict_do_nothing())
+
+
+def _counts(session: Session, key: Any, where: ColumnElement[bool]) -> dict[int, dict[str, int]]:
+    """The Counts fields per value of ``key`` (a Batch column) over the batches ``where`` picks."""
+    _store_missing(session, where)
+    columns = [func.coalesce(func.sum(getattr(BatchCounts, f)), 0) for f in _COUNT_FIELDS]
+    rows = session.execute(
+        select(key, *columns)
+        .select_from(BatchCounts)
+        .join(Batch, Batch.id == BatchCounts.batch_id)
         .where(where)
         .group_by(key)
     )
@@ -155,7 +188,7 @@ def _throughput(
         datetime(first.year, first.month, first.day, tzinfo=UTC) + timedelta(days=i)
         for i in range(days + 1)
     ]
-    when = func.coalesce(LabelVersion.source_updated_at, LabelVersion.created_at)
+    when = ANSWERED_AT
     per_day = [
         func.coalesce(func.sum(case((and_(when >= lo, when < hi), 1), else_=0)), 0)
         for lo, hi in itertools.pairwise(starts)
@@ -240,6 +273,7 @@ def queue_progress(
                 open_batches=open_count,
                 period_days=days,
                 throughput=throughput[queue.id],
+                period_answers=sum(day.answers for day in throughput[queue.id]),
                 **_shown(counts.get(queue.id, _zero()), vendor_view),
             )
         )

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from dataops.labeling.schemas import UtcDatetime
 
 MAX_PERIOD_DAYS = 92
-DEFAULT_PERIOD_DAYS = 14
+DEFAULT_PERIOD_DAYS = 7
 BATCH_PAGE = 50
 ITEM_PAGE = 60
 MAX_PAGE = 500
@@ -77,6 +77,7 @@ class QueueProgress(Counts):
     open_batches: int = Field(description="Batches drafted, sent, in progress or delivered.")
     period_days: int = Field(description="Days the throughput covers, today (UTC) included.")
     throughput: list[DayCount] = Field(description="New answers per UTC day, oldest first.")
+    period_answers: int = Field(description="New answers over the whole period.")
 
 
 class QueueProgressList(BaseModel):
@@ -96,7 +97,8 @@ class BatchItemRow(BaseModel):
     key: str | None = Field(description="The task key, once pushed.")
     ls_task_id: int | None
     media_url: str | None = Field(
-        description="Signed, expiring image URL; needs no token (null for a batch without a queue)."
+        description="Signed, expiring media path on this server; needs no token (null for "
+        "a batch without a queue)."
     )
     position: int | None = None
     image_id: int | None = None

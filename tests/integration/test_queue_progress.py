@@ -172,3 +172,62 @@ def test_progress_routes_scope_vendors(api: TestClient, make_user: MakeUser) -> 
     assert [i["is_gold"] for i in staff_items["items"]] == [True, False]
     all_batches = api.get("/v1/batches", params={"status": "draft"}, headers=staff).json()
     assert [b["id"] for b in all_batches["batches"]] == [w.a2]
+
+
+def test_stored_counts_follow_every_write_of_a_batch(catalog: str) -> None:
+    """Counts are stored per batch on read; an audit verdict (an UPDATE), a push of items and
+    a new answer each drop their batch's row (migration 0015's triggers), so the next read
+    counts again, while untouched batches keep theirs."""
+    from sqlalchemy import select, update
+
+    from dataops.labeling import progress
+    from dataops.labeling.models import Annotator, LabelVersion, Queue
+    from dataops.labeling.progress_models import BatchCounts
+    from dataops.selection.models import BatchItem
+
+    w = world.build()
+
+    def acme() -> Any:
+        with session_scope() as session:
+            queue = session.get(Queue, w.acme_queue)
+            assert queue is not None
+            return progress.queue_progress(session, [queue], vendor_view=False, now=w.now)[0]
+
+    def stored() -> set[int]:
+        with session_scope() as session:
+            return set(session.scalars(select(BatchCounts.batch_id)))
+
+    before = acme()
+    assert _counts(before) == world.ACME
+    assert {w.a1, w.a2, w.a3} <= stored()
+    with session_scope() as session:
+        session.execute(
+            update(LabelVersion)
+            .where(LabelVersion.batch_id == w.a1, LabelVersion.image_id == w.a1_images[4])
+            .values(status="accepted")
+        )
+        session.execute(update(BatchItem).where(BatchItem.batch_id == w.a2).values(ls_task_id=7))
+    assert not {w.a1, w.a2} & stored()
+    assert w.a3 in stored()
+    after = acme()
+    assert (after.accepted, after.sent) == (before.accepted + 1, before.sent + 2)
+
+    with session_scope() as session:
+        item = session.scalars(select(BatchItem).where(BatchItem.batch_id == w.a3)).first()
+        annotator = session.scalars(select(Annotator)).first()
+        assert item is not None and annotator is not None
+        session.add(
+            LabelVersion(
+                image_id=item.image_id,
+                annotator_id=annotator.id,
+                batch_id=w.a3,
+                task="helmets",
+                payload={"class": "none"},
+                source="labelstudio",
+                source_id="default:late",
+                source_key="labelstudio:default:late:x",
+            )
+        )
+    assert w.a3 not in stored()
+    latest = acme()
+    assert (latest.answered, latest.answers) == (after.answered + 1, after.answers + 1)

@@ -1,4 +1,5 @@
-"""Queue progress, the batch list and a batch's items over HTTP (``dataops.labeling.progress``).
+"""Queue progress, the batch list and a batch's items over HTTP (``dataops.labeling.progress``
+and ``dataops.labeling.batch_items``).
 
 Every role reads them; a vendor sees only its own queues and their sent batches, without
 overlap or gold counts, and another vendor's queue or batch answers 404 like a missing one.
