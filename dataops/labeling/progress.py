@@ -199,8 +199,8 @@ def _throughput(
         .join(Batch, Batch.id == LabelVersion.batch_id)
         .where(
             Batch.queue_id.in_(list(queue_ids)),
+            # A first version is an answer, never a deletion record (those supersede one).
             LabelVersion.supersedes_id.is_(None),
-            LabelVersion.status != DELETED,
             when >= starts[0],
         )
         .group_by(Batch.queue_id)
