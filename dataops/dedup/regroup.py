@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dataops.dedup.grouping import DedupParams, group_pairs
+from dataops.dedup.grouping import DedupParams, group_pairs, rep_near
 from dataops.dedup.index import Pairs
 from dataops.dedup.links import StageLinks
 from dataops.dedup.merges import plan_merges
@@ -92,7 +92,33 @@ def regroup_incremental(
         out.reps[TEMP + offset] = int(members[0])
     out.refused = [(int(a), int(b)) for a, b in plan.refused_bridges]
     out.split_reported = len(out.refused) + _split_chains(cat, labels, pairs, cat.group_of < 0)
+    _promote_best(cat, out, [m.target for m in plan.merges], params, links)
     return out
+
+
+def _promote_best(
+    cat: Catalog,
+    out: Outcome,
+    touched: list[int],
+    params: DedupParams,
+    links: StageLinks | None,
+) -> None:
+    """A group that gained members takes its best-ranked member as representative when every
+    member may stay with it, as a full recompute would choose (a letterboxed copy that joins
+    later is larger than the original it joined)."""
+    if not touched:
+        return
+    rows = np.flatnonzero(np.isin(out.labels, np.asarray(touched, dtype=np.int64)))
+    order = rows[np.lexsort((cat.rank[rows], out.labels[rows]))]
+    label = out.labels[order]
+    starts = np.flatnonzero(np.r_[True, label[1:] != label[:-1]])
+    best = np.repeat(order[starts], np.diff(np.r_[starts, order.size]))
+    ok = rep_near(cat.hashes, best, order, params, links)
+    for start, end in zip(starts.tolist(), [*starts[1:].tolist(), order.size], strict=True):
+        gid = int(label[start])
+        candidate = int(cat.ids[order[start]])
+        if candidate != out.reps.get(gid) and ok[start:end].all():
+            out.reps[gid] = candidate
 
 
 def regroup_from_scratch(

@@ -62,6 +62,14 @@ def batches(tmp_path_factory: pytest.TempPathFactory) -> Batches:
         TRANSFORMS["jpeg"](rgb, rng).save(folders[1 if k < 4 else 2] / f"{path.stem}_jpeg.png")
     for path in kodak[14:17]:
         shutil.copy(path, folders[1] / path.name)
+    # Copies only the view and geometric stages find, so a killed run dies with their work.
+    with PILImage.open(kodak[0]) as img:
+        rgb = img.convert("RGB")
+    boxed = PILImage.new("RGB", (rgb.width, rgb.height + 2 * (rgb.height // 10)), (0, 0, 0))
+    boxed.paste(rgb, (0, rgb.height // 10))
+    boxed.save(folders[2] / f"{kodak[0].stem}_letterbox.png")
+    cut = (rgb.width // 10, rgb.height // 10, rgb.width, rgb.height)
+    rgb.crop(cut).save(folders[2] / f"{kodak[0].stem}_crop.png")
     # The uninterrupted reference: the same three ingests and runs in a catalog of its own.
     env = {
         "DATAOPS_DATA_DIR": str(root / "reference"),
@@ -76,6 +84,8 @@ def batches(tmp_path_factory: pytest.TempPathFactory) -> Batches:
     groups = run_json("dedup", "groups", env=env)["groups"]
     expected = {frozenset(Path(m["uri"]).name for m in g["members"]) for g in groups}
     assert len(expected) == 6
+    staged = {f"{kodak[0].stem}_letterbox.png", f"{kodak[0].stem}_crop.png", kodak[0].name}
+    assert any(staged <= g for g in expected), expected
     return Batches(*folders, expected=expected)
 
 
