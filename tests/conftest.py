@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +13,28 @@ from pathlib import Path
 import pytest
 
 from tests.support.corpus import require_corpus
-from tests.support.services import PG_ADMIN_URL, create_database, drop_database, redis_db
+from tests.support.services import (
+    PG_ADMIN_URL,
+    create_database,
+    disconnect_database,
+    drop_database,
+    recreate_from_template,
+    redis_db,
+)
 
-pytest_plugins = ["tests.support.labelstudio", "tests.support.api"]
+# pyproject's addopts turns off entry-point plugins (see there); these two are used.
+pytest_plugins = [
+    "_hypothesis_pytestplugin",
+    "schemathesis.pytest.plugin",
+    "tests.support.labelstudio",
+    "tests.support.api",
+]
+
+# Bytecode caches, for this run and the CLI/worker/server subprocesses it starts, even where the
+# environment sets PYTHONDONTWRITEBYTECODE: without them every process compiles dataops (and
+# pytest rewrites every test module) from source again, about a second per subprocess.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 _ENV_KEYS = [k for k in os.environ if k.startswith("DATAOPS_")]
 
@@ -70,27 +91,79 @@ def backend(request: pytest.FixtureRequest, isolated_env: Path) -> Iterator[str]
     yield request.getfixturevalue("pg_url")
 
 
-@pytest.fixture
-def catalog(backend: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A migrated catalog on the parametrised backend, configured through the environment."""
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite catalog migrated once per run; `catalog` copies it instead of migrating again
+    (the migration chain itself is tested in tests/integration/test_migrations.py)."""
     from dataops import migrate
+    from dataops.db import dispose_engines
+
+    path = tmp_path_factory.mktemp("template") / "catalog.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    dispose_engines()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A PostgreSQL catalog migrated once per run: each test's database is a copy of it
+    (`CREATE DATABASE ... TEMPLATE`), as isolated as a freshly migrated one."""
+    from dataops import migrate
+    from dataops.db import dispose_engines
+
+    name = f"dataops_tpl_{uuid.uuid4().hex[:12]}"
+    url = create_database(name)
+    try:
+        migrate.upgrade(url)
+        dispose_engines()
+        disconnect_database(name)  # a template must have no sessions while it is copied
+        yield name
+    finally:
+        drop_database(name)
+
+
+def _copy_sqlite(template: Path, url: str) -> None:
+    from dataops.db import sqlite_file
+
+    dest = sqlite_file(url)
+    assert dest is not None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src, dst = sqlite3.connect(template), sqlite3.connect(dest)
+    try:
+        src.backup(dst)  # consistent whatever the template's journal holds
+    finally:
+        src.close()
+        dst.close()
+
+
+@pytest.fixture
+def catalog(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A migrated catalog on the parametrised backend, configured through the environment."""
     from dataops.config import reset_settings
 
+    if backend.startswith("sqlite"):
+        _copy_sqlite(request.getfixturevalue("sqlite_template"), backend)
+    else:
+        recreate_from_template(backend, request.getfixturevalue("pg_template"))
     monkeypatch.setenv("DATAOPS_DATABASE_URL", backend)
     reset_settings()
-    migrate.upgrade()
     return backend
 
 
 @pytest.fixture
-def pg_catalog(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    from dataops import migrate
+def pg_catalog(pg_template: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     from dataops.config import reset_settings
+    from dataops.db import dispose_engines
 
-    monkeypatch.setenv("DATAOPS_DATABASE_URL", pg_url)
+    name = f"dataops_t_{uuid.uuid4().hex[:12]}"
+    url = create_database(name, template=pg_template)
+    monkeypatch.setenv("DATAOPS_DATABASE_URL", url)
     reset_settings()
-    migrate.upgrade()
-    return pg_url
+    try:
+        yield url
+    finally:
+        dispose_engines()
+        drop_database(name)
 
 
 @pytest.fixture

@@ -24,18 +24,36 @@ def _admin_conn():  # type: ignore[no-untyped-def]
     return psycopg.connect(PG_ADMIN_URL, autocommit=True)
 
 
-def create_database(name: str) -> str:
+def create_database(name: str, template: str | None = None) -> str:
+    """An empty database, or a copy of ``template`` (which must have no open sessions)."""
+    copy = f' TEMPLATE "{template}"' if template else ""
     with _admin_conn() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     return f"postgresql+psycopg://postgres@{PG_HOST}:5432/{name}"
 
 
-def drop_database(name: str) -> None:
+def disconnect_database(name: str) -> None:
     with _admin_conn() as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
         )
+
+
+def drop_database(name: str) -> None:
+    disconnect_database(name)
+    with _admin_conn() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def recreate_from_template(url: str, template: str) -> None:
+    """Replace the (unused) database behind ``url`` with a copy of ``template``."""
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    assert name
+    with _admin_conn() as conn:
+        conn.execute(f'DROP DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
 
 
 @contextmanager
