@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from dataops.database.dialect import as_utc_or_none, insert
@@ -55,6 +55,8 @@ from dataops.selection.models import OPEN_STATUSES, STATUSES, Batch, BatchItem
 AWAITING = ("sent", "in_progress")
 DRAFT = "draft"
 _CHUNK = 200
+# How long stored counts of an open batch are trusted (see _store_missing).
+STALE_AFTER = timedelta(minutes=30)
 _COUNT_FIELDS = (
     "items",
     "sent",
@@ -127,20 +129,31 @@ def _count_live(session: Session, batch_ids: Sequence[int]) -> dict[int, dict[st
 
 
 def _store_missing(session: Session, where: ColumnElement[bool]) -> None:
-    """Count the batches ``where`` picks that have no stored counts, and store them.
+    """Count the batches ``where`` picks whose stored counts are missing or not trusted, and
+    store them.
 
-    Stored counts are dropped by triggers (migration 0015) as soon as an item or label of
-    their batch is written, so only batches that changed since the last read are counted.
-    A label committed while a reader counts its batch can leave that reader's row a step
-    behind until the batch's next write; ``computed_at`` says when it was counted.
+    Triggers (migration 0015) drop a batch's row whenever one of its items or labels is
+    written, so a row is normally what a fresh count would give. A write that commits while
+    a reader is counting can still leave that reader's row one step behind, so rows are
+    trusted only while that cannot matter: an open batch's for ``STALE_AFTER``, a closed
+    batch's when counted after it closed.
     """
-    stored = select(BatchCounts.batch_id).where(BatchCounts.batch_id == Batch.id)
-    missing = list(session.scalars(select(Batch.id).where(where, ~stored.exists())))
+    now = utcnow()
+    closed_after = and_(
+        Batch.status.not_in(OPEN_STATUSES),
+        or_(Batch.closed_at.is_(None), BatchCounts.computed_at >= Batch.closed_at),
+    )
+    trusted = select(BatchCounts.batch_id).where(
+        BatchCounts.batch_id == Batch.id,
+        or_(BatchCounts.computed_at >= now - STALE_AFTER, closed_after),
+    )
+    missing = list(session.scalars(select(Batch.id).where(where, ~trusted.exists())))
     for start in range(0, len(missing), _CHUNK):
         chunk = missing[start : start + _CHUNK]
+        counted_at = utcnow()  # before counting: a later write makes the row look older
         counts = _count_live(session, chunk)
-        now = utcnow()
-        rows = [{"batch_id": b, "computed_at": now, **counts[b]} for b in chunk]
+        session.execute(delete(BatchCounts).where(BatchCounts.batch_id.in_(chunk)))
+        rows = [{"batch_id": b, "computed_at": counted_at, **counts[b]} for b in chunk]
         session.execute(insert(session, BatchCounts).values(rows).on_conflict_do_nothing())
 
 
