@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -11,6 +12,7 @@ from dataops.api.deps import SessionDep
 from dataops.auth.models import User
 from dataops.console.deps import STAFF, console_roles
 from dataops.console.render import render
+from dataops.db import utcnow
 from dataops.jobs import groups, service
 from dataops.jobs.registry import HANDLERS
 from dataops.jobs.schemas import JobGroupRequest, JobListRequest, JobOut
@@ -23,15 +25,31 @@ Staff = Annotated[User, Depends(console_roles(*STAFF))]
 Kind = Annotated[str | None, Query(pattern=r"^[a-z_]{0,32}$")]
 
 
+# Periods the grouped view offers, in days (0: every job); a week by default, so the page
+# reads a week of jobs however long the job table has grown.
+PERIODS = (1, 7, 30, 0)
+
+
 @router.get("/jobs")
 def job_groups(
-    request: Request, session: SessionDep, user: Staff, kind: Kind = None
+    request: Request,
+    session: SessionDep,
+    user: Staff,
+    kind: Kind = None,
+    days: Annotated[int, Query(ge=0, le=3650)] = 7,
 ) -> HTMLResponse:
-    found = groups.job_groups(session, JobGroupRequest(kind=kind or None))
+    since = utcnow() - timedelta(days=days) if days else None
+    found = groups.job_groups(session, JobGroupRequest(kind=kind or None, since=since))
     return render(
         request,
         "jobs/groups.html",
-        {"groups": found, "kind": kind or "", "kinds": sorted(HANDLERS)},
+        {
+            "groups": found,
+            "kind": kind or "",
+            "kinds": sorted(HANDLERS),
+            "days": days,
+            "periods": PERIODS,
+        },
         user=user,
     )
 
