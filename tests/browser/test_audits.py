@@ -157,6 +157,7 @@ def test_an_audit_report_shows_the_audit_rows_decision_and_numbers(
     assert response is not None and response.status == 200
     assert seeded.decision.upper() in page.locator("body").inner_text()
     assert seeded.disputed_file in page.locator("body").inner_text()
+    assert axe_violations(page) == []
 
 
 def test_the_audit_list_filters_by_decision(

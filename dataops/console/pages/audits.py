@@ -25,8 +25,11 @@ AuditId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 PAGE = 50
 DISPUTED_PAGE = 24
-# The stored report is one self-contained file: inline CSS and data: images, no script.
-REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
+# The stored report is one self-contained file: inline CSS and data: images, never a script.
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; "
+    "form-action 'none'; base-uri 'none'"
+)
 
 
 def _page_url(offset: int, decision: str | None) -> str:
