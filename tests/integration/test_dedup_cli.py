@@ -21,6 +21,9 @@ SUMMARY_KEYS = {
     "images",
     "new_images",
     "pairs",
+    "stage_pairs",
+    "views_computed",
+    "geometric_checks",
     "edges_added",
     "groups",
     "new_groups",
@@ -77,6 +80,7 @@ def test_run_is_incremental_and_groups_follow_the_contract(photos: Path, tmp_pat
     listing = run_json("dedup", "groups", env=ENV)
 
     assert set(first) == SUMMARY_KEYS
+    assert first["stage_pairs"]["hash"] == first["pairs"] == 6, "two groups of three"
     assert (first["images"], first["new_images"], first["groups"], first["new_groups"]) == (
         7,
         7,
@@ -90,7 +94,8 @@ def test_run_is_incremental_and_groups_follow_the_contract(photos: Path, tmp_pat
     assert set(listing) == {"groups"}
     assert len(listing["groups"]) == 2
     for group in listing["groups"]:
-        assert set(group) == {"id", "representative", "members"}
+        assert set(group) == {"id", "representative", "size", "members"}
+        assert group["size"] == 3
         assert len(group["members"]) == 3
         assert group["members"][0]["image_id"] == group["representative"]
         for member in group["members"]:
