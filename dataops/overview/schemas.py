@@ -18,6 +18,7 @@ class CatalogCounts(BaseModel):
     quarantined: int = Field(description="Images set aside as unreadable or unsafe.")
     duplicate_groups: int = Field(description="Groups of two or more images of the same picture.")
     labeled: list[TaskLabeled] = Field(description="Labeled images per task.")
+    counted_at: datetime = Field(description="When these were counted (kept up to a minute).")
 
 
 class ActiveJob(BaseModel):

@@ -4,14 +4,22 @@
   not deleted, rejected or released: the rule selection uses to leave it out of new batches
   (``dataops.selection.pool.labeled_images``).
 - *duplicate groups* are live groups (not merged into another) with two or more members.
+
+The catalog counts scan the image and label tables (about a second on a million of each),
+so a process keeps them for ``COUNTS_MAX_AGE`` seconds per database and says when they were
+counted (``counted_at``); jobs and events are read fresh every time.
 """
 
 from __future__ import annotations
+
+import threading
+import time
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dataops.catalog.models import QUARANTINED, Image
+from dataops.db import utcnow
 from dataops.dedup.models import DupGroup
 from dataops.events.models import Event
 from dataops.jobs.models import PENDING, RUNNING, Job
@@ -20,9 +28,27 @@ from dataops.overview.schemas import ActiveJob, CatalogCounts, EventOut, Overvie
 
 RECENT_EVENTS = 20
 ACTIVE_JOBS = 20
+COUNTS_MAX_AGE = 60.0
+
+_counted: dict[str, tuple[float, CatalogCounts]] = {}
+_counting = threading.Lock()
 
 
-def catalog_counts(session: Session) -> CatalogCounts:
+def catalog_counts(session: Session, *, max_age: float = COUNTS_MAX_AGE) -> CatalogCounts:
+    """The counts, at most ``max_age`` seconds old (0: count now)."""
+    key = str(session.get_bind().engine.url)
+    now = time.monotonic()
+    with _counting:
+        kept = _counted.get(key)
+        if kept is not None and now - kept[0] <= max_age:
+            return kept[1]
+    counts = count_catalog(session)
+    with _counting:
+        _counted[key] = (now, counts)
+    return counts
+
+
+def count_catalog(session: Session) -> CatalogCounts:
     by_status = dict(
         session.execute(select(Image.status, func.count()).group_by(Image.status)).all()
     )
@@ -45,6 +71,7 @@ def catalog_counts(session: Session) -> CatalogCounts:
         quarantined=int(by_status.get(QUARANTINED, 0)),
         duplicate_groups=int(groups or 0),
         labeled=[TaskLabeled(task=task, images=int(n)) for task, n in labeled],
+        counted_at=utcnow(),
     )
 
 

@@ -59,9 +59,16 @@ def test_overview_counts_what_it_says(catalog: str) -> None:
     from dataops.db import session_scope
     from dataops.overview import service
 
+    with session_scope() as session:
+        service.catalog_counts(session, max_age=0)
     _seed()
     with session_scope() as session:
+        before = service.catalog_counts(session)  # an empty catalog, kept for a minute
         view = service.overview(session)
+        fresh = service.catalog_counts(session, max_age=0)
+    assert before.images == view.catalog.images == 0  # seeded after the first count
+    assert fresh.images == 10
+    view = view.model_copy(update={"catalog": fresh})
     counts = view.catalog
     assert (counts.images, counts.quarantined, counts.duplicate_groups) == (10, 2, 1)
     assert [(t.task, t.images) for t in counts.labeled] == [("boxes", 1), ("helmets", 2)]
