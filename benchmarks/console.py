@@ -150,10 +150,10 @@ def _pages(x: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
         ("vendor", "/console/queues", ["/v1/queue-progress"]),
         ("admin", f"/console/batches/{b}", [f"/v1/batches/{b}/items"]),
         ("admin", "/console/annotators", ["/v1/annotators/performance"]),
-        ("admin", "/console/vendors", ["/v1/annotators/performance?by=vendor"]),
+        ("admin", "/console/vendors", ["/v1/annotators/performance?group=vendor"]),
         ("admin", "/console/audits", ["/v1/audits"]),
-        ("admin", "/console/duplicates", ["/v1/dup-groups"]),
-        ("admin", f"/console/duplicates/{g}", [f"/v1/dup-groups/{g}"]),
+        ("admin", "/console/duplicates", ["/v1/dedup/groups"]),
+        ("admin", f"/console/duplicates/{g}", [f"/v1/dedup/groups/{g}"]),
         ("admin", f"/console/manifests/{m}/leaks", [f"/v1/manifests/{m}/leaks"]),
     ]
     if a is not None:
