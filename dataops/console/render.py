@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from dataops.auth.models import ROLES, User
@@ -57,11 +56,8 @@ class NavLink:
 
 
 def _served_paths(request: Request) -> frozenset[str]:
-    return frozenset(
-        route.path
-        for route in request.app.routes
-        if isinstance(route, APIRoute) and "GET" in (route.methods or ())
-    )
+    paths = getattr(request.app.state, "console_paths", None)
+    return paths if isinstance(paths, frozenset) else frozenset()
 
 
 def nav_for(request: Request, user: User | Viewer | None) -> list[NavLink]:

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from dataops.console import errors, pages
@@ -67,6 +68,16 @@ def build_router() -> APIRouter:
     return console
 
 
+def served_get_paths() -> frozenset[str]:
+    """Every console path a GET route serves (the nav shows only these)."""
+    return frozenset(
+        f"/console{route.path}"
+        for page_router in _page_routers()
+        for route in page_router.routes
+        if isinstance(route, APIRoute) and "GET" in (route.methods or ())
+    )
+
+
 router = build_router()
 
 
@@ -78,6 +89,7 @@ def install(app: FastAPI) -> None:
     """Mount the console on the API app (after the API's error handlers are installed)."""
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     app.include_router(router)
+    app.state.console_paths = served_get_paths()
     app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
     app.add_api_route(
         "/console", _root, methods=["GET"], include_in_schema=False, name="console-root"

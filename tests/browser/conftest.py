@@ -8,8 +8,10 @@ Fixtures
   (``console.tokens["admin" | "labeling_ops" | "scientist" | "auditor" | "vendor_a" |
   "vendor_b"]``), one queue per vendor (``console.queues["vendor_a"]``: queue id, with one
   batch of two images), ``console.url`` and ``console.session_factory`` (sessions on that
-  catalog). While a test runs, ``DATAOPS_DATABASE_URL`` points at the same catalog, so the
-  helpers in ``tests/support`` (``make_queue``, ``create_user_token``...) seed it too.
+  catalog). While a test runs, the ``DATAOPS_*`` settings are the server's (catalog, data dir,
+  blob store, signing key), so the helpers in ``tests/support`` (``make_queue``,
+  ``create_user_token``...) and domain services seed it too; a module-scoped fixture seeds
+  with ``with console.settings(): ...`` (``_console_server`` is the module-scoped fixture).
 - ``page``: a Playwright page in a fresh browser context (no cookies) whose ``base_url`` is
   the console, so ``page.goto("/console/queues")`` works. The CSP is enforced;
   ``page.csp_errors`` (a list) collects what the browser refused.
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,34 @@ class Console:
     session_factory: sessionmaker[Session]
     users: dict[str, str] = field(default_factory=dict)  # role key -> user name
     log: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # the server's DATAOPS_* settings
+
+    @contextmanager
+    def settings(self) -> Iterator[None]:
+        """This process uses the server's settings (catalog, blob store, key) inside."""
+        with _settings(self.env):
+            yield
+
+
+@contextmanager
+def _settings(env: dict[str, str]) -> Iterator[None]:
+    from dataops.config import reset_settings
+    from dataops.db import dispose_engines
+    from dataops.storage import get_store
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("DATAOPS_")]:
+            mp.delenv(key)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        reset_settings()
+        get_store.cache_clear()
+        try:
+            yield
+        finally:
+            dispose_engines()
+            reset_settings()
+            get_store.cache_clear()
 
 
 def _free_port() -> int:
@@ -93,40 +124,28 @@ def _free_port() -> int:
 
 
 def _seed(
-    database_url: str, images_dir: Path
+    env: dict[str, str], images_dir: Path
 ) -> tuple[dict[str, str], dict[str, str], dict[str, int]]:
     """Users and tokens per role, and one queue with a two-image batch per vendor."""
-    from dataops.config import reset_settings
-    from dataops.db import dispose_engines
     from tests.support.api import create_user_token, ingest_files, make_queue, write_photo
 
     tokens: dict[str, str] = {}
     users: dict[str, str] = {}
     queues: dict[str, int] = {}
-    with pytest.MonkeyPatch.context() as mp:
-        for key in [k for k in os.environ if k.startswith("DATAOPS_")]:
-            mp.delenv(key)
-        mp.setenv("DATAOPS_DATABASE_URL", database_url)
-        mp.setenv("DATAOPS_DATA_DIR", str(images_dir.parent / "data"))
-        mp.setenv("DATAOPS_INGEST__WORKERS", "1")
-        reset_settings()
-        try:
-            for role in ROLES:
-                users[role] = f"{role.replace('_', '-')}-user"
-                tokens[role] = create_user_token(role, name=users[role], expires_days=30)
-            for n, key in enumerate(VENDORS):
-                vendor = key.replace("_", "-")
-                photos = [
-                    write_photo(images_dir / f"{vendor}-{i}.jpg", seed=10 * n + i) for i in range(2)
-                ]
-                queues[key] = make_queue(vendor, ingest_files(photos))
-                users[key] = f"{vendor}-user"
-                tokens[key] = create_user_token(
-                    "vendor", vendor=vendor, name=users[key], expires_days=30
-                )
-        finally:
-            dispose_engines()
-            reset_settings()
+    with _settings(env):
+        for role in ROLES:
+            users[role] = f"{role.replace('_', '-')}-user"
+            tokens[role] = create_user_token(role, name=users[role], expires_days=30)
+        for n, key in enumerate(VENDORS):
+            vendor = key.replace("_", "-")
+            photos = [
+                write_photo(images_dir / f"{vendor}-{i}.jpg", seed=10 * n + i) for i in range(2)
+            ]
+            queues[key] = make_queue(vendor, ingest_files(photos))
+            users[key] = f"{vendor}-user"
+            tokens[key] = create_user_token(
+                "vendor", vendor=vendor, name=users[key], expires_days=30
+            )
     return tokens, users, queues
 
 
@@ -141,16 +160,18 @@ def _console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consol
     process: subprocess.Popen[bytes] | None = None
     try:
         migrate.upgrade(database_url)
-        (root / "images").mkdir()
-        tokens, users, queues = _seed(database_url, root / "images")
         port = _free_port()
+        settings = {
+            "DATAOPS_DATABASE_URL": database_url,
+            "DATAOPS_DATA_DIR": str(root / "data"),
+            "DATAOPS_SECRET_KEY": "b" * 64,
+            "DATAOPS_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "DATAOPS_INGEST__WORKERS": "1",
+        }
+        (root / "images").mkdir()
+        tokens, users, queues = _seed(settings, root / "images")
         env = {k: v for k, v in os.environ.items() if not k.startswith("DATAOPS_")}
-        env.update(
-            DATAOPS_DATABASE_URL=database_url,
-            DATAOPS_DATA_DIR=str(root / "data"),
-            DATAOPS_SECRET_KEY="b" * 64,
-            DATAOPS_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        )
+        env.update(settings)
         log = root / "server.log"
         process = subprocess.Popen(
             [
@@ -190,6 +211,7 @@ def _console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consol
             session_factory=sessionmaker(bind=engine, expire_on_commit=False),
             users=users,
             log=log,
+            env=settings,
         )
     finally:
         if process is not None:
@@ -204,13 +226,10 @@ def _console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consol
 
 
 @pytest.fixture
-def console(_console_server: Console, monkeypatch: pytest.MonkeyPatch) -> Console:
-    """The module's console; this test's settings point at its catalog."""
-    from dataops.config import reset_settings
-
-    monkeypatch.setenv("DATAOPS_DATABASE_URL", _console_server.database_url)
-    reset_settings()
-    return _console_server
+def console(_console_server: Console) -> Iterator[Console]:
+    """The module's console; this test's settings are the server's."""
+    with _console_server.settings():
+        yield _console_server
 
 
 @pytest.fixture(scope="session")
