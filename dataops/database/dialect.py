@@ -51,6 +51,17 @@ def advisory_xact_lock(session: Session, key: int) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
+def custom_plans(session: Session) -> None:
+    """Plan each statement with its own parameter values until the transaction ends.
+
+    psycopg prepares a statement after five runs and PostgreSQL may then keep a generic plan
+    that ignores the values; for a report whose date range decides whether a hash join or a
+    nested loop is right, that plan can be slower by orders of magnitude. SQLite: nothing.
+    """
+    if is_postgres(session):
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 def reserve_id(session: Session, table: Any) -> int:
     """The id the next row of ``table`` will get, taken before the insert (for rows that must
     name their own id, e.g. in file names, and cannot be updated afterwards). PostgreSQL: the

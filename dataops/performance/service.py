@@ -47,7 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from dataops.audits.models import Audit
-from dataops.database.dialect import as_utc, is_postgres
+from dataops.database.dialect import as_utc, custom_plans, is_postgres
 from dataops.db import utcnow
 from dataops.errors import DataopsError
 from dataops.labeling.models import ACCEPTED, ADJUDICATED, DELETED, Annotator, LabelVersion, Vendor
@@ -335,6 +335,7 @@ def performance_report(
 ) -> PerformanceReport:
     """Every annotator (or vendor) with an answer in the period, and their numbers."""
     since, until = period(request, now)
+    custom_plans(session)
     by_vendor = request.group == "vendor"
     answers = _answers(by_vendor, since, until)
     counts = _counts(session, answers)
