@@ -36,21 +36,26 @@ def sync_edges(
 
     ``stage`` (aligned with ``pairs``) names the stage that matched each pair; without it
     the column's default applies. Stale edges include those of images quarantined since,
-    which left the catalog. Returns (added, removed).
+    which left the catalog; with ``reconcile`` a stored pair another stage now finds first
+    (thresholds changed) takes that stage. Returns (added, removed).
     """
     edges = cast(Table, DupEdge.__table__)
     keep: np.ndarray = np.ones(len(pairs), dtype=bool)
     stale: list[dict[str, Any]] = []
     if reconcile:
         stored = {
-            (a, b)
-            for a, b in session.execute(
-                select(DupEdge.image_a_id, DupEdge.image_b_id).where(DupEdge.method == method)
+            (a, b): was
+            for a, b, was in session.execute(
+                select(DupEdge.image_a_id, DupEdge.image_b_id, DupEdge.stage).where(
+                    DupEdge.method == method
+                )
             )
         }
         found = list(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
         keep = np.array([pair not in stored for pair in found], dtype=bool)
-        stale = [{"a": a, "b": b, "m": method} for a, b in stored.difference(found)]
+        stale = [{"a": a, "b": b, "m": method} for a, b in set(stored).difference(found)]
+        if stage is not None:
+            _restage(session, stored, found, stage, method)
     added = 0
     now = utcnow()
     todo = np.flatnonzero(keep)
@@ -79,6 +84,32 @@ def sync_edges(
             stale,
         )
     return added, len(stale)
+
+
+def _restage(
+    session: Session,
+    stored: dict[tuple[int, int], str],
+    found: list[tuple[int, int]],
+    stage: np.ndarray,
+    method: str,
+) -> None:
+    edges = cast(Table, DupEdge.__table__)
+    moved = [
+        {"a": a, "b": b, "m": method, "s": str(stage[k])}
+        for k, (a, b) in enumerate(found)
+        if (a, b) in stored and stored[a, b] != stage[k]
+    ]
+    if moved:
+        session.execute(
+            update(edges)
+            .where(
+                edges.c.image_a_id == bindparam("a"),
+                edges.c.image_b_id == bindparam("b"),
+                edges.c.method == bindparam("m"),
+            )
+            .values(stage=bindparam("s")),
+            moved,
+        )
 
 
 def _group_methods(session: Session, group_ids: list[int]) -> dict[int, str]:

@@ -143,6 +143,13 @@ def test_edits_join_their_original_through_the_stages_incremental_equals_full(
     assert _groups() == _expected(first)
     assert _stages() == edges
 
+    tight = _run(full=True, radius=2)
+
+    stored = list(_stages().values())
+    assert tight.stage_pairs["hash"] < summary.stage_pairs["hash"] + before.stage_pairs["hash"]
+    for stage in ("hash", "view", "geometric"):
+        assert stored.count(stage) == tight.stage_pairs[stage], "edges take the stage found now"
+
 
 def test_a_run_that_dies_after_the_stages_is_redone_by_the_next(
     photos: tuple[Path, Path],

@@ -256,8 +256,10 @@ def blends(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def hash_stage_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The blends are a chain by the hash rule; local features see photo A in every blend
-    (a 20 % blend is an overlay), so these tests keep to the hash stage."""
+    """Tests whose premise is the hash rule alone: the blends are a chain by hashes (local
+    features see photo A in every blend: a 20 % blend is an overlay), a tighter radius
+    splits groups (the view stage would find those pairs again), and a 10 % crop is what
+    only embeddings find (the view stage finds it)."""
     from dataops.config import reset_settings
 
     monkeypatch.setenv("DATAOPS_DEDUP__VIEWS", "false")
@@ -375,6 +377,7 @@ def test_incremental_runs_equal_a_full_recompute(small_set: dict[str, Path]) -> 
     assert all(len(g) == 3 for g in incremental)
 
 
+@pytest.mark.usefixtures("hash_stage_only")
 def test_full_run_with_tighter_thresholds_reports_the_groups_it_splits(
     small_set: dict[str, Path],
 ) -> None:
@@ -451,6 +454,7 @@ def _register_embeddings(vectors: dict[int, np.ndarray]) -> None:
     EmbeddingIndex.build(ids, np.stack([vectors[i] for i in ids.tolist()])).save(store.index_path)
 
 
+@pytest.mark.usefixtures("hash_stage_only")
 def test_semantic_matches_join_groups_that_hashes_miss(tmp_path: Path) -> None:
     folder = tmp_path / "semantic"
     folder.mkdir()
