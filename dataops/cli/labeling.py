@@ -414,3 +414,76 @@ def annotators_map(
             f"{data['connection']} ({data['vendor']})"
         ),
     )
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+@annotators_app.command("report")
+def annotators_report(
+    since: str = typer.Option("", "--since", help="Start (inclusive), e.g. 2026-11-01."),
+    until: str = typer.Option("", "--until", help="End (not included); default: now."),
+    group: str = typer.Option("annotator", "--group", help="annotator or vendor."),
+    sort: str = typer.Option("name", "--sort", help="The column to order the rows by."),
+    descending: bool = typer.Option(False, "--descending", help="Largest first."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Also write the rows to this CSV."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Throughput, time per answer, turnaround, gold accuracy, agreement, first-pass acceptance
+    and rework per annotator or vendor over a period (default: the last 30 days)."""
+    from dataops.db import session_scope
+    from dataops.performance import export
+    from dataops.performance.service import performance_report, request_from_query
+
+    values = {"since": since, "until": until, "group": group, "sort": sort}
+    request = request_from_query({**values, "descending": "true" if descending else ""})
+    _ready()
+    with session_scope() as session:
+        report = performance_report(session, request)
+    if csv_path is not None:
+        csv_path.write_text(export.to_csv(report), encoding="utf-8")
+    data = report.model_dump(mode="json")
+    emit(
+        data,
+        as_json,
+        lambda: table(
+            f"{len(report.rows)} {report.group}s, {report.since:%Y-%m-%d %H:%M} to "
+            f"{report.until:%Y-%m-%d %H:%M} UTC",
+            [
+                report.group,
+                "vendor",
+                "answers",
+                "per day",
+                "median s",
+                "push→answer h",
+                "late",
+                "gold (95 % CI)",
+                "kappa (pairs)",
+                "first pass",
+                "rework",
+            ],
+            [
+                [
+                    r.name,
+                    r.vendor or "",
+                    r.answers,
+                    _number(r.answers_per_day),
+                    _number(r.median_lead_time_s, 1),
+                    _number(r.median_turnaround_h, 1),
+                    _share(r.late_share),
+                    f"{_share(r.gold_accuracy)} ({_share(r.gold_ci_low)}–{_share(r.gold_ci_high)})"
+                    if r.gold_answers
+                    else "—",
+                    f"{_number(r.kappa, 3)} ({r.kappa_pairs})" if r.kappa_pairs else "—",
+                    _share(r.first_pass_acceptance),
+                    _share(r.rework_rate),
+                ]
+                for r in report.rows
+            ],
+        ),
+    )

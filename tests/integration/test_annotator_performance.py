@@ -199,3 +199,25 @@ def test_http_refuses_vendors_and_empty_periods(scenario: str, api: Any, make_us
     assert bad.json()["error"]["field"] == "since"
     unknown = api.get("/v1/annotators/performance", params={"group": "team"}, headers=ops)
     assert unknown.status_code == 422
+
+
+def test_cli_report_matches_the_service(scenario: str, tmp_path: Any) -> None:
+    from tests.support.cli import run_cli, run_json
+
+    period = ("--since", "2026-11-01", "--until", "2026-11-15")
+    data = run_json(
+        "annotators", "report", *period, "--group", "vendor", "--csv", str(tmp_path / "v.csv")
+    )
+    with session_scope() as session:
+        report = performance_report(
+            session, PerformanceRequest(since=SINCE, until=UNTIL, group="vendor")
+        )
+    assert data == report.model_dump(mode="json")
+    assert (tmp_path / "v.csv").read_bytes().decode() == export.to_csv(report)
+    shown = run_cli("annotators", "report", *period, "--sort", "answers", "--descending").stdout
+    assert "a1" in shown and "solo" in shown
+    bad = run_cli(
+        "annotators", "report", "--since", "2026-11-15", "--until", "2026-11-01", check=False
+    )
+    assert bad.returncode == 2
+    assert "--since must be before --until" in bad.stderr
