@@ -88,7 +88,7 @@ class DedupSettings(BaseModel):
             "the full images: crops and letterboxed copies."
         ),
     )
-    view_radius: int = Field(default=8, description="pHash radius of the view search.")
+    view_radius: int = Field(default=10, description="pHash radius of the view search.")
     geometric: bool = Field(
         default=True,
         description=(

@@ -35,7 +35,7 @@ class StageParams:
     """Defaults measured on real photos (``benchmarks/dedup.py``, recall by edit family)."""
 
     views: bool = True
-    view_radius: int = 8
+    view_radius: int = 10
     geometric: bool = True
     candidates_per_image: int = 3
 
