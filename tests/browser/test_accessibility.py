@@ -86,12 +86,24 @@ def crawl(page: Any, origin: str, axe: Axe, start: str = "/console/") -> Crawl:
     return result
 
 
+_INLINE = re.compile(
+    r"<script(?![^>]*\bsrc=)[^>]*>|<style\b|<[^>]+\s(?:on[a-z]+|style)\s*=", re.IGNORECASE
+)
+
+
 def _assert_clean(result: Crawl, console: Console) -> None:
     broken = {p: s for p, s in result.status.items() if s != 200}
     log = console.log.read_text()[-4000:] if console.log else ""
     assert not broken, f"links that do not answer 200: {broken}\nserver log:\n{log}"
     assert not result.violations, f"axe (serious/critical): {result.violations}"
     assert not result.csp_errors, f"refused by the CSP: {result.csp_errors}"
+    # Console pages hold no inline code (standalone report files keep their own CSP).
+    inline = {
+        p: m.group(0)
+        for p, text in result.texts.items()
+        if not urlsplit(p).path.endswith(".html") and (m := _INLINE.search(text))
+    }
+    assert not inline, f"inline script or style: {inline}"
 
 
 def _manifest(session: Session, name: str, splits: dict[int, str]) -> None:

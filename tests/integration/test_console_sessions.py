@@ -254,3 +254,25 @@ def test_roles_vendor_scope_and_csrf_dependencies_answer_html_pages(
         assert anonymous.get("/", follow_redirects=False).headers["location"] == "/console/"
         # The API keeps its JSON errors.
         assert anonymous.get("/v1/no-such").json()["error"]["code"] == "not_found"
+
+
+def test_signing_in_again_replaces_the_browsers_old_session(
+    api: TestClient, make_user: MakeUser
+) -> None:
+    """A sign-in form opened in another tab before signing in, submitted after it."""
+    token = make_user("scientist")
+    api.cookies.clear()
+    stale_form = _CSRF.search(api.get("/console/sign-in").text)
+    assert stale_form is not None
+    signin_cookie = api.cookies.get("dataops_console_signin")
+    _browser_sign_in(api, token)
+    first = api.cookies.get("dataops_console")
+    api.cookies.set("dataops_console_signin", signin_cookie or "", path="/console/sign-in")
+    again = api.post(
+        "/console/sign-in",
+        data={"token": token, "csrf_token": stale_form.group(1)},
+        follow_redirects=False,
+    )
+    assert again.status_code == 303, again.text
+    assert api.cookies.get("dataops_console") != first
+    assert _count_sessions() == 1

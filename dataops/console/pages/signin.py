@@ -100,6 +100,8 @@ def sign_in(
         return _form(request, next, error=_STALE, status_code=403)
     try:
         new = sessions.sign_in(session, token, settings=get_settings().console)
+        # A new sign-in replaces the browser's old session (never two live ids at once).
+        sessions.sign_out(session, request.cookies.get(sessions.COOKIE_NAME))
     except Unauthenticated:
         return _form(request, next, error=_REFUSED, status_code=401)
     response = RedirectResponse(safe_next(next), status_code=303)
