@@ -7,6 +7,8 @@ both backends.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVarTuple
 
@@ -60,6 +62,27 @@ def custom_plans(session: Session) -> None:
     """
     if is_postgres(session):
         session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+@contextmanager
+def no_lock_wait(session: Session, *, wait_ms: int = 100) -> Iterator[None]:
+    """Statements inside fail at once (OperationalError) instead of waiting for another
+    transaction's locks: for optional writes, such as a read storing what it computed.
+    PostgreSQL: a transaction-local lock_timeout; SQLite: no busy wait."""
+    if is_postgres(session):
+        previous = session.scalar(text("SELECT current_setting('lock_timeout')"))
+        session.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": f"{wait_ms}ms"})
+        try:
+            yield
+        finally:
+            session.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": previous})
+        return
+    previous = int(session.scalar(text("PRAGMA busy_timeout")) or 0)
+    session.execute(text("PRAGMA busy_timeout = 0"))
+    try:
+        yield
+    finally:
+        session.execute(text(f"PRAGMA busy_timeout = {previous}"))
 
 
 def reserve_id(session: Session, table: Any) -> int:

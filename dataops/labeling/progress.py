@@ -23,9 +23,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from dataops.database.dialect import as_utc_or_none, insert
+from dataops.database.dialect import as_utc_or_none, insert, no_lock_wait
 from dataops.db import utcnow
 from dataops.labeling.guideline_versions import guideline_ref
 from dataops.labeling.models import (
@@ -128,15 +129,16 @@ def _count_live(session: Session, batch_ids: Sequence[int]) -> dict[int, dict[st
     return {batch_id: found.get(batch_id, _zero()) for batch_id in batch_ids}
 
 
-def _store_missing(session: Session, where: ColumnElement[bool]) -> None:
-    """Count the batches ``where`` picks whose stored counts are missing or not trusted, and
-    store them.
+def _recount(session: Session, where: ColumnElement[bool]) -> dict[int, dict[str, int]]:
+    """Count the batches ``where`` picks whose stored counts are missing or not trusted; store
+    the new counts when that needs no wait, and return them by batch.
 
     Triggers (migration 0015) drop a batch's row whenever one of its items or labels is
     written, so a row is normally what a fresh count would give. A write that commits while
     a reader is counting can still leave that reader's row one step behind, so rows are
     trusted only while that cannot matter: an open batch's for ``STALE_AFTER``, a closed
-    batch's when counted after it closed.
+    batch's when counted after it closed. Storing is skipped, never waited for, while
+    another transaction (an audit, a push) holds the batch: pages stay fast meanwhile.
     """
     now = utcnow()
     closed_after = and_(
@@ -148,27 +150,49 @@ def _store_missing(session: Session, where: ColumnElement[bool]) -> None:
         or_(BatchCounts.computed_at >= now - STALE_AFTER, closed_after),
     )
     missing = list(session.scalars(select(Batch.id).where(where, ~trusted.exists())))
+    fresh: dict[int, dict[str, int]] = {}
     for start in range(0, len(missing), _CHUNK):
         chunk = missing[start : start + _CHUNK]
         counted_at = utcnow()  # before counting: a later write makes the row look older
         counts = _count_live(session, chunk)
-        session.execute(delete(BatchCounts).where(BatchCounts.batch_id.in_(chunk)))
+        fresh.update(counts)
         rows = [{"batch_id": b, "computed_at": counted_at, **counts[b]} for b in chunk]
-        session.execute(insert(session, BatchCounts).values(rows).on_conflict_do_nothing())
+        try:
+            with no_lock_wait(session), session.begin_nested():
+                session.execute(delete(BatchCounts).where(BatchCounts.batch_id.in_(chunk)))
+                session.execute(insert(session, BatchCounts).values(rows).on_conflict_do_nothing())
+        except OperationalError:
+            continue  # locked by a writer: counted for this read, stored by a later one
+    return fresh
 
 
 def _counts(session: Session, key: Any, where: ColumnElement[bool]) -> dict[int, dict[str, int]]:
-    """The Counts fields per value of ``key`` (a Batch column) over the batches ``where`` picks."""
-    _store_missing(session, where)
+    """The Counts fields per value of ``key`` (a Batch column) over the batches ``where`` picks:
+    stored rows summed in SQL, plus the batches just counted again."""
+    fresh = _recount(session, where)
     columns = [func.coalesce(func.sum(getattr(BatchCounts, f)), 0) for f in _COUNT_FIELDS]
-    rows = session.execute(
+    stored = (
         select(key, *columns)
         .select_from(BatchCounts)
         .join(Batch, Batch.id == BatchCounts.batch_id)
         .where(where)
         .group_by(key)
     )
-    return {int(row[0]): dict(zip(_COUNT_FIELDS, map(int, row[1:]), strict=True)) for row in rows}
+    if fresh:
+        stored = stored.where(BatchCounts.batch_id.not_in(list(fresh)))
+    out = {
+        int(row[0]): dict(zip(_COUNT_FIELDS, map(int, row[1:]), strict=True))
+        for row in session.execute(stored)
+    }
+    if fresh:
+        keys = session.execute(select(Batch.id, key).where(Batch.id.in_(list(fresh))))
+        for batch_id, value in keys:
+            if value is None:
+                continue
+            total = out.setdefault(int(value), _zero())
+            for field, n in fresh[int(batch_id)].items():
+                total[field] += n
+    return out
 
 
 def _zero() -> dict[str, int]:

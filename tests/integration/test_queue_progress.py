@@ -248,3 +248,46 @@ def test_stored_counts_follow_every_write_of_a_batch(catalog: str) -> None:
     again = acme()
     assert again.accepted == latest.accepted
     assert again.answers == latest.answers - 1 + 999  # a3 (1 answer) is recent: trusted
+
+
+def test_a_read_never_waits_for_a_writer_to_store_counts(catalog: str) -> None:
+    """While another transaction holds a batch (an audit, a push), a page still counts it
+    and answers at once; storing the counts waits for a later read."""
+    import time
+
+    from sqlalchemy import delete, select, update
+
+    from dataops.database.dialect import is_postgres
+    from dataops.db import session_factory
+    from dataops.labeling import progress
+    from dataops.labeling.models import Queue
+    from dataops.labeling.progress_models import BatchCounts
+    from dataops.selection.models import Batch
+
+    w = world.build()
+    blocker = session_factory()()
+    try:
+        blocker.execute(delete(BatchCounts))
+        blocker.commit()
+        if is_postgres(blocker):
+            blocker.execute(select(Batch.id).where(Batch.id == w.a1).with_for_update())
+        else:  # SQLite: any write holds the catalog's one write lock
+            blocker.execute(update(Batch).where(Batch.id == w.b1).values(seed=1))
+        started = time.monotonic()
+        with session_scope() as session:
+            queue = session.get(Queue, w.acme_queue)
+            assert queue is not None
+            row = progress.queue_progress(session, [queue], vendor_view=False, now=w.now)[0]
+        assert time.monotonic() - started < 5
+        assert _counts(row) == world.ACME
+        with session_scope() as session:
+            assert w.a1 not in set(session.scalars(select(BatchCounts.batch_id)))
+    finally:
+        blocker.rollback()
+        blocker.close()
+    with session_scope() as session:
+        queue = session.get(Queue, w.acme_queue)
+        assert queue is not None
+        progress.queue_progress(session, [queue], vendor_view=False, now=w.now)
+    with session_scope() as session:
+        assert w.a1 in set(session.scalars(select(BatchCounts.batch_id)))
