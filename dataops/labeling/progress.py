@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from dataops.database.dialect import as_utc_or_none, insert, no_lock_wait
 from dataops.db import utcnow
@@ -71,17 +71,15 @@ _COUNT_FIELDS = (
 
 
 def _live_answers(batches: Any) -> Any:
-    """Per (batch, image): live answers and whether an audit accepted or rejected them."""
-    live_ids = (
-        select(func.max(LabelVersion.id))
-        .where(LabelVersion.batch_id.in_(batches))
-        .group_by(
-            LabelVersion.batch_id,
-            LabelVersion.image_id,
-            LabelVersion.annotator_id,
-            LabelVersion.task,
-        )
-    )
+    """Per (batch, image): live answers and whether an audit accepted or rejected them.
+
+    A live version is one no other version supersedes: every new version of an annotator's
+    label (an edit, a deletion record) supersedes the live end of its chain
+    (``dataops.labeling.labels``), so this is each chain's newest row, found through the
+    supersedes_id index instead of grouping every version of the batches.
+    """
+    newer = aliased(LabelVersion)
+    superseded = select(newer.id).where(newer.supersedes_id == LabelVersion.id).exists()
     accepted = case((LabelVersion.status.in_((ACCEPTED, ADJUDICATED)), 1), else_=0)
     rejected = case((LabelVersion.status == REJECTED, 1), else_=0)
     return (
@@ -92,7 +90,7 @@ def _live_answers(batches: Any) -> Any:
             func.max(accepted).label("accepted"),
             func.max(rejected).label("rejected"),
         )
-        .where(LabelVersion.id.in_(live_ids), LabelVersion.status != DELETED)
+        .where(LabelVersion.batch_id.in_(batches), ~superseded, LabelVersion.status != DELETED)
         .group_by(LabelVersion.batch_id, LabelVersion.image_id)
         .subquery("live_answers")
     )
