@@ -74,14 +74,22 @@ def test_manifest_leaks_are_counted_in_sql_and_paged(image_ids: list[int], api: 
     assert second.total_leaks == 2
     assert b not in {leak.group_id for leak in report.leaks}
 
+    # The counts are kept per dedup state: a later dedup change is seen at once.
+    with session_scope() as s:
+        (d,) = make_groups(s, [[image_ids[6], image_ids[2]]])
+    with session_scope() as s:
+        again = manifest_leaks(s, "leaky-v1")
+    assert [leak.group_id for leak in again.leaks] == [a, c, d]
+    assert again.leaks[2].splits == {"test": [image_ids[6]], "train": [image_ids[2]]}
+
     staff = bearer(create_user_token("scientist"))
     vendor = bearer(create_user_token("vendor", vendor="acme"))
     got = api.get("/v1/manifests/leaky-v1/leaks", params={"limit": 1}, headers=staff)
     assert got.status_code == 200
-    assert got.json()["total_leaks"] == 2
+    assert got.json()["total_leaks"] == 3
     assert [leak["group_id"] for leak in got.json()["leaks"]] == [a]
     assert api.get("/v1/manifests/leaky-v1/leaks", headers=vendor).status_code == 403
     assert api.get("/v1/manifests/nope/leaks", headers=staff).status_code == 404
     listing = api.get("/v1/dedup/groups", params={"members": 1}, headers=staff).json()
-    assert [len(g["members"]) for g in listing["groups"]] == [1, 1, 1]
-    assert [g["size"] for g in listing["groups"]] == [2, 2, 2]
+    assert [len(g["members"]) for g in listing["groups"]] == [1, 1, 1, 1]
+    assert [g["size"] for g in listing["groups"]] == [2, 2, 2, 2]
