@@ -6,7 +6,7 @@ an auditor in and requests each page (and the leak report's /v1 twin) RUNS times
 app in-process; prints median and p95 per page. The first leak report of a manifest computes
 its counts (seconds at this size); later requests reuse them, see dataops/manifests/leaks.py.
 
-    N_IMAGES=1000000 RUNS=20 python benchmarks/console_audits_dedup.py
+    RUNS=20 python benchmarks/console_audits_dedup.py
 """
 
 import json
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.services import create_database, drop_database
 
-N_IMAGES = int(os.environ.get("N_IMAGES", 1_000_000))
+N_IMAGES = 1_000_000  # the batches and audits below reference all of them
 name = f"dataops_p3b_{uuid.uuid4().hex[:8]}"
 url = create_database(name)
 os.environ["DATAOPS_DATABASE_URL"] = url
