@@ -60,7 +60,9 @@ def job_groups(session: Session, request: JobGroupRequest | None = None) -> list
         partition_by=(jobs.c.kind, jobs.c.queue_id),
         order_by=(jobs.c.created_at.desc(), jobs.c.id.desc()),
     )
-    r = select(jobs, newest_first.label("rank")).subquery("ranked")
+    # Every column but the results, which only the totals read.
+    kept = [c for c in jobs.c if c.name != "result"]
+    r = select(*kept, newest_first.label("rank")).subquery("ranked")
     newest = r.c.rank == 1
     rows = session.execute(
         select(
