@@ -211,3 +211,38 @@ def test_sign_in_and_overview_pass_axe(
     assert axe_violations(page) == []
     sign_in(page, "vendor_a")
     assert axe_violations(page) == []
+
+
+ALL_PAGES = [
+    "Overview",
+    "Queues",
+    "Requests",
+    "Annotators",
+    "Vendors",
+    "Audits",
+    "Duplicates",
+    "Manifests",
+    "Jobs",
+]
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [
+        ("admin", ALL_PAGES),
+        ("scientist", ALL_PAGES),
+        ("labeling_ops", ALL_PAGES),
+        ("auditor", [p for p in ALL_PAGES if p != "Requests"]),
+        ("vendor_a", ["Overview", "Queues"]),
+    ],
+)
+def test_each_role_sees_its_own_navigation(
+    page: Any, sign_in: SignIn, role: str, expected: list[str]
+) -> None:
+    from dataops.console.render import NAV
+    from dataops.console.router import served_get_paths
+
+    served = {entry.label for entry in NAV if entry.path in served_get_paths()}
+    sign_in(page, role)
+    shown = page.get_by_role("navigation", name="Main").get_by_role("link").all_inner_texts()
+    assert shown == [label for label in expected if label in served]
