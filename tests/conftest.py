@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,9 +18,9 @@ from tests.support.services import (
     create_database,
     disconnect_database,
     drop_database,
-    recreate_from_template,
     redis_db,
 )
+from tests.support.snapshot import sqlite_copy
 
 # pyproject's addopts turns off entry-point plugins (see there); these two are used.
 pytest_plugins = [
@@ -68,11 +68,11 @@ def corpus() -> Path:
         pytest.fail(str(exc))
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database, dropped afterwards."""
+@contextmanager
+def _pg_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (empty, or a copy of ``template``), dropped afterwards."""
     name = f"dataops_t_{uuid.uuid4().hex[:12]}"
-    url = create_database(name)
+    url = create_database(name, template=template)
     try:
         yield url
     finally:
@@ -82,13 +82,23 @@ def pg_url() -> Iterator[str]:
         drop_database(name)
 
 
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    with _pg_database() as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest, isolated_env: Path) -> Iterator[str]:
-    """Parametrises a test over the embedded SQLite catalog and a real PostgreSQL one."""
+    """Parametrises a test over the embedded SQLite catalog and a real PostgreSQL one (for a
+    test that takes `catalog`, the database is already a copy of the migrated template)."""
     if request.param == "sqlite":
         yield f"sqlite:///{isolated_env / 'catalog.db'}"
         return
-    yield request.getfixturevalue("pg_url")
+    migrated = "catalog" in request.fixturenames
+    with _pg_database(request.getfixturevalue("pg_template") if migrated else None) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -122,29 +132,16 @@ def pg_template() -> Iterator[str]:
         drop_database(name)
 
 
-def _copy_sqlite(template: Path, url: str) -> None:
-    from dataops.db import sqlite_file
-
-    dest = sqlite_file(url)
-    assert dest is not None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    src, dst = sqlite3.connect(template), sqlite3.connect(dest)
-    try:
-        src.backup(dst)  # consistent whatever the template's journal holds
-    finally:
-        src.close()
-        dst.close()
-
-
 @pytest.fixture
 def catalog(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """A migrated catalog on the parametrised backend, configured through the environment."""
     from dataops.config import reset_settings
+    from dataops.db import sqlite_file
 
     if backend.startswith("sqlite"):
-        _copy_sqlite(request.getfixturevalue("sqlite_template"), backend)
-    else:
-        recreate_from_template(backend, request.getfixturevalue("pg_template"))
+        path = sqlite_file(backend)
+        assert path is not None
+        sqlite_copy(request.getfixturevalue("sqlite_template"), path)
     monkeypatch.setenv("DATAOPS_DATABASE_URL", backend)
     reset_settings()
     return backend
@@ -152,18 +149,13 @@ def catalog(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.Mo
 
 @pytest.fixture
 def pg_catalog(pg_template: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A migrated PostgreSQL catalog (a copy of the template), configured through the environment."""
     from dataops.config import reset_settings
-    from dataops.db import dispose_engines
 
-    name = f"dataops_t_{uuid.uuid4().hex[:12]}"
-    url = create_database(name, template=pg_template)
-    monkeypatch.setenv("DATAOPS_DATABASE_URL", url)
-    reset_settings()
-    try:
+    with _pg_database(pg_template) as url:
+        monkeypatch.setenv("DATAOPS_DATABASE_URL", url)
+        reset_settings()
         yield url
-    finally:
-        dispose_engines()
-        drop_database(name)
 
 
 @pytest.fixture

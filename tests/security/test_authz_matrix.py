@@ -14,6 +14,7 @@ with the ids of the `world` fixture ({own_image}, {other_image}, {unqueued_image
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from dataops.config import reset_settings
 from tests.support.api import (
     bearer,
     create_user_token,
@@ -28,6 +30,7 @@ from tests.support.api import (
     make_queue,
     write_photo,
 )
+from tests.support.snapshot import Snapshots
 
 ROLES = ("admin", "scientist", "labeling_ops", "vendor", "auditor")
 EVERYONE = frozenset(ROLES)
@@ -222,12 +225,46 @@ MATRIX: list[Row] = [
 ]
 
 
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snapshots]:
+    """The world is built once per backend; every test starts from its own copy of it."""
+    snapshots = Snapshots(tmp_path_factory.mktemp("authz-worlds"))
+    yield snapshots
+    snapshots.drop()
+
+
+@pytest.fixture(scope="module")
+def world_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("authz-files")
+
+
 @pytest.fixture
-def world(api: TestClient, tmp_path: Path, ingest_root: Path) -> dict[str, Any]:
+def ingest_root(backend: str, world_files: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """One ingest root per backend for the whole module: the world's paths point into it."""
+    root = world_files / backend.split(":")[0] / "incoming"
+    root.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("DATAOPS_API__INGEST_ROOTS", f'["{root}"]')
+    reset_settings()
+    return root
+
+
+@pytest.fixture
+def catalog(catalog: str, worlds: Snapshots, isolated_env: Path) -> str:
+    worlds.restore(catalog, isolated_env)
+    return catalog
+
+
+@pytest.fixture
+def world(
+    api: TestClient, catalog: str, ingest_root: Path, worlds: Snapshots, isolated_env: Path
+) -> dict[str, Any]:
     """Two vendors with a queue each, an unqueued image, a finished job, a bystander's token."""
     from dataops.jobs import dispatch
 
-    photos = [write_photo(tmp_path / "photos" / f"p{i}.jpg", seed=i) for i in range(3)]
+    taken = worlds.get(catalog)
+    if taken is not None:
+        return dict(taken.context)
+    photos = [write_photo(ingest_root.parent / "photos" / f"p{i}.jpg", seed=i) for i in range(3)]
     own, other, unqueued = ingest_files(photos)
     write_photo(ingest_root / "new.jpg", seed=99)
     job = dispatch.submit("ingest", {"paths": [str(ingest_root)]}, actor="test")
@@ -236,7 +273,7 @@ def world(api: TestClient, tmp_path: Path, ingest_root: Path) -> dict[str, Any]:
         role: create_user_token(role, vendor="acme" if role == "vendor" else None) for role in ROLES
     }
     own_queue = make_queue("acme", [own])
-    return {
+    context = {
         "audit": audit_with_report(),
         "manifest": manifest_of(own),
         "group": _dup_group([own, unqueued]),
@@ -254,6 +291,8 @@ def world(api: TestClient, tmp_path: Path, ingest_root: Path) -> dict[str, Any]:
         "model_file": _model_file(ingest_root / "models"),
         "tokens": tokens,
     }
+    worlds.take(catalog, isolated_env, context)
+    return dict(context)
 
 
 def audit_with_report() -> int:
