@@ -69,8 +69,10 @@ class PerformanceRow(BaseModel):
     answers_per_day: float
     lead_time_answers: int = Field(description="Answers with a Label Studio lead_time.")
     median_lead_time_s: float | None = Field(description="Median seconds spent per answer.")
-    turnaround_answers: int = Field(description="Answers whose item has a push time.")
-    median_turnaround_h: float | None = Field(description="Median hours from push to answer.")
+    turnaround_answers: int = Field(description="Answers whose batch has a push time.")
+    median_turnaround_h: float | None = Field(
+        description="Median hours from the batch's push to the answer."
+    )
     due_answers: int = Field(description="Answers whose batch has a due date.")
     late_answers: int = Field(description="Answers given after their batch's due date.")
     late_share: float | None

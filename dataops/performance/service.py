@@ -9,8 +9,9 @@ Definitions (the API, the CSV, the CLI and the console all show these numbers):
 - *answers per day*: answers / the period's length in days.
 - *time per answer*: the median of Label Studio's ``lead_time`` (seconds; cumulative over the
   annotator's edits) over the answers that have one.
-- *turnaround*: the median hours from the item's push to Label Studio to the answer; *late
-  share*: answers given after their batch's due date / answers whose batch has one.
+- *turnaround*: the median hours from the batch's push to Label Studio (``sent_at``) to the
+  answer; *late share*: answers given after their batch's due date / answers whose batch has
+  one.
 - *gold accuracy*: classification answers on gold items that give the gold answer's class /
   such answers, with a 95 % Wilson score interval. Detection gold is judged by box matching
   in each audit's report, not here.
@@ -167,27 +168,36 @@ def _answers(group_by_vendor: bool, since: datetime, until: datetime) -> CTE:
 def _counts(session: Session, answers: CTE) -> dict[Key, dict[str, Any]]:
     """Answers, lead times, turnaround, lateness, audit acceptance and rework per key."""
     a = answers.c
-    item = aliased(BatchItem)
-    rework = aliased(BatchItem)
     first_audit = (
         select(Audit.batch_id, func.min(Audit.id).label("id")).group_by(Audit.batch_id).subquery()
     )
     audited = Audit.id.is_not(None)
     late = and_(Batch.due_at.is_not(None), a.answered_at > Batch.due_at)
+    # Only answers whose audit made a relabel batch look there, one index probe each: a join
+    # would hash every batch item of the catalog.
+    reworked = case(
+        (
+            Audit.relabel_batch_id.is_not(None),
+            exists().where(
+                BatchItem.batch_id == Audit.relabel_batch_id, BatchItem.image_id == a.image_id
+            ),
+        ),
+        else_=False,
+    )
     columns: list[ColumnElement[Any]] = [
         a.key,
         func.count(a.id).label("answers"),
         func.count(a.lead_time).label("lead_time_answers"),
-        func.count(item.pushed_at).label("turnaround_answers"),
+        func.count(Batch.sent_at).label("turnaround_answers"),
         func.count(Batch.due_at).label("due_answers"),
         func.sum(case((late, 1), else_=0)).label("late_answers"),
         func.count(Audit.id).label("audited_answers"),
         func.sum(case((and_(audited, a.status == ACCEPTED), 1), else_=0)).label("accepted"),
-        func.count(rework.id).label("reworked_answers"),
+        func.sum(case((reworked, 1), else_=0)).label("reworked_answers"),
     ]
     postgres = is_postgres(session)
     if postgres:
-        hours = func.extract("epoch", a.answered_at - item.pushed_at) / 3600.0
+        hours = func.extract("epoch", a.answered_at - Batch.sent_at) / 3600.0
         columns += [
             func.percentile_cont(0.5).within_group(a.lead_time).label("median_lead_time_s"),
             func.percentile_cont(0.5).within_group(hours).label("median_turnaround_h"),
@@ -195,13 +205,9 @@ def _counts(session: Session, answers: CTE) -> dict[Key, dict[str, Any]]:
     stmt = (
         select(*columns)
         .select_from(answers)
-        .outerjoin(item, and_(item.batch_id == a.batch_id, item.image_id == a.image_id))
         .outerjoin(Batch, Batch.id == a.batch_id)
         .outerjoin(first_audit, first_audit.c.batch_id == a.batch_id)
         .outerjoin(Audit, Audit.id == first_audit.c.id)
-        .outerjoin(
-            rework, and_(rework.batch_id == Audit.relabel_batch_id, rework.image_id == a.image_id)
-        )
         .group_by(a.key)
     )
     out = {row.key: dict(row._mapping) for row in session.execute(stmt)}
@@ -227,13 +233,8 @@ def _python_medians(session: Session, answers: CTE, out: dict[Key, dict[str, Any
         leads[key].append(float(lead))
     hours: dict[Key, list[float]] = defaultdict(list)
     rows = session.execute(
-        select(a.key, a.answered_at, BatchItem.pushed_at).join(
-            BatchItem,
-            and_(
-                BatchItem.batch_id == a.batch_id,
-                BatchItem.image_id == a.image_id,
-                BatchItem.pushed_at.is_not(None),
-            ),
+        select(a.key, a.answered_at, Batch.sent_at).join(
+            Batch, and_(Batch.id == a.batch_id, Batch.sent_at.is_not(None))
         )
     )
     for key, answered_at, pushed_at in rows:

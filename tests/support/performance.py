@@ -212,8 +212,9 @@ def expected(session: Session, by_vendor: bool) -> dict[str, dict[str, Any]]:
         mine = [v for v in heads if group(v) == name]
         leads = [v.lead_time for v in mine if v.lead_time is not None]
         hours = [
-            (when(v) - items[(v.batch_id, v.image_id)].pushed_at).total_seconds() / 3600  # type: ignore[index,operator]
+            (when(v) - batches[v.batch_id].sent_at).total_seconds() / 3600  # type: ignore[index,operator]
             for v in mine
+            if batches[v.batch_id].sent_at is not None  # type: ignore[index]
         ]
         due = [v for v in mine if batches[v.batch_id].due_at is not None]  # type: ignore[index]
         late = [v for v in due if when(v) > batches[v.batch_id].due_at]  # type: ignore[index,operator]
