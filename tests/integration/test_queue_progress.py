@@ -291,3 +291,33 @@ def test_a_read_never_waits_for_a_writer_to_store_counts(catalog: str) -> None:
         progress.queue_progress(session, [queue], vendor_view=False, now=w.now)
     with session_scope() as session:
         assert w.a1 in set(session.scalars(select(BatchCounts.batch_id)))
+
+
+def test_the_upgrade_fills_counts_as_progress_counts_them(catalog: str) -> None:
+    """Migration 0016 writes the counting rules out in SQL: its rows equal a fresh count."""
+    import importlib.util
+    from pathlib import Path
+
+    from sqlalchemy import delete, select, text
+
+    from dataops.labeling import progress
+    from dataops.labeling.progress_models import BatchCounts
+
+    path = Path(__file__).parents[2] / "migrations" / "versions" / "0016_fill_batch_counts.py"
+    spec = importlib.util.spec_from_file_location("fill_batch_counts", path)
+    assert spec is not None and spec.loader is not None
+    revision = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(revision)
+
+    w = world.build()
+    with session_scope() as session:
+        session.execute(delete(BatchCounts))
+        session.execute(text(revision.FILL))
+    with session_scope() as session:
+        filled = {
+            row.batch_id: {f: getattr(row, f) for f in COUNT_FIELDS}
+            for row in session.scalars(select(BatchCounts))
+        }
+        assert set(filled) == {w.a1, w.a2, w.a3, w.b1}
+        assert filled[w.a1] == world.A1
+        assert filled == progress._count_live(session, sorted(filled))
