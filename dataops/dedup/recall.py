@@ -11,7 +11,7 @@ images that have none (:mod:`dataops.dedup.viewstore`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,10 +42,14 @@ def stage_params() -> StageParams:
 
 @dataclass(frozen=True, slots=True)
 class RecallStats:
-    """What the recall stages cost this run."""
+    """What the recall stages cost this run, and the views to store in its write phase."""
 
-    views_computed: int = 0
+    new_views: dict[int, bytes] = field(default_factory=dict)
     geometric_checks: int = 0
+
+    @property
+    def views_computed(self) -> int:
+        return len(self.new_views)
 
 
 def run_recall(
@@ -62,12 +66,11 @@ def run_recall(
     """Every stage's confirmed pairs of this run (those involving ``new_ids``; all with
     ``full``). ``index`` holds every image's full pHash; ``hits`` are the hash stage's."""
     views = ViewTable.from_views([], [])
-    computed = 0
+    computed: dict[int, bytes] = {}
     if stage.views and new_ids.size:
         have = stored_ids(session, readable_only=full)
-        missing = np.setdiff1d(cat.ids, have)
-        computed = compute_views(session, missing, replace=full)
-        views = load_views(session, cat.ids)
+        computed = compute_views(session, np.setdiff1d(cat.ids, have))
+        views = load_views(session, cat.ids, computed)
     if not stage.views and not stage.geometric:
         return StagedPairs.of(hash=_confirmed(cat, hits, params)), RecallStats()
     staged, checks = later_stages(
@@ -80,7 +83,7 @@ def run_recall(
         pixel_source(session),
         new_ids=None if full else new_ids,
     )
-    return staged, RecallStats(views_computed=computed, geometric_checks=checks)
+    return staged, RecallStats(new_views=computed, geometric_checks=checks)
 
 
 def _confirmed(cat: Catalog, hits: Pairs, params: DedupParams) -> Pairs:

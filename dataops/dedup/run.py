@@ -60,6 +60,7 @@ from dataops.dedup.state import (
     runs_dir,
     save_state,
 )
+from dataops.dedup.viewstore import store_views
 from dataops.errors import DataopsError
 from dataops.events import service as events
 
@@ -136,6 +137,7 @@ def run_dedup(
     out = _regroup(cat, pairs, sem, params, links, from_scratch=from_scratch)
 
     begin_write(session, state)
+    store_views(session, recall.new_views, replace=base.full)
     edges_added, dropped = sync_edges(
         session, pairs, PHASH, pairs.dist, reconcile=base.full, stage=staged.stage
     )

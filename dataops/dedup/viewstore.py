@@ -2,7 +2,7 @@
 
 Views need pixels, which a run otherwise never reads, so an image's views are computed the
 first time a run sees it (a new image, or one ingested before views existed) and stored in
-the run's transaction. A crash loses them with the rest of the run and the next run computes
+the run's write phase, with its edges. A crash loses them with the rest of the run and the next run computes
 them again; they depend only on the image's bytes, which its sha256 pins. An image that
 cannot be read gets an empty row (no views) so it is not retried on every run; ``--full``
 retries those. The geometric stage reads pixels the same way (:func:`pixel_source`).
@@ -11,7 +11,7 @@ retries those. The geometric stage reads pixels the same way (:func:`pixel_sourc
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import cast
 
 import numpy as np
@@ -74,23 +74,36 @@ def stored_ids(session: Session, *, readable_only: bool = False) -> NDArray[np.i
     return np.sort(np.fromiter(session.scalars(query), dtype=np.int64))
 
 
-def load_views(session: Session, ids: NDArray[np.int64]) -> ViewTable:
-    """The stored views of ``ids`` (sorted), one row per (image, view)."""
-    found_ids: list[int] = []
-    blobs: list[bytes] = []
+def load_views(
+    session: Session, ids: NDArray[np.int64], extra: Mapping[int, bytes] | None = None
+) -> ViewTable:
+    """The views of ``ids`` (sorted), one row per (image, view): the stored rows, with
+    ``extra`` (rows computed this run, not stored yet) taking precedence."""
+    extra = extra or {}
+    found_ids: list[int] = list(extra)
+    blobs: list[bytes] = list(extra.values())
     for image_id, codes in session.execute(select(DupViews.image_id, DupViews.codes)):
-        found_ids.append(image_id)
-        blobs.append(codes)
+        if image_id not in extra:
+            found_ids.append(image_id)
+            blobs.append(codes)
     table = unpack(found_ids, blobs)
     keep = np.isin(table.ids, ids)
-    return ViewTable(table.ids[keep], table.view[keep], table.phash[keep], table.dhash[keep])
+    order = np.lexsort((table.view[keep], table.ids[keep]))
+    return ViewTable(
+        table.ids[keep][order],
+        table.view[keep][order],
+        table.phash[keep][order],
+        table.dhash[keep][order],
+    )
 
 
-def _gray(session: Session, image: Image) -> NDArray[np.uint8] | None:
+def _gray(image: Image) -> NDArray[np.uint8] | None:
+    """Working pixels of a verified image; None when unreadable. Reads only: a run writes
+    nothing before its write phase (on SQLite that would hold the write lock)."""
     from dataops.catalog.verify import read_verified
 
     try:
-        data = read_verified(image, session)
+        data = read_verified(image)
         with PILImage.open(io.BytesIO(data)) as img:
             return working_gray(img)
     except (DataopsError, OSError, ValueError, PILImage.DecompressionBombError):
@@ -104,21 +117,23 @@ def _images(session: Session, ids: Iterable[int]) -> Iterable[Image]:
         yield from session.scalars(select(Image).where(Image.id.in_(part)).order_by(Image.id))
 
 
-def compute_views(session: Session, ids: NDArray[np.int64], *, replace: bool = False) -> int:
-    """Compute and store the views of ``ids`` (decoding each once); with ``replace``,
-    rewrite rows that exist (a full run retrying unreadable images). Returns how many."""
+def compute_views(session: Session, ids: NDArray[np.int64]) -> dict[int, bytes]:
+    """The packed views of ``ids``, decoding each image once; stored by :func:`store_views`
+    in the run's write phase."""
+    out: dict[int, bytes] = {}
+    for image in _images(session, ids.tolist()):
+        gray = _gray(image)
+        out[image.id] = pack(None if gray is None else view_hashes(gray))
+        session.expunge(image)
+    return out
+
+
+def store_views(session: Session, rows: Mapping[int, bytes], *, replace: bool = False) -> None:
+    """Store computed views; with ``replace``, rewrite rows that exist (a full run retrying
+    images that were unreadable)."""
     table = cast(Table, DupViews.__table__)
-    done = 0
-    for start in range(0, ids.shape[0], _CHUNK):
-        rows = []
-        for image in _images(session, ids[start : start + _CHUNK].tolist()):
-            gray = _gray(session, image)
-            rows.append(
-                {"image_id": image.id, "codes": pack(None if gray is None else view_hashes(gray))}
-            )
-            session.expunge(image)
-        if not rows:
-            continue
+    items = sorted(rows.items())
+    for start in range(0, len(items), _CHUNK):
         stmt = insert(session, table)
         if replace:
             stmt = stmt.on_conflict_do_update(
@@ -126,9 +141,8 @@ def compute_views(session: Session, ids: NDArray[np.int64], *, replace: bool = F
             )
         else:
             stmt = stmt.on_conflict_do_nothing()
-        session.execute(stmt, rows)
-        done += len(rows)
-    return done
+        part = items[start : start + _CHUNK]
+        session.execute(stmt, [{"image_id": i, "codes": c} for i, c in part])
 
 
 def pixel_source(session: Session) -> PixelSource:
@@ -136,6 +150,6 @@ def pixel_source(session: Session) -> PixelSource:
 
     def pixels(image_id: int) -> NDArray[np.uint8] | None:
         image = session.get(Image, image_id)
-        return None if image is None else _gray(session, image)
+        return None if image is None else _gray(image)
 
     return pixels
