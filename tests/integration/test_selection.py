@@ -7,6 +7,7 @@ uncertain; the brighter, the more "light". So each strategy's picks can be state
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from dataops.selection.schemas import select_request
 from tests.support.api import MakeUser, bearer, make_queue
 from tests.support.brightness_model import CLASSES, export, write_gray
 from tests.support.cli import run_cli, run_json
+from tests.support.snapshot import Snapshots
 
 LEVELS = (20, 45, 70, 100, 120, 131, 150, 170, 200, 230, 250)
 # Most uncertain first once duplicate groups are collapsed: |gray - 127.5| ascending.
@@ -64,13 +66,34 @@ def _register_and_score(tmp_path: Path) -> None:
     assert job.status == "succeeded", job.error
 
 
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snapshots]:
+    """`world` is built once per backend; each test that takes it starts from its own copy."""
+    snapshots = Snapshots(tmp_path_factory.mktemp("selection-worlds"))
+    yield snapshots
+    snapshots.drop()
+
+
 @pytest.fixture
-def world(tmp_path: Path, catalog: str) -> Ids:
+def catalog(
+    catalog: str, worlds: Snapshots, isolated_env: Path, request: pytest.FixtureRequest
+) -> str:
+    if "world" in request.fixturenames:
+        worlds.restore(catalog, isolated_env)
+    return catalog
+
+
+@pytest.fixture
+def world(catalog: str, worlds: Snapshots, isolated_env: Path) -> Ids:
     """Eleven gray levels, a same-brightness copy of g120, one corrupt file; scored; two groups.
 
     Groups: {g120, g120x} with g120x as representative, and {g045, g200} with g045.
     Sites: a below mid-gray, b above.
     """
+    taken = worlds.get(catalog)
+    if taken is not None:
+        return dict(taken.context)
+    tmp_path = worlds.folder / f"{catalog.split(':')[0]}-files"  # outlives this test
     folder = tmp_path / "grays"
     for g in LEVELS:
         write_gray(folder / f"g{g:03d}.png", g)
@@ -83,7 +106,8 @@ def world(tmp_path: Path, catalog: str) -> Ids:
         assert session.get(Image, ids["broken"]).status == "quarantined"  # type: ignore[union-attr]
         group(session, [ids["g120"], ids["g120x"]], representative=ids["g120x"])
         group(session, [ids["g045"], ids["g200"]], representative=ids["g045"])
-    return ids
+    worlds.take(catalog, isolated_env, ids)
+    return dict(ids)
 
 
 def group(session: Any, members: list[int], representative: int | None) -> int:

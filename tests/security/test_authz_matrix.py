@@ -249,8 +249,11 @@ def ingest_root(backend: str, world_files: Path, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture
-def catalog(catalog: str, worlds: Snapshots, isolated_env: Path) -> str:
-    worlds.restore(catalog, isolated_env)
+def catalog(
+    catalog: str, worlds: Snapshots, isolated_env: Path, request: pytest.FixtureRequest
+) -> str:
+    if "world" in request.fixturenames:
+        worlds.restore(catalog, isolated_env)
     return catalog
 
 
