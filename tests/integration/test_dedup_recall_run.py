@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from dataops.catalog.ingest import ingest
 from dataops.catalog.models import Image
 from dataops.db import session_scope
+from dataops.dedup import service
 from dataops.dedup.models import DupEdge, DupViews
 from dataops.dedup.run import run_dedup
 from dataops.dedup.schemas import DedupRunRequest, DedupSummary
@@ -135,6 +136,12 @@ def test_edits_join_their_original_through_the_stages_incremental_equals_full(
         table = load_views(s, np.array(sorted(ids), dtype=np.int64))
     assert len(table) >= 14 * (len(VIEW_NAMES) - 1)
     edges = _stages()
+    with session_scope() as s:
+        group = s.scalars(select(Image.dup_group_id).where(Image.dup_group_id.is_not(None))).first()
+        assert group is not None
+        shown = service.group_detail(s, group)
+    shown_stages = {m.stage for m in shown.members if m.image_id != shown.representative}
+    assert shown_stages & {"view", "geometric"}, "dedup show names the stage of each member"
 
     full = _run(full=True)
 
