@@ -133,7 +133,8 @@ def run_dedup(
     report(3, 4, "dedup: grouping")
 
     from_scratch = base.full or not cat.reps
-    links = stage_links(session, cat, staged, from_scratch=from_scratch)
+    # No new pair, no link to weigh: an unchanged catalog never reads the stored edges.
+    links = stage_links(session, cat, staged, from_scratch=from_scratch) if len(pairs) else None
     out = _regroup(cat, pairs, sem, params, links, from_scratch=from_scratch)
 
     begin_write(session, state)
