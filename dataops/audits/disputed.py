@@ -89,9 +89,16 @@ def _project(session: Session, batch_id: int | None) -> tuple[str, int | None, i
 
 
 def enrich(
-    session: Session, batch_id: int | None, entries: Sequence[dict[str, Any]]
+    session: Session,
+    batch_id: int | None,
+    entries: Sequence[dict[str, Any]],
+    *,
+    paths: bool = False,
 ) -> list[DisputedOut]:
-    """Stored disputed entries with their image's id, file name and Label Studio task."""
+    """Stored disputed entries with their image's id, file name and Label Studio task.
+
+    `paths`: image URLs as paths on this server (pages load them from their own origin,
+    whatever host name the browser used) instead of absolute URLs on the public URL."""
     shas = [str(e["item"]) for e in entries]
     images = {
         sha: (image_id, uri)
@@ -130,7 +137,7 @@ def enrich(
                 # Today's connection settings, else the link the audit recorded.
                 ls_task_url=task_url(connection, project, task) or entry.get("ls_task_url"),
                 image_url=(
-                    signed_image_url(image_id, queue_id, now=now)
+                    _url(signed_image_url(image_id, queue_id, now=now), paths=paths)
                     if image_id is not None and queue_id is not None
                     else None
                 ),
@@ -139,10 +146,23 @@ def enrich(
     return out
 
 
+def _url(url: str, *, paths: bool) -> str:
+    if not paths:
+        return url
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
 def disputed_page(
-    session: Session, audit: Audit, *, limit: int = 50, offset: int = 0
+    session: Session,
+    audit: Audit,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    paths: bool = False,
 ) -> DisputedPage:
-    """One page of an audit's disputed items, in the order the audit listed them."""
+    """One page of an audit's disputed items, in the order the audit listed them
+    (`paths`: image URLs as same-origin paths, for pages)."""
     entries = list(audit.metrics.get("disputed") or [])
     page = entries[offset : offset + limit]
     return DisputedPage(
@@ -150,5 +170,5 @@ def disputed_page(
         total=len(entries),
         limit=limit,
         offset=offset,
-        items=enrich(session, audit.batch_id, page),
+        items=enrich(session, audit.batch_id, page, paths=paths),
     )

@@ -91,7 +91,9 @@ def audit_view(
             (OUTCOME_WORDS.get(name, name), int(count))
             for name, count in (outcome.get("items") or {}).items()
         ],
-        disputed=disputed_page(session, audit, limit=disputed_limit, offset=disputed_offset),
+        disputed=disputed_page(
+            session, audit, limit=disputed_limit, offset=disputed_offset, paths=True
+        ),
         batch_purpose=batch.purpose if batch is not None else None,
         queue_id=queue.id if queue is not None else None,
         queue_name=queue.name if queue is not None else None,
