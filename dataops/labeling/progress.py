@@ -264,7 +264,11 @@ def queue_progress(
     ids = [q.id for q in queues]
     if not ids:
         return []
-    counts = _counts(session, Batch.queue_id, Batch.queue_id.in_(ids))
+    mine: ColumnElement[bool] = Batch.queue_id.in_(ids)
+    if vendor_view:
+        # A vendor's totals leave out batches it was never sent (see _batch_filter).
+        mine = and_(mine, Batch.sent_at.is_not(None))
+    counts = _counts(session, Batch.queue_id, mine)
     awaiting = Batch.status.in_(AWAITING)
     batch_rows = session.execute(
         select(
@@ -273,7 +277,7 @@ def queue_progress(
             func.coalesce(func.sum(case((Batch.status.in_(OPEN_STATUSES), 1), else_=0)), 0),
             func.min(case((awaiting, Batch.due_at), else_=None)),
         )
-        .where(Batch.queue_id.in_(ids))
+        .where(mine)
         .group_by(Batch.queue_id)
     )
     batches = {int(r[0]): (int(r[1]), int(r[2]), r[3]) for r in batch_rows}
@@ -355,9 +359,10 @@ def _batch_filter(
     if queue is not None:
         conditions.append(Batch.queue_id == get_queue(session, queue, vendor_id=scope_vendor).id)
     if scope_vendor is not None:
-        # A vendor never hears of drafts: they are not its work (yet), and may never be.
+        # A vendor never hears of a batch that was never sent (a draft, or a draft cancelled
+        # before it was sent): it is not its work (yet), and may never be.
         own = select(Queue.id).where(Queue.vendor_id == scope_vendor)
-        conditions += [Batch.queue_id.in_(own), Batch.status != DRAFT]
+        conditions += [Batch.queue_id.in_(own), Batch.sent_at.is_not(None)]
     return and_(True, *conditions)
 
 
@@ -419,8 +424,9 @@ def batch_rows(
 
 
 def visible_batch(session: Session, batch_id: int, *, scope_vendor: int | None) -> Batch:
-    """A batch its reader may see: a vendor's own queues' batches once sent; any other is
-    reported like a missing one."""
+    """A batch its reader may see: a vendor's own queues' batches once sent (whatever became
+    of them since; a draft cancelled unsent never was); any other is reported like a missing
+    one."""
     batch = session.get(Batch, batch_id)
     if batch is not None and scope_vendor is not None:
         owner = (
@@ -428,7 +434,7 @@ def visible_batch(session: Session, batch_id: int, *, scope_vendor: int | None) 
             if batch.queue_id is not None
             else None
         )
-        if owner != scope_vendor or batch.status == DRAFT:
+        if owner != scope_vendor or batch.sent_at is None:
             batch = None
     if batch is None:
         raise BatchNotFound(f"no batch {batch_id}; see `dataops batches list`")
