@@ -18,6 +18,7 @@ class JobListRequest(BaseModel):
         description="Only jobs of this kind, e.g. `ingest`.",
     )
     limit: int = Field(default=50, ge=1, le=500, description="At most this many jobs.")
+    offset: int = Field(default=0, ge=0, description="Skip this many (newest) jobs first.")
 
 
 class JobOut(BaseModel):

@@ -30,7 +30,12 @@ def get_job(session: Session, job_id: str) -> Job:
 
 def list_jobs(session: Session, request: JobListRequest | None = None) -> list[Job]:
     request = request or JobListRequest()
-    stmt = select(Job).order_by(Job.created_at.desc()).limit(request.limit)
+    stmt = (
+        select(Job)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(request.limit)
+        .offset(request.offset)
+    )
     if request.status:
         stmt = stmt.where(Job.status == request.status)
     if request.kind:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
@@ -13,7 +14,7 @@ from dataops.auth.models import User
 from dataops.console.deps import STAFF, console_roles
 from dataops.console.render import render
 from dataops.db import utcnow
-from dataops.jobs import groups, service
+from dataops.jobs import groups, results, service
 from dataops.jobs.registry import HANDLERS
 from dataops.jobs.schemas import JobGroupRequest, JobListRequest, JobOut
 from dataops.overview import service as overview
@@ -28,6 +29,8 @@ Kind = Annotated[str | None, Query(pattern=r"^[a-z_]{0,32}$")]
 # Periods the grouped view offers, in days (0: every job); a week by default, so the page
 # reads a week of jobs however long the job table has grown.
 PERIODS = (1, 7, 30, 0)
+# Jobs per page of the one-by-one list.
+PAGE = 50
 
 
 @router.get("/jobs")
@@ -61,16 +64,27 @@ def job_list(
     user: Staff,
     kind: Kind = None,
     status: Annotated[str | None, Query(pattern=r"^(|pending|running|succeeded|failed)$")] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> HTMLResponse:
-    # The filter form sends an empty value for "any".
+    # The filter form sends an empty value for "any"; one job more than a page says
+    # whether there is a next page.
     query = JobListRequest.model_validate(
-        {"kind": kind or None, "status": status or None, "limit": 100}
+        {"kind": kind or None, "status": status or None, "limit": PAGE + 1, "offset": offset}
     )
-    jobs = [JobOut.model_validate(j) for j in service.list_jobs(session, query)]
+    found = [JobOut.model_validate(j) for j in service.list_jobs(session, query)]
+    base = "/console/jobs/list?" + urlencode({"kind": kind or "", "status": status or ""})
     return render(
         request,
         "jobs/list.html",
-        {"jobs": jobs, "kind": kind or "", "status": status or "", "kinds": sorted(HANDLERS)},
+        {
+            "jobs": found[:PAGE],
+            "kind": kind or "",
+            "status": status or "",
+            "kinds": sorted(HANDLERS),
+            "offset": offset,
+            "prev_url": f"{base}&offset={max(0, offset - PAGE)}" if offset > 0 else None,
+            "next_url": f"{base}&offset={offset + PAGE}" if len(found) > PAGE else None,
+        },
         user=user,
     )
 
@@ -90,7 +104,8 @@ def job_page(
     job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
 ) -> HTMLResponse:
     job = JobOut.model_validate(service.get_job(session, job_id))
-    return render(request, "jobs/show.html", {"job": job}, user=user)
+    result = results.result_view(job.kind, job.result)
+    return render(request, "jobs/show.html", {"job": job, "result": result}, user=user)
 
 
 @router.get("/jobs/{job_id}/status.json")
