@@ -169,6 +169,27 @@ class ManifestOut(ManifestSummary):
     rows: int
 
 
+class ManifestListItem(BaseModel):
+    """One line of the manifest list: what a reader compares, no storage locations."""
+
+    name: str
+    id: str
+    rows: int
+    splits: dict[str, int]
+    parent: str | None
+    created_by: str | None
+    created_at: datetime
+
+
+class ManifestPage(BaseModel):
+    """Manifests newest first, one page; ``more`` says whether an older page follows."""
+
+    manifests: list[ManifestListItem]
+    limit: int
+    offset: int
+    more: bool
+
+
 class RowOut(BaseModel):
     sha256: str
     split: str

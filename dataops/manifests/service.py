@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from dataops.errors import DataopsError, NotFound
 from dataops.manifests import models, rows_files
@@ -25,7 +25,13 @@ from dataops.manifests.body import RowRecord, verify_body
 from dataops.manifests.errors import ManifestNotFound, ManifestTampered
 from dataops.manifests.files import local_copy
 from dataops.manifests.models import Manifest
-from dataops.manifests.schemas import ManifestDetail, ManifestOut, RowOut
+from dataops.manifests.schemas import (
+    ManifestDetail,
+    ManifestListItem,
+    ManifestOut,
+    ManifestPage,
+    RowOut,
+)
 from dataops.storage import BlobStore, get_store
 
 KEY_PREFIX = "manifests"
@@ -94,6 +100,32 @@ def get_manifest(session: Session, ref: str) -> Manifest:
 
 def list_manifests(session: Session) -> list[Manifest]:
     return list(session.scalars(select(Manifest).order_by(Manifest.id)))
+
+
+def manifest_page(session: Session, *, limit: int = 50, offset: int = 0) -> ManifestPage:
+    """One page of manifests, newest first, with their parents' names: one query (the
+    primary key orders it), however many manifests were ever frozen."""
+    parent = aliased(Manifest)
+    rows = session.execute(
+        select(Manifest, parent.name)
+        .outerjoin(parent, parent.id == Manifest.parent_id)
+        .order_by(Manifest.id.desc())
+        .limit(limit + 1)
+        .offset(offset)
+    ).all()
+    items = [
+        ManifestListItem(
+            name=m.name,
+            id=m.content_hash,
+            rows=m.row_count,
+            splits=dict(m.split_counts),
+            parent=parent_name,
+            created_by=m.created_by,
+            created_at=m.created_at,
+        )
+        for m, parent_name in rows[:limit]
+    ]
+    return ManifestPage(manifests=items, limit=limit, offset=offset, more=len(rows) > limit)
 
 
 def body_location(manifest: Manifest, store: BlobStore | None = None) -> str:

@@ -178,7 +178,16 @@ def test_manifest_pages_list_datasheet_verify_and_diff(
     assert 'href="/console/manifests/hats-v1"' in listing.text and "hats-v2" in listing.text
     sheet = client.get("/console/manifests/hats-v2")
     assert sheet.status_code == 200 and "Datasheet" in sheet.text and "Composition" in sheet.text
-    verified = client.get("/console/manifests/hats-v2/verify")
+    # Verifying re-hashes every file: a POST form (with its CSRF token), never a plain link.
+    assert 'href="/console/manifests/hats-v2/verify' not in sheet.text
+    form = client.get("/console/manifests/hats-v2/verify")
+    assert form.status_code == 200 and "verify-result" not in form.text
+    refused = client.post("/console/manifests/hats-v2/verify", data={"body_only": "false"})
+    assert refused.status_code == 403 and "verify-result" not in refused.text
+    verified = client.post(
+        "/console/manifests/hats-v2/verify",
+        data={"body_only": "false", "csrf_token": csrf_of(sheet.text)},
+    )
     assert verified.status_code == 200 and "alert-good" in verified.text
     assert "all 5 images" in verified.text
     diff = client.get("/console/manifests/diff?a=hats-v1&b=hats-v2")
