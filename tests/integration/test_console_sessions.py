@@ -192,6 +192,27 @@ def test_cookie_is_secure_when_the_console_is_served_over_https(
         assert flag.lower() in cookie.lower(), cookie
 
 
+def test_cookie_follows_the_request_scheme_not_the_public_url(
+    api_app: FastAPI, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An https public URL does not make the cookie Secure on a plain http request: a browser
+    that opened the console over http would drop it and never stay signed in."""
+    monkeypatch.setenv("DATAOPS_PUBLIC_URL", "https://dataops.example")
+    reset_settings()
+    with TestClient(api_app, base_url="http://testserver") as client:
+        form = client.get("/console/sign-in")
+        csrf = _CSRF.search(form.text)
+        assert csrf is not None
+        done = client.post(
+            "/console/sign-in",
+            data={"token": make_user("admin"), "csrf_token": csrf.group(1)},
+            follow_redirects=False,
+        )
+    assert done.status_code == 303
+    cookie = done.headers["set-cookie"]
+    assert "dataops_console=" in cookie and "secure" not in cookie.lower(), cookie
+
+
 def _probe_app(api_app: FastAPI) -> FastAPI:
     """The app plus a staff-only console page, a vendor-scoped one and a POST form."""
     router = APIRouter(prefix="/console")

@@ -34,8 +34,10 @@ _STALE = "The sign-in form had expired or did not come from this page. Please tr
 
 
 def _secure(request: Request) -> bool:
-    """Secure cookies when the browser talks https (directly or through a TLS proxy)."""
-    return request.url.scheme == "https" or get_settings().public_url.startswith("https://")
+    """Secure cookies when the browser talks https: directly, or through a TLS proxy whose
+    X-Forwarded-Proto uvicorn trusts (``--proxy-headers``, ``FORWARDED_ALLOW_IPS``). Not the
+    public URL setting: a browser on plain http would drop a Secure cookie and never sign in."""
+    return request.url.scheme == "https"
 
 
 def _form(
