@@ -246,6 +246,23 @@ def test_a_vendor_never_hears_of_a_draft_cancelled_before_it_was_sent(console: C
     assert vendor.get(f"/console/batches/{batch_id}").status_code == 404
     queue_page = vendor.get(f"/console/queues/{queue_id}")
     assert f'/console/batches/{batch_id}"' not in queue_page.text
+    # nor is it in the queue's totals: the vendor counts only the batches it was sent
+    from sqlalchemy import func, select
+
+    from dataops.labeling.models import Queue
+    from dataops.labeling.progress import queue_progress
+
+    with console.session_factory() as session:
+        queue = session.get(Queue, queue_id)
+        assert queue is not None
+        staff_view = queue_progress(session, [queue], vendor_view=False)[0]
+        vendor_view = queue_progress(session, [queue], vendor_view=True)[0]
+        sent = session.scalar(
+            select(func.count())
+            .select_from(Batch)
+            .where(Batch.queue_id == queue_id, Batch.sent_at.is_not(None))
+        )
+    assert staff_view.batches > vendor_view.batches == sent
 
 
 def test_the_jobs_pager_reaches_the_oldest_job(console: Console) -> None:
