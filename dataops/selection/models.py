@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dataops.database.base import Base, utcnow
@@ -47,7 +47,17 @@ class BatchItem(Base):
     """One image in a batch; `item_key` is our idempotency key in Label Studio task data."""
 
     __tablename__ = "batch_items"
-    __table_args__ = (UniqueConstraint("batch_id", "image_id"),)
+    __table_args__ = (
+        UniqueConstraint("batch_id", "image_id"),
+        # The gold items of a batch: performance reports probe it once per answer (0017).
+        Index(
+            "ix_batch_items_gold",
+            "batch_id",
+            "image_id",
+            postgresql_where=text("is_gold IS true"),
+            sqlite_where=text("is_gold IS 1"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
