@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--keep", action="store_true", help="keep the generated database")
+    parser.add_argument("--url", help="a catalog kept by --keep: run on it, generate nothing")
     args = parser.parse_args()
 
     import psycopg
@@ -138,18 +140,20 @@ def main() -> None:
     from dataops.performance.service import performance_report
 
     name = f"dataops_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(args.admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = (
+    url = args.url or (
         args.admin_url.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0]
         + "/"
         + name
     )
+    if not args.url:
+        with psycopg.connect(args.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
     try:
         migrate.upgrade(url)
-        begin = time.perf_counter()
-        _populate(url, args.items)
-        print(f"catalog generated in {time.perf_counter() - begin:.0f} s")
+        if not args.url:
+            begin = time.perf_counter()
+            _populate(url, args.items)
+            print(f"catalog generated in {time.perf_counter() - begin:.0f} s")
         from sqlalchemy.orm import Session
 
         engine = get_engine(url)
@@ -182,12 +186,20 @@ def main() -> None:
                 )
     finally:
         dispose_engines()
-        with psycopg.connect(args.admin_url, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        if args.keep and not args.url:
+            print(f"kept: --url {url}")
+        if not (args.url or args.keep):
+            _drop(args.admin_url, name)
+
+
+def _drop(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 if __name__ == "__main__":
