@@ -81,7 +81,7 @@ def seed(
             "batch_items",
             f"""INSERT INTO batch_items (id, batch_id, image_id, item_key, position, score, is_overlap, is_gold,
                                       required_annotations, ls_task_id, pushed_at)
-            SELECT i, (i - 1) / {items_per_batch} + 1, i, 'item-' || i, (i - 1) % {items_per_batch}, ((i * 7919) % 1000) / 1000.0,
+            SELECT i, (i - 1) / {items_per_batch} + 1, i, 'item-' || i, (i - 1) % {items_per_batch}, ((i::bigint * 7919) % 1000) / 1000.0,
                    i % 10 = 3, i % 20 = 7, CASE WHEN i % 10 = 3 THEN 2 ELSE 1 END,
                    CASE WHEN (i - 1) / {items_per_batch} + 1 <= {batches} - {drafts} THEN i END,
                    CASE WHEN (i - 1) / {items_per_batch} + 1 <= {batches} - {drafts} THEN now() END
