@@ -5,9 +5,9 @@
   (``dataops.selection.pool.labeled_images``).
 - *duplicate groups* are live groups (not merged into another) with two or more members.
 
-The catalog counts scan the image and label tables (1.8-1.9 s on a million of each, benchmarks/console.py),
-so a process keeps them for ``COUNTS_MAX_AGE`` seconds per database and says when they were
-counted (``counted_at``); jobs and events are read fresh every time.
+The catalog counts scan the image and label tables (1.8-1.9 s on a million of each,
+``benchmarks/console.py``), so a process keeps them for ``COUNTS_MAX_AGE`` seconds per
+database and says when they were counted (``counted_at``); jobs and events are read fresh.
 """
 
 from __future__ import annotations
