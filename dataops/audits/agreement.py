@@ -279,6 +279,8 @@ def confusion_matrix(ratings: Ratings, annotator_a: Hashable, annotator_b: Hasha
 
     ya, yb = _pair_labels(ratings, annotator_a, annotator_b)
     labels = np.arange(ratings.n_categories)
+    if len(ya) == 0:  # sklearn refuses empty input; two annotators may share no item
+        return Confusion(ratings.categories, np.zeros((len(labels), len(labels)), dtype=np.int64))
     return Confusion(ratings.categories, sk_confusion(ya, yb, labels=labels))
 
 

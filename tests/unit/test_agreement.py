@@ -731,3 +731,18 @@ def test_weighted_kappa_is_mean_pairwise_for_more_annotators(weights: str) -> No
 def test_weighted_kappa_rejects_unknown_weights() -> None:
     with pytest.raises(ValueError, match="linear or quadratic"):
         weighted_kappa(_from_matrix(KRIPPENDORFF_2011), "cubic")  # type: ignore[arg-type]
+
+
+def test_annotators_who_share_no_item_have_an_empty_confusion() -> None:
+    # a and b overlap on items 1-2, b and c on items 3-4; a and c never rated the same item,
+    # as happens in any batch whose overlap does not pair every annotator with every other.
+    ratings = Ratings.from_records(
+        [
+            (1, "a", "x"), (1, "b", "x"), (2, "a", "y"), (2, "b", "y"),
+            (3, "b", "x"), (3, "c", "y"), (4, "b", "y"), (4, "c", "y"),
+        ]
+    )  # fmt: skip
+    apart = confusion_matrix(ratings, "a", "c")
+    assert apart.labels == ("x", "y")
+    assert apart.matrix.tolist() == [[0, 0], [0, 0]]
+    assert confusion_matrix(ratings, "b", "c").matrix.tolist() == [[0, 1], [0, 1]]
