@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import sessionmaker
 
-from tests.browser.conftest import Console, _free_port, _seed
+from tests.browser.conftest import Console, _free_port, _seed, _settings
 from tests.support.corpus import require_corpus
 from tests.support.labelstudio import LabelStudioInstance
 from tests.support.services import create_database, drop_database
@@ -37,8 +37,6 @@ def _console_server(
     """The shared fixture's console (users per role, two vendors), plus Label Studio and a
     scored vendor queue (``acme-garments``) over a dozen clothing photos."""
     from dataops import migrate
-    from dataops.config import reset_settings
-    from dataops.db import dispose_engines
     from tests.support import vendor_world
 
     root = tmp_path_factory.mktemp("console-requests")
@@ -48,28 +46,23 @@ def _console_server(
     process: subprocess.Popen[bytes] | None = None
     try:
         migrate.upgrade(database_url)
-        (root / "images").mkdir()
-        tokens, users, queues = _seed(database_url, root / "images")
-        photos = vendor_world.copy_clothing(require_corpus(), root / "clothing", 12)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("DATAOPS_DATABASE_URL", database_url)
-            mp.setenv("DATAOPS_DATA_DIR", str(root / "data"))
-            reset_settings()
-            try:
-                vendor_world.build(photos, overlap=0.0, gold=0.0, gold_pool=0, queue=QUEUE)
-            finally:
-                dispose_engines()
-                reset_settings()
         port = _free_port()
+        settings = {
+            "DATAOPS_DATABASE_URL": database_url,
+            "DATAOPS_DATA_DIR": str(root / "data"),
+            "DATAOPS_SECRET_KEY": "b" * 64,
+            "DATAOPS_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "DATAOPS_INGEST__WORKERS": "1",
+            "DATAOPS_LABELSTUDIO_URL": labelstudio.url,
+            "DATAOPS_LABELSTUDIO_TOKEN": labelstudio.admin_token,
+        }
+        (root / "images").mkdir()
+        tokens, users, queues = _seed(settings, root / "images")
+        photos = vendor_world.copy_clothing(require_corpus(), root / "clothing", 12)
+        with _settings(settings):
+            vendor_world.build(photos, overlap=0.0, gold=0.0, gold_pool=0, queue=QUEUE)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DATAOPS_")}
-        env.update(
-            DATAOPS_DATABASE_URL=database_url,
-            DATAOPS_DATA_DIR=str(root / "data"),
-            DATAOPS_SECRET_KEY="b" * 64,
-            DATAOPS_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            DATAOPS_LABELSTUDIO_URL=labelstudio.url,
-            DATAOPS_LABELSTUDIO_TOKEN=labelstudio.admin_token,
-        )
+        env.update(settings)
         log = root / "server.log"
         process = subprocess.Popen(
             [
@@ -109,6 +102,7 @@ def _console_server(
             session_factory=sessionmaker(bind=engine, expire_on_commit=False),
             users=users,
             log=log,
+            env=settings,
         )
     finally:
         if process is not None:
