@@ -232,8 +232,10 @@ def console(_console_server: Console) -> Iterator[Console]:
         yield _console_server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def _browser() -> Iterator[Any]:
+    """One Chromium per module: Playwright's sync API holds an asyncio loop open while it
+    runs, so it must stop before any later test calls ``asyncio.run``."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
