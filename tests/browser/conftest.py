@@ -149,11 +149,16 @@ def _seed(
     return tokens, users, queues
 
 
-@pytest.fixture(scope="module")
-def _console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+@contextmanager
+def serve_console(
+    root: Path,
+    extra: dict[str, str] | None = None,
+    seed: Callable[[dict[str, str]], None] | None = None,
+) -> Iterator[Console]:
+    """A console server over a fresh migrated PostgreSQL catalog holding ``_seed``'s users and
+    queues; ``extra`` adds settings (Label Studio, say), ``seed(settings)`` adds data first."""
     from dataops import migrate
 
-    root = tmp_path_factory.mktemp("console")
     name = f"dataops_b_{uuid.uuid4().hex[:12]}"
     database_url = create_database(name)
     engine = create_engine(database_url)
@@ -167,9 +172,12 @@ def _console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consol
             "DATAOPS_SECRET_KEY": "b" * 64,
             "DATAOPS_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "DATAOPS_INGEST__WORKERS": "1",
+            **(extra or {}),
         }
         (root / "images").mkdir()
         tokens, users, queues = _seed(settings, root / "images")
+        if seed is not None:
+            seed(settings)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DATAOPS_")}
         env.update(settings)
         log = root / "server.log"
@@ -223,6 +231,12 @@ def _console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consol
                 process.wait(timeout=15)
         engine.dispose()
         drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def _console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    with serve_console(tmp_path_factory.mktemp("console")) as console:
+        yield console
 
 
 @pytest.fixture

@@ -7,23 +7,17 @@ server has no Label Studio connection), so its in-process push job really create
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import func, select
 
-from tests.browser.conftest import Console, _free_port, _seed, _settings
+from tests.browser.conftest import Console, _settings, serve_console
 from tests.support.corpus import require_corpus
 from tests.support.labelstudio import LabelStudioInstance
-from tests.support.services import create_database, drop_database
 from tests.support.wait import wait_until
 
 SignIn = Callable[[Any, str], None]
@@ -36,84 +30,21 @@ def _console_server(
 ) -> Iterator[Console]:
     """The shared fixture's console (users per role, two vendors), plus Label Studio and a
     scored vendor queue (``acme-garments``) over a dozen clothing photos."""
-    from dataops import migrate
     from tests.support import vendor_world
 
     root = tmp_path_factory.mktemp("console-requests")
-    name = f"dataops_b_{uuid.uuid4().hex[:12]}"
-    database_url = create_database(name)
-    engine = create_engine(database_url)
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        migrate.upgrade(database_url)
-        port = _free_port()
-        settings = {
-            "DATAOPS_DATABASE_URL": database_url,
-            "DATAOPS_DATA_DIR": str(root / "data"),
-            "DATAOPS_SECRET_KEY": "b" * 64,
-            "DATAOPS_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "DATAOPS_INGEST__WORKERS": "1",
-            "DATAOPS_LABELSTUDIO_URL": labelstudio.url,
-            "DATAOPS_LABELSTUDIO_TOKEN": labelstudio.admin_token,
-        }
-        (root / "images").mkdir()
-        tokens, users, queues = _seed(settings, root / "images")
+
+    def seed(settings: dict[str, str]) -> None:
         photos = vendor_world.copy_clothing(require_corpus(), root / "clothing", 12)
         with _settings(settings):
             vendor_world.build(photos, overlap=0.0, gold=0.0, gold_pool=0, queue=QUEUE)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DATAOPS_")}
-        env.update(settings)
-        log = root / "server.log"
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "dataops.api.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=root,
-            env=env,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
 
-        def up() -> bool:
-            if process is not None and process.poll() is not None:
-                raise AssertionError(f"console server exited:\n{log.read_text()[-3000:]}")
-            try:
-                return httpx.get(f"{url}/console/sign-in", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, "the console server to answer", timeout=60, interval=0.2)
-        yield Console(
-            url=url,
-            database_url=database_url,
-            tokens=tokens,
-            queues=queues,
-            session_factory=sessionmaker(bind=engine, expire_on_commit=False),
-            users=users,
-            log=log,
-            env=settings,
-        )
-    finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
-        engine.dispose()
-        drop_database(name)
+    extra = {
+        "DATAOPS_LABELSTUDIO_URL": labelstudio.url,
+        "DATAOPS_LABELSTUDIO_TOKEN": labelstudio.admin_token,
+    }
+    with serve_console(root, extra, seed) as console:
+        yield console
 
 
 def _request(page: Any, strategy: str, size: int) -> str:
